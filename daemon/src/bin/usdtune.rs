@@ -1,0 +1,1 @@
+fn main() -> std::process::ExitCode { usdtune::cli::main_with(std::env::args()) }

@@ -1,0 +1,361 @@
+//! The `usdtune` command line. A client of the daemon; with no daemon reachable,
+//! `optimize` and `decide` start one in-process with a local executor (embedded mode).
+//!
+//! Exit codes: 0 run completed · 1 run failed or was blocked · 2 usage or input error ·
+//! 3 the run awaits a decision (answer with `usdtune decide RUN BRANCH`).
+//! Logs and progress go to stderr; `--json` prints one document on stdout.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::daemon::{Config, Core, INPUT_ERROR_CODES};
+use crate::proto::{self, run_service_client::RunServiceClient, RunState};
+use crate::setup::{self, ExecutorEnv};
+
+#[derive(Parser)]
+#[command(name = "usdtune", version, about = "USD performance tuning: profile, assess, restructure, optimize, verify, report")]
+struct Cli {
+    /// Daemon address (HOST:PORT). Without a reachable daemon, commands run embedded.
+    #[arg(long, global = true, env = "USDTUNE_DAEMON", default_value = crate::DEFAULT_DAEMON_ADDRESS)]
+    daemon: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prepare the executor environment (CPython 3.12 venv with pinned usd-optimize, grpcio, ...).
+    Setup {
+        /// Also install test-only tools (headless Kit, pytest).
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Optimize a stage: every phase of the workflow, ending in OUTDIR/optimization-report.{json,md}.
+    Optimize {
+        stage: String,
+        /// Run workspace: artifacts, report and the optimized stage go here.
+        #[arg(short = 'o', long = "out")]
+        out: Option<String>,
+        /// Answer the restructure gate up front (deduplicate-internally, extract-as-assets,
+        /// decompose-for-selective-loading, optimize-as-is, exit).
+        #[arg(long)]
+        restructure: Option<String>,
+        /// Accept a gate's recommended branch without asking (a gate with no recommendation still asks).
+        #[arg(short, long)]
+        yes: bool,
+        /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
+        #[arg(long)]
+        json: bool,
+        /// usd-optimize operations the user asks for explicitly; a missing one blocks the run.
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+    },
+    /// Run the daemon service (same as `usdtuned`).
+    Daemon {
+        #[arg(long, default_value = crate::DEFAULT_DAEMON_ADDRESS)]
+        listen: String,
+        /// Do not start a local executor when none is connected.
+        #[arg(long)]
+        no_spawn_executor: bool,
+    },
+    /// List runs.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run.
+    Show { run: String },
+    /// Answer a run's open gate, then follow the run to its end.
+    Decide {
+        run: String,
+        branch: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run.
+    Cancel { run: String },
+}
+
+pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let daemon_mode = matches!(cli.command, Command::Daemon { .. });
+    let filter = std::env::var("USDTUNE_LOG").unwrap_or_else(|_| if daemon_mode { "info".into() } else { "warn".into() });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn note(message: &str) {
+    eprintln!("[usdtune] {message}");
+}
+
+/// A daemon to talk to: the reachable one, or an embedded one started here.
+struct Session {
+    client: RunServiceClient<Channel>,
+    embedded: Option<Arc<Core>>,
+}
+
+impl Session {
+    async fn open(address: &str, allow_embedded: bool) -> anyhow::Result<Self> {
+        let endpoint = Channel::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_millis(500));
+        if let Ok(channel) = endpoint.connect().await {
+            return Ok(Self { client: RunServiceClient::new(channel), embedded: None });
+        }
+        if !allow_embedded {
+            anyhow::bail!("daemon_unreachable: no usdtuned at {address}");
+        }
+        let env = ExecutorEnv::default_location();
+        if !env.is_ready(false) {
+            note("executor environment missing or stale: running `usdtune setup` first");
+            setup::setup(&env, false, &mut |m| note(m))?;
+        }
+        let core = Core::new(Config { data_dir: setup::data_dir(), local_executor: Some(env), executor_wait: Duration::from_secs(120) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (address, _) = crate::daemon::serve(core.clone(), listener)?;
+        let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
+        Ok(Self { client: RunServiceClient::new(channel), embedded: Some(core) })
+    }
+
+    async fn close(self) {
+        if let Some(core) = self.embedded {
+            core.shutdown().await;
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Setup { dev } => {
+            setup::setup(&ExecutorEnv::default_location(), dev, &mut |m| note(m))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon { listen, no_spawn_executor } => {
+            let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
+            let core = Core::new(Config { data_dir: setup::data_dir(), local_executor: env, executor_wait: Duration::from_secs(120) });
+            let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let (address, server) = crate::daemon::serve(core.clone(), listener)?;
+            eprintln!("usdtuned listening on {address}");
+            tokio::select! {
+                _ = server => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            core.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Optimize { stage, out, restructure, yes, json, operations } => {
+            if !std::path::Path::new(&stage).is_file() {
+                eprintln!("Error: stage_not_found: stage file does not exist: {stage}");
+                return Ok(ExitCode::from(2));
+            }
+            let mut session = Session::open(&cli.daemon, true).await?;
+            let request = proto::SubmitRunRequest {
+                stage_path: stage,
+                output_dir: out.unwrap_or_default(),
+                restructure_branch: restructure.unwrap_or_default(),
+                requested_operations: operations,
+            };
+            let run = match session.client.submit_run(request).await {
+                Ok(r) => r.into_inner(),
+                Err(status) => {
+                    eprintln!("Error: {}", status.message());
+                    session.close().await;
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            note(&format!("run {} → {}", run.run_id, run.output_dir));
+            let code = follow(&mut session.client, &run.run_id, yes, json).await?;
+            session.close().await;
+            Ok(code)
+        }
+        Command::Decide { run, branch, json } => {
+            let mut session = Session::open(&cli.daemon, true).await?;
+            let answered = session.client.answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch }).await;
+            if let Err(status) = answered {
+                eprintln!("Error: {}", status.message());
+                session.close().await;
+                return Ok(ExitCode::from(2));
+            }
+            let code = follow(&mut session.client, &run, false, json).await?;
+            session.close().await;
+            Ok(code)
+        }
+        Command::Runs { json } => {
+            let mut session = Session::open(&cli.daemon, true).await?;
+            let runs = session.client.list_runs(proto::ListRunsRequest {}).await?.into_inner().runs;
+            if json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for r in &runs {
+                    println!("{}  {:<18} {:<32} {}", r.run_id, state_name(r.state), r.milestone, r.stage_path);
+                }
+            }
+            session.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { run } => {
+            let mut session = Session::open(&cli.daemon, true).await?;
+            let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
+            session.close().await;
+            match shown {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let mut doc = run_json(&r);
+                    doc["phases"] = json!(r.phases.iter().map(|p| json!({"milestone": p.milestone, "status": p.status, "note": p.note, "seconds": p.seconds})).collect::<Vec<_>>());
+                    if let Some(g) = &r.gate {
+                        doc["gate"] = json!({"id": g.id, "question": g.question, "branches": g.branches, "recommended": g.recommended});
+                    }
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(status) => {
+                    eprintln!("Error: {}", status.message());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Cancel { run } => {
+            let mut session = Session::open(&cli.daemon, false).await?;
+            session.client.cancel_run(proto::CancelRunRequest { run_id: run }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match RunState::try_from(state).unwrap_or(RunState::Unspecified) {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::AwaitingDecision => "awaiting_decision",
+        RunState::Completed => "completed",
+        RunState::Failed => "failed",
+        RunState::Blocked => "blocked",
+        RunState::Cancelled => "cancelled",
+        RunState::Unspecified => "unknown",
+    }
+}
+
+fn run_json(r: &proto::Run) -> serde_json::Value {
+    let opt = |s: &str| if s.is_empty() { serde_json::Value::Null } else { json!(s) };
+    json!({
+        "run_id": r.run_id, "state": state_name(r.state), "milestone": r.milestone, "stage_path": r.stage_path,
+        "workspace": r.output_dir, "report_path": opt(&r.report_path),
+        "markdown_report_path": if r.report_path.is_empty() { serde_json::Value::Null } else { json!(r.report_path.replace(".json", ".md")) },
+        "output_path": opt(&r.output_stage_path), "verdict": opt(&r.verdict), "workflow_mode": opt(&r.workflow_mode),
+        "code": opt(&r.code), "message": opt(&r.message),
+    })
+}
+
+/// Follow a run's events to its end (or to a gate nobody here can answer).
+async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let mut stream = client.watch_run(proto::WatchRunRequest { run_id: run_id.into() }).await?.into_inner();
+    let mut last: Option<proto::Run> = None;
+    let mut asked_gate = false;
+    while let Some(event) = stream.message().await? {
+        match event.kind.as_str() {
+            "phase_started" => note(&format!("{} ...", event.milestone)),
+            "phase_finished" => {
+                let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
+                if let Some(p) = phase {
+                    note(&format!("{} {}{} {}", p.milestone, p.status, if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() }, p.note));
+                }
+            }
+            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => note(&format!("  {} {}", event.milestone, event.message)),
+            _ => {}
+        }
+        let Some(run) = event.run else { continue };
+        let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
+        if state == RunState::AwaitingDecision && !asked_gate {
+            let gate = run.gate.clone().unwrap_or_default();
+            let answer = if yes && !gate.recommended.is_empty() {
+                note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
+                Some(gate.recommended.clone())
+            } else if std::io::stdin().is_terminal() {
+                prompt(&gate)?
+            } else {
+                None
+            };
+            match answer {
+                Some(branch) => {
+                    asked_gate = true;
+                    client.answer_gate(proto::AnswerGateRequest { run_id: run_id.into(), gate_id: gate.id.clone(), branch }).await?;
+                }
+                None => {
+                    eprintln!("Error: awaiting_restructure_decision: run {run_id} stopped at the {} gate: {}", gate.id, gate.question);
+                    eprintln!("  branches: {}{}", gate.branches.join(", "),
+                              if gate.recommended.is_empty() { String::new() } else { format!(" (recommended: {})", gate.recommended) });
+                    eprintln!("  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)");
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+                    }
+                    return Ok(ExitCode::from(3));
+                }
+            }
+        } else if state != RunState::AwaitingDecision {
+            asked_gate = false;
+        }
+        let terminal = matches!(state, RunState::Completed | RunState::Failed | RunState::Blocked | RunState::Cancelled);
+        last = Some(run);
+        if terminal {
+            break;
+        }
+    }
+    let run = last.ok_or_else(|| anyhow::anyhow!("the daemon closed the event stream without a run state"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+    }
+    let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
+    if state == RunState::Completed {
+        note(&format!("report: {}", run.report_path));
+        if !run.output_stage_path.is_empty() {
+            note(&format!("optimized stage: {}", run.output_stage_path));
+        }
+        note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        eprintln!("Success!");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
+    eprintln!("Failed!");
+    Ok(ExitCode::from(if INPUT_ERROR_CODES.contains(&run.code.as_str()) { 2 } else if state == RunState::AwaitingDecision { 3 } else { 1 }))
+}
+
+fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
+    let mut err = std::io::stderr();
+    writeln!(err, "\n{}", gate.question)?;
+    for (i, b) in gate.branches.iter().enumerate() {
+        writeln!(err, "  {}) {}{}", i + 1, b, if *b == gate.recommended { "  (recommended)" } else { "" })?;
+    }
+    loop {
+        write!(err, "choose 1-{}: ", gate.branches.len())?;
+        err.flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim();
+        if let Some(b) = line.parse::<usize>().ok().and_then(|i| gate.branches.get(i.wrapping_sub(1))) {
+            return Ok(Some(b.clone()));
+        }
+        if gate.branches.iter().any(|b| b == line) {
+            return Ok(Some(line.to_string()));
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Wiring: the daemon core (runs, executor hub, events) and its gRPC server. The same core
+//! serves a long-running `usdtuned` and the CLI's embedded mode; in both, a local headless
+//! executor is spawned on demand when no executor is connected.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+use crate::executors::{ExecutorHub, TaskFailure};
+use crate::proto;
+use crate::run::{self, Answer, RunRecord, RunSlot, RunState};
+use crate::setup::ExecutorEnv;
+use crate::store::Workspace;
+
+pub struct Config {
+    /// Where run indexes (and default run workspaces) live.
+    pub data_dir: PathBuf,
+    /// Spawn `python -m usdtune_executor` from this environment when no executor is connected.
+    pub local_executor: Option<ExecutorEnv>,
+    /// How long a task waits for a capable executor to connect.
+    pub executor_wait: Duration,
+}
+
+pub struct Core {
+    pub hub: ExecutorHub,
+    pub config: Config,
+    runs: Mutex<HashMap<String, Arc<RunSlot>>>,
+    events: broadcast::Sender<proto::RunEvent>,
+    address: OnceLock<SocketAddr>,
+    children: Mutex<Vec<tokio::process::Child>>,
+}
+
+/// Outcome codes that mean the input itself is unusable (CLI exit code 2).
+pub const INPUT_ERROR_CODES: &[&str] = &["stage_not_found", "stage_open_failed", "stage_is_directory", "unsupported_format", "stage_path_missing", "invalid_restructure_branch"];
+
+impl Core {
+    pub fn new(config: Config) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            hub: ExecutorHub::default(),
+            config,
+            runs: Mutex::new(HashMap::new()),
+            events,
+            address: OnceLock::new(),
+            children: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<proto::RunEvent> {
+        self.events.subscribe()
+    }
+
+    fn index_path(&self, run_id: &str) -> PathBuf {
+        self.config.data_dir.join("runs").join(format!("{run_id}.workspace"))
+    }
+
+    /// Persist the run to its workspace and tell watchers.
+    pub fn persist_and_emit(&self, record: &RunRecord, kind: &str, milestone: &str, message: &str) {
+        let value = serde_json::to_value(record).expect("run record serializes");
+        if let Err(e) = record.workspace().write_artifact("run", &value) {
+            tracing::error!(run = %record.run_id, "cannot persist run: {e}");
+        }
+        let _ = self.events.send(proto::RunEvent {
+            run_id: record.run_id.clone(),
+            kind: kind.into(),
+            milestone: milestone.into(),
+            message: message.into(),
+            fraction: -1.0,
+            run: Some(to_proto(record)),
+        });
+    }
+
+    /// Run one executor task for a run, forwarding its progress as run events.
+    pub async fn run_task(self: &Arc<Self>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>) {
+        if let Err(e) = self.ensure_local_executor().await {
+            return (String::new(), Err(e));
+        }
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
+        let forward = {
+            let core = self.clone();
+            let (run_id, milestone) = (run_id.to_string(), milestone.to_string());
+            tokio::spawn(async move {
+                while let Some((fraction, message)) = progress_rx.recv().await {
+                    let run = core.slot(&run_id).map(|s| to_proto(&s.snapshot()));
+                    let _ = core.events.send(proto::RunEvent { run_id: run_id.clone(), kind: "progress".into(), milestone: milestone.clone(), message, fraction, run });
+                }
+            })
+        };
+        let outcome = self.hub.run_task(kind, &params, Some(progress_tx), self.config.executor_wait).await;
+        forward.abort();
+        outcome
+    }
+
+    async fn ensure_local_executor(&self) -> Result<(), TaskFailure> {
+        let Some(env) = &self.config.local_executor else { return Ok(()) };
+        if !self.hub.connected().is_empty() {
+            return Ok(());
+        }
+        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
+        let mut children = self.children.lock().unwrap();
+        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if !children.is_empty() {
+            return Ok(()); // started, not yet connected: run_task waits for its hello
+        }
+        let child = tokio::process::Command::new(env.python())
+            .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", "local"])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display())))?;
+        tracing::info!(pid = child.id(), "spawned local executor");
+        children.push(child);
+        Ok(())
+    }
+
+    pub fn slot(&self, run_id: &str) -> Option<Arc<RunSlot>> {
+        self.runs.lock().unwrap().get(run_id).cloned()
+    }
+
+    /// A run from memory, or from its workspace when an earlier daemon ran it.
+    pub fn load(&self, run_id: &str) -> Option<RunRecord> {
+        if let Some(slot) = self.slot(run_id) {
+            return Some(slot.snapshot());
+        }
+        let workspace = std::fs::read_to_string(self.index_path(run_id)).ok()?;
+        let value = Workspace::new(workspace.trim()).read_artifact("run").ok()?;
+        serde_json::from_value(value).ok()
+    }
+
+    pub fn list(&self) -> Vec<RunRecord> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.config.data_dir.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".workspace")).map(String::from))
+            .collect();
+        ids.extend(self.runs.lock().unwrap().keys().cloned());
+        ids.sort();
+        ids.dedup();
+        let mut runs: Vec<RunRecord> = ids.iter().filter_map(|id| self.load(id)).collect();
+        runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        runs
+    }
+
+    pub fn submit(self: &Arc<Self>, request: proto::SubmitRunRequest) -> Result<RunRecord, Status> {
+        let stage = PathBuf::from(&request.stage_path);
+        if !stage.is_file() {
+            return Err(Status::invalid_argument(format!("stage_not_found: stage file does not exist: {}", stage.display())));
+        }
+        let stage = std::fs::canonicalize(&stage).map_err(|e| Status::invalid_argument(format!("stage_not_found: {}: {e}", stage.display())))?;
+        if let Some(branch) = Some(request.restructure_branch.as_str()).filter(|b| !b.is_empty()) {
+            if crate::decisions::restructure::Branch::parse(branch).is_none() {
+                return Err(Status::invalid_argument(format!("invalid_restructure_branch: unknown branch '{branch}'")));
+            }
+        }
+        let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let output_dir = if request.output_dir.is_empty() {
+            self.config.data_dir.join("runs").join(&run_id)
+        } else {
+            std::path::absolute(&request.output_dir).map_err(|e| Status::invalid_argument(format!("output_dir: {e}")))?
+        };
+        if stage.parent() == Some(output_dir.as_path()) && output_dir.join("optimization-report.json").exists() {
+            tracing::warn!("output folder already holds a report; it will be replaced");
+        }
+        std::fs::create_dir_all(&output_dir).map_err(|e| Status::invalid_argument(format!("output_dir_unwritable: {}: {e}", output_dir.display())))?;
+        let branch = Some(request.restructure_branch).filter(|b| !b.is_empty());
+        let record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
+        crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes()).map_err(|e| Status::internal(e.to_string()))?;
+        self.persist_and_emit(&record, "snapshot", &record.milestone, "submitted");
+        self.start(RunSlot::new(record.clone()));
+        Ok(record)
+    }
+
+    fn start(self: &Arc<Self>, slot: Arc<RunSlot>) {
+        let run_id = slot.snapshot().run_id;
+        self.runs.lock().unwrap().insert(run_id, slot.clone());
+        tokio::spawn(run::drive(self.clone(), slot));
+    }
+
+    pub fn answer(self: &Arc<Self>, run_id: &str, gate_id: &str, branch_text: &str, answered_by: &'static str) -> Result<RunRecord, Status> {
+        let branch = crate::decisions::restructure::Branch::parse(branch_text)
+            .ok_or_else(|| Status::invalid_argument(format!("invalid_restructure_branch: unknown branch '{branch_text}'")))?;
+        let record = self.load(run_id).ok_or_else(|| Status::not_found(format!("run_not_found: {run_id}")))?;
+        let gate = record.gate.clone().filter(|_| record.state == RunState::AwaitingDecision)
+            .ok_or_else(|| Status::failed_precondition(format!("no_open_gate: run {run_id} is {:?}, not awaiting a decision", record.state)))?;
+        if !gate_id.is_empty() && gate_id != gate.id {
+            return Err(Status::failed_precondition(format!("no_open_gate: the open gate is {}, not {gate_id}", gate.id)));
+        }
+        if !gate.branches.iter().any(|b| b == branch_text) {
+            return Err(Status::invalid_argument(format!("invalid_restructure_branch: '{branch_text}' is not offered; choose one of {}", gate.branches.join(", "))));
+        }
+        match self.slot(run_id) {
+            Some(slot) => {
+                let _ = slot.answer_tx.send(Answer { branch, answered_by });
+            }
+            None => {
+                // Resume a run that an earlier daemon left at the gate.
+                let mut resumed = record.clone();
+                resumed.gate = None;
+                resumed.route.restructure_branch = Some(branch.as_str().into());
+                resumed.route.decision_source = Some(answered_by.into());
+                self.start(RunSlot::new(resumed));
+            }
+        }
+        Ok(self.load(run_id).unwrap_or(record))
+    }
+
+    pub fn cancel(&self, run_id: &str) -> Result<RunRecord, Status> {
+        let slot = self.slot(run_id).ok_or_else(|| Status::not_found(format!("run_not_found: {run_id} is not active in this daemon")))?;
+        slot.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(slot.snapshot())
+    }
+
+    /// Stop local executors (embedded mode exit).
+    pub async fn shutdown(&self) {
+        self.hub.shutdown_all("daemon shutting down");
+        let children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
+        for mut child in children {
+            if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+pub fn to_proto(r: &RunRecord) -> proto::Run {
+    let state = match r.state {
+        RunState::Queued => proto::RunState::Queued,
+        RunState::Running => proto::RunState::Running,
+        RunState::AwaitingDecision => proto::RunState::AwaitingDecision,
+        RunState::Completed => proto::RunState::Completed,
+        RunState::Failed => proto::RunState::Failed,
+        RunState::Blocked => proto::RunState::Blocked,
+        RunState::Cancelled => proto::RunState::Cancelled,
+    };
+    proto::Run {
+        run_id: r.run_id.clone(),
+        stage_path: r.stage_path.clone(),
+        output_dir: r.output_dir.clone(),
+        state: state as i32,
+        milestone: r.milestone.clone(),
+        gate: r.gate.as_ref().map(|g| proto::Gate {
+            id: g.id.clone(),
+            question: g.question.clone(),
+            branches: g.branches.clone(),
+            recommended: g.recommended.clone().unwrap_or_default(),
+            evidence_json: g.evidence.to_string(),
+        }),
+        code: r.code.clone(),
+        message: r.message.clone(),
+        report_path: r.report_path.clone(),
+        output_stage_path: r.output_stage_path.clone(),
+        verdict: r.verdict.clone(),
+        workflow_mode: r.workflow_mode.clone(),
+        phases: r.phases.iter().map(|p| proto::PhaseRecord {
+            milestone: p.milestone.clone(), status: p.status.clone(), note: p.note.clone(), seconds: p.seconds, artifacts: p.artifacts.clone(),
+        }).collect(),
+        created_at: r.created_at.clone(),
+    }
+}
+
+/// Serve both gRPC services on `listener` until the process ends. Also reaps silent executors.
+pub fn serve(core: Arc<Core>, listener: tokio::net::TcpListener) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let address = listener.local_addr()?;
+    let _ = core.address.set(address);
+    let reaper = core.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reaper.hub.reap_silent();
+        }
+    });
+    let service = crate::service::Service { core };
+    let handle = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(proto::run_service_server::RunServiceServer::new(service.clone()))
+            .add_service(proto::executor_service_server::ExecutorServiceServer::new(service))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+        if let Err(e) = result {
+            tracing::error!("gRPC server stopped: {e}");
+        }
+    });
+    Ok((address, handle))
+}

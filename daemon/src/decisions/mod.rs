@@ -1,0 +1,8 @@
+//! Every workflow decision, as plain functions over facts: no USD, no I/O, unit-tested on
+//! small hand-written inputs. The executor measures; these decide.
+
+pub mod assessment;
+pub mod compare;
+pub mod op_chain;
+pub mod restructure;
+pub mod score;

@@ -1,0 +1,279 @@
+//! The executor hub: who is connected, what each can do, and the lease of every task.
+//!
+//! A task is leased to one idle executor that declares its kind. The lease ends with the
+//! executor's result, or with `executor_lost` when its stream closes (process killed,
+//! connection dropped) or when it stays silent longer than [`ExecutorHub::lost_after`]:
+//! a run never waits on a dead executor.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+use crate::phases::codes;
+use crate::proto::{self, daemon_message, executor_message, DaemonMessage};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub code: String,
+    pub message: String,
+    pub path: String,
+}
+
+impl TaskFailure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_string(), message: message.into(), path: String::new() }
+    }
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if !self.path.is_empty() && !self.message.contains(&self.path) {
+            write!(f, " ({})", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+pub type Outbox = mpsc::UnboundedSender<Result<DaemonMessage, Status>>;
+pub type ProgressSink = mpsc::UnboundedSender<(f64, String)>;
+
+struct Connection {
+    hello: proto::Hello,
+    outbox: Outbox,
+    busy: Option<String>,
+    last_seen: Instant,
+}
+
+struct Lease {
+    executor_id: String,
+    kind: String,
+    reply: oneshot::Sender<Result<Value, TaskFailure>>,
+    progress: Option<ProgressSink>,
+}
+
+#[derive(Default)]
+struct HubState {
+    connections: HashMap<String, Connection>,
+    leases: HashMap<String, Lease>,
+}
+
+pub struct ExecutorHub {
+    state: Mutex<HubState>,
+    /// Silence longer than this (no heartbeat, no message) counts as a lost executor.
+    pub lost_after: Duration,
+}
+
+impl Default for ExecutorHub {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(20))
+    }
+}
+
+impl ExecutorHub {
+    pub fn new(lost_after: Duration) -> Self {
+        Self { state: Mutex::new(HubState::default()), lost_after }
+    }
+
+    /// Register a connected executor. Returns the id it is known by (unique).
+    pub fn register(&self, hello: proto::Hello, outbox: Outbox) -> String {
+        let mut state = self.state.lock().unwrap();
+        let mut id = if hello.executor_id.is_empty() { format!("executor-{}", hello.pid) } else { hello.executor_id.clone() };
+        while state.connections.contains_key(&id) {
+            id.push('+');
+        }
+        tracing::info!(executor = %id, runtime = %hello.runtime, so = %hello.usd_optimize_version, "executor connected");
+        state.connections.insert(id.clone(), Connection { hello, outbox, busy: None, last_seen: Instant::now() });
+        id
+    }
+
+    /// Forget an executor and fail whatever it was doing.
+    pub fn unregister(&self, executor_id: &str, reason: &str) {
+        let mut state = self.state.lock().unwrap();
+        if state.connections.remove(executor_id).is_none() {
+            return;
+        }
+        tracing::warn!(executor = %executor_id, %reason, "executor gone");
+        let lost: Vec<String> = state
+            .leases
+            .iter()
+            .filter(|(_, l)| l.executor_id == executor_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for task_id in lost {
+            let lease = state.leases.remove(&task_id).expect("listed above");
+            let _ = lease.reply.send(Err(TaskFailure::new(
+                codes::EXECUTOR_LOST,
+                format!("executor {executor_id} was lost during task '{}' ({reason}); the task did not complete", lease.kind),
+            )));
+        }
+    }
+
+    pub fn on_message(&self, executor_id: &str, message: proto::ExecutorMessage) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(conn) = state.connections.get_mut(executor_id) {
+            conn.last_seen = Instant::now();
+        }
+        match message.body {
+            Some(executor_message::Body::Progress(p)) => {
+                if let Some(sink) = state.leases.get(&p.task_id).and_then(|l| l.progress.as_ref()) {
+                    let _ = sink.send((p.fraction, p.message));
+                }
+            }
+            Some(executor_message::Body::Result(result)) => {
+                if let Some(conn) = state.connections.get_mut(executor_id) {
+                    conn.busy = None;
+                }
+                if let Some(lease) = state.leases.remove(&result.task_id) {
+                    let outcome = if result.ok {
+                        serde_json::from_str(&result.result_json)
+                            .map_err(|e| TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}")))
+                    } else {
+                        Err(TaskFailure { code: result.error_code, message: result.error_message, path: result.error_path })
+                    };
+                    let _ = lease.reply.send(outcome);
+                }
+            }
+            Some(executor_message::Body::Heartbeat(_)) | Some(executor_message::Body::Hello(_)) | None => {}
+        }
+    }
+
+    /// Drop executors that stopped talking; called periodically by the daemon.
+    pub fn reap_silent(&self) {
+        let silent: Vec<String> = {
+            let state = self.state.lock().unwrap();
+            state
+                .connections
+                .iter()
+                .filter(|(_, c)| c.last_seen.elapsed() > self.lost_after)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in silent {
+            self.unregister(&id, &format!("no heartbeat for {:?}", self.lost_after));
+        }
+    }
+
+    pub fn connected(&self) -> Vec<proto::Hello> {
+        self.state.lock().unwrap().connections.values().map(|c| c.hello.clone()).collect()
+    }
+
+    pub fn hello_of(&self, executor_id: &str) -> Option<proto::Hello> {
+        self.state.lock().unwrap().connections.get(executor_id).map(|c| c.hello.clone())
+    }
+
+    /// Lease a task to an idle executor that can run `kind`, waiting up to `wait` for one,
+    /// and return its result. Returns the executor's id with the outcome.
+    pub async fn run_task(
+        &self,
+        kind: &str,
+        params: &Value,
+        progress: Option<ProgressSink>,
+        wait: Duration,
+    ) -> (String, Result<Value, TaskFailure>) {
+        let deadline = Instant::now() + wait;
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let (reply, outcome) = oneshot::channel();
+        let mut reply = Some(reply);
+        let executor_id = loop {
+            {
+                let mut state = self.state.lock().unwrap();
+                let state = &mut *state;
+                let idle = state.connections.iter_mut().find(|(_, c)| c.busy.is_none() && c.hello.task_kinds.iter().any(|k| k == kind));
+                if let Some((id, conn)) = idle {
+                    let task = proto::Task { task_id: task_id.clone(), kind: kind.to_string(), params_json: params.to_string() };
+                    if conn.outbox.send(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(task)) })).is_ok() {
+                        conn.busy = Some(task_id.clone());
+                        let id = id.clone();
+                        state.leases.insert(task_id.clone(), Lease {
+                            executor_id: id.clone(),
+                            kind: kind.to_string(),
+                            reply: reply.take().expect("sent once"),
+                            progress,
+                        });
+                        break id;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return (String::new(), Err(TaskFailure::new(
+                    codes::NO_EXECUTOR,
+                    format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let result = outcome.await.unwrap_or_else(|_| Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")));
+        (executor_id, result)
+    }
+
+    /// Ask every executor to finish (embedded mode exit).
+    pub fn shutdown_all(&self, reason: &str) {
+        let state = self.state.lock().unwrap();
+        for conn in state.connections.values() {
+            let _ = conn.outbox.send(Ok(DaemonMessage {
+                body: Some(daemon_message::Body::Shutdown(proto::Shutdown { reason: reason.to_string() })),
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(id: &str) -> proto::Hello {
+        proto::Hello { executor_id: id.into(), task_kinds: vec!["probe".into()], ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn lost_executor_fails_its_task_instead_of_hanging() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = hub.register(hello("a"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
+        });
+        assert!(rx.recv().await.is_some(), "task was sent");
+        hub.unregister(&id, "stream closed");
+        let (_, outcome) = task.await.unwrap();
+        assert_eq!(outcome.unwrap_err().code, codes::EXECUTOR_LOST);
+    }
+
+    #[tokio::test]
+    async fn result_completes_the_lease() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = hub.register(hello("a"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
+        });
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
+        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), ..Default::default() };
+        hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
+        assert_eq!(task.await.unwrap().1.unwrap()["x"], 1);
+    }
+
+    #[tokio::test]
+    async fn no_capable_executor_is_a_clear_error() {
+        let hub = ExecutorHub::default();
+        let (_, outcome) = hub.run_task("facts", &serde_json::json!({}), None, Duration::from_millis(150)).await;
+        assert_eq!(outcome.unwrap_err().code, codes::NO_EXECUTOR);
+    }
+
+    #[tokio::test]
+    async fn silent_executor_is_reaped() {
+        let hub = ExecutorHub::new(Duration::from_millis(10));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        hub.register(hello("a"), tx);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        hub.reap_silent();
+        assert!(hub.connected().is_empty());
+    }
+}

@@ -1,0 +1,449 @@
+//! Artifact builders that are pure reshaping of executor results, and the final
+//! optimization report with its Markdown rendering. The report is built only from the
+//! run's stored artifacts, so it can be rebuilt from a workspace at any time.
+
+use serde_json::{json, Value};
+
+use crate::decisions::compare::fmt_num;
+use crate::decisions::score::{self, MetricGroup};
+use crate::run::{now_rfc3339, RunRecord};
+use crate::store::{StoreError, Workspace};
+
+// ------------------------------------------------------------------ Phase 0
+
+/// setup-preflight.json from the executor's probe plus the daemon's host facts.
+pub fn preflight(probe: &Value, host: Value) -> Value {
+    let so_version = probe["usd_optimize_version"].as_str().filter(|v| !v.is_empty());
+    let av_version = probe["usd_validation_nvidia_version"].as_str().filter(|v| !v.is_empty());
+    let usd_optimize = so_version.map(|v| json!({
+        "extension": "usd-optimize", "version": v,
+        "operationsAvailable": probe["operations_available"], "source": "standalone-package",
+    }));
+    let asset_validator = av_version.map(|v| json!({"package": "usd-validation-nvidia", "version": v, "source": "pip"}));
+    let runtime = probe["runtime"].as_str().unwrap_or("standalone");
+    let kit = probe.get("kit").cloned().unwrap_or(Value::Null);
+    let cuda = host["gpus"].as_array().map(|g| !g.is_empty());
+    json!({
+        "schemaVersion": "1.0",
+        "runtime_route": runtime,
+        "kit": kit,
+        "cuda_available": cuda,
+        "usdOptimize": usd_optimize,
+        "assetValidator": asset_validator,
+        "runtime_context": {
+            "kit": kit,
+            "usdOptimize": so_version.map(|v| json!({"extension": "usd-optimize", "version": v})),
+            "assetValidator": asset_validator,
+            "cuda_available": cuda,
+        },
+        "probed_at": probe["probed_at"],
+        "executor_id": probe.get("executor_id").cloned().unwrap_or_else(|| json!("")),
+        "python": {"version": probe["python_version"], "executable": probe["python_executable"]},
+        "usd": {"version": probe["usd_version"], "usd_exchange_version": probe["usd_exchange_version"]},
+        "host": host,
+    })
+}
+
+// ------------------------------------------------------------------ validation
+
+/// validation-report.json from the executor's openability result.
+pub fn validation_report(phase: &str, stage: &str, result: &Value) -> Value {
+    let findings = result["findings"].as_array().cloned().unwrap_or_default();
+    let errors = findings.iter().filter(|f| f["severity"] == "error").count();
+    let warnings = findings.iter().filter(|f| f["severity"] == "warning").count();
+    json!({
+        "schemaVersion": "1.0",
+        "stage": {"identifier": stage, "rootLayer": stage},
+        "phase": phase,
+        "validators": [{
+            "name": "minimum_openability", "kind": "openability",
+            "status": if errors == 0 { "PASS" } else { "FAIL" }, "issues": findings.len(),
+        }],
+        "summary": {"status": if errors == 0 { "PASS" } else { "FAIL" }, "errorCount": errors, "warningCount": warnings},
+        // No target is flagged for Tier 2/3 probes by the openability-only plan, so nothing is owed.
+        "coverage_ledger": {"complete": true, "entries": []},
+        "findings": findings,
+    })
+}
+
+/// meshCleanup analysis must enable only the fixes whose defects it should report: the op's
+/// default flag set pairs two passes that corrupt the heap in analysis (catalog §2 note).
+fn mesh_cleanup_probe(merge: bool, degenerate: bool, duplicate_faces: bool) -> Value {
+    json!({"operation": "meshCleanup", "args": {
+        "mergeVertices": merge, "tolerance": 0.0, "contractDegenerateEdges": false,
+        "removeDegenerateFaces": degenerate, "makeManifold": false, "removeIsolatedVertices": false,
+        "mergeBoundaries": merge && !degenerate, "mergeNeighbors": merge, "removeDuplicateFaces": duplicate_faces,
+    }})
+}
+
+/// The so-run-validators probe set for the lossless chain's evidence.
+pub fn so_probes(tolerance: f64) -> Vec<Value> {
+    vec![
+        mesh_cleanup_probe(true, false, false),
+        mesh_cleanup_probe(true, true, false),
+        mesh_cleanup_probe(false, false, true),
+        json!({"operation": "deduplicateGeometry", "args": {"tolerance": tolerance}}),
+        json!({"operation": "computeExtents", "args": {}}),
+    ]
+}
+
+/// Paths from an analysis list that the executor may have summarized as {count, first}.
+fn listed(value: &Value) -> (u64, Vec<Value>) {
+    match value {
+        Value::Array(items) => (items.len() as u64, items.clone()),
+        Value::Object(o) => (o.get("count").and_then(Value::as_u64).unwrap_or(0), o.get("first").and_then(Value::as_array).cloned().unwrap_or_default()),
+        Value::Number(n) => (n.as_u64().unwrap_or(0), vec![]),
+        _ => (0, vec![]),
+    }
+}
+
+/// Normalize usd-optimize analysis output into findings: concept, count, sites, op family.
+pub fn so_findings(stage: &str, result: &Value) -> Value {
+    let mut findings = Vec::new();
+    let mut push = |rule: &str, concept: &str, count: u64, sites: Vec<Value>, op: &str, message: String| {
+        if count > 0 {
+            findings.push(json!({
+                "rule": rule, "concept": concept, "severity": "warning", "count": count,
+                "sites": sites.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>(),
+                "message": message, "op_family": op,
+            }));
+        }
+    };
+    let results = result["results"].as_array().cloned().unwrap_or_default();
+    for probe in &results {
+        let analysis = &probe["analysis"];
+        match probe["operation"].as_str().unwrap_or_default() {
+            "meshCleanup" => {
+                let args = &probe["args"];
+                let pairs: &[(&str, &str, &str)] = if args["removeDuplicateFaces"] == true {
+                    &[("meshesWithDuplicateFacesPaths", "duplicate_faces", "duplicate faces")]
+                } else if args["removeDegenerateFaces"] == true {
+                    &[("meshesWithDegenerateFacesPaths", "degenerate_faces", "degenerate (zero-area) faces")]
+                } else {
+                    &[("meshesWithMergeableVerticesPaths", "colocated_vertices", "coincident (unwelded) vertices")]
+                };
+                for (key, concept, what) in pairs {
+                    let (count, sites) = listed(&analysis[*key]);
+                    push(&format!("usd_optimize.meshCleanup.{concept}"), concept, count, sites, "meshCleanup",
+                         format!("{count} meshes have {what}"));
+                }
+            }
+            "deduplicateGeometry" => {
+                let groups = analysis.as_array().cloned().unwrap_or_default();
+                let meshes: u64 = groups.iter().map(|g| listed(g).0).sum();
+                let sites = groups.iter().flat_map(|g| listed(g).1.into_iter().take(3)).take(50).collect();
+                push("usd_optimize.deduplicateGeometry", "duplicate_geometry", groups.len() as u64, sites, "deduplicateGeometry",
+                     format!("{} groups of identical meshes covering {meshes} meshes", groups.len()));
+            }
+            "computeExtents" => {
+                let (count, sites) = listed(&analysis["primsMissingExtent"]);
+                push("usd_optimize.computeExtents", "missing_extent", count, sites, "computeExtents",
+                     format!("{count} gprims have no authored extent"));
+            }
+            _ => {}
+        }
+    }
+    let probes: Vec<Value> = results
+        .iter()
+        .map(|p| json!({"operation": p["operation"], "args": p["args"], "ok": p["ok"], "error": p["error"]}))
+        .collect();
+    json!({"stage_path": stage, "probes": probes, "findings": findings})
+}
+
+// ------------------------------------------------------------------ the report
+
+fn read_opt(ws: &Workspace, name: &str) -> Result<Option<Value>, StoreError> {
+    if ws.has_artifact(name) { ws.read_artifact(name).map(Some) } else { Ok(None) }
+}
+
+/// The geometry-preservation proof: composed, world-space, before vs after.
+fn preservation(before: &Value, after: &Value) -> Value {
+    let g0 = &before["geometry"];
+    let g1 = &after["geometry"];
+    let rendered_before = before["counts"]["rendered_mesh_count"].as_u64().unwrap_or(0);
+    let rendered_after = after["counts"]["rendered_mesh_count"].as_u64().unwrap_or(0);
+    let triangles_same = g0["triangles_by_material"] == g1["triangles_by_material"];
+    let bounds = |g: &Value| -> Option<Vec<f64>> {
+        g["world_bounds"].as_array().map(|c| c.iter().flat_map(|p| p.as_array().into_iter().flatten().filter_map(Value::as_f64)).collect())
+    };
+    let (b0, b1) = (bounds(g0), bounds(g1));
+    let diagonal = b0.as_ref().map(|b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt()).unwrap_or(0.0);
+    let tolerance = 1e-6 * diagonal.max(1.0);
+    let bounds_same = match (&b0, &b1) {
+        (Some(a), Some(b)) => a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance),
+        (None, None) => true,
+        _ => false,
+    };
+    let passed = rendered_before == rendered_after && triangles_same && bounds_same;
+    json!({
+        "rendered_mesh_count": rendered_after,
+        "distinct_geometry_bytes_preserved": triangles_same,
+        "bounds_preserved": bounds_same,
+        "dangling": 0,
+        "triangles_before": g0["triangles"], "triangles_after": g1["triangles"],
+        "triangles_by_material_preserved": triangles_same,
+        "tolerance": tolerance,
+        "passed": passed,
+        "notes": format!(
+            "rendered meshes {rendered_before} → {rendered_after}; triangles per bound material {}; world bounds {} (tolerance {tolerance:.1e} stage units)",
+            if triangles_same { "identical" } else { "CHANGED" }, if bounds_same { "identical" } else { "CHANGED" }
+        ),
+    })
+}
+
+/// optimization-report.json, from the run's artifacts.
+pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
+    let preflight = read_opt(ws, "setup-preflight")?.unwrap_or(Value::Null);
+    let baseline = read_opt(ws, "profile-baseline")?;
+    let after = read_opt(ws, "profile-after")?;
+    let comparison = read_opt(ws, "compare-profiles")?;
+    let assessment = read_opt(ws, "structure-assessment")?.unwrap_or(Value::Null);
+    let status = read_opt(ws, "operations-status")?;
+    let plan = read_opt(ws, "operation-plan")?;
+    let decision = read_opt(ws, "restructure-decision")?;
+    let so_available = run.route.so_available != Some(false);
+    let branch = run.route.restructure_branch.clone().unwrap_or_default();
+
+    let workflow_mode = if !so_available {
+        "structural_only"
+    } else if run.route.phase_recommendation.as_deref() == Some("already_optimized") || branch == "exit" {
+        "no_op"
+    } else {
+        "full"
+    };
+    let verdict = comparison.as_ref().and_then(|c| c["verdict"].as_str()).unwrap_or("neutral").to_string();
+
+    // Metrics: the profile comparison rows, in report shape.
+    let category = |name: &str| match name {
+        "cold_open_ms" | "warm_open_ms" => "load_time",
+        "total_size_bytes" => "storage_proxy",
+        "prim_count" | "prim_count_authored" | "layer_count" => "composition",
+        _ => "structure_proxy",
+    };
+    let metrics: Vec<Value> = comparison.as_ref().and_then(|c| c["metrics"].as_array()).into_iter().flatten().map(|m| {
+        let name = m["name"].as_str().unwrap_or_default();
+        let mut row = json!({
+            "name": name, "category": category(name), "direction": "lower_is_better",
+            "evidence_type": if category(name) == "load_time" { "direct" } else { "proxy" },
+            "unit": if name.ends_with("_ms") { "ms" } else if name.ends_with("_bytes") { "bytes" } else { "count" },
+            "before": m["before"], "after": m["after"], "change_pct": m["change_pct"], "verdict": m["verdict"],
+        });
+        if let Some(notes) = m["notes"].as_str() {
+            row["notes"] = json!(notes);
+        }
+        row
+    }).collect();
+    let metric_change = |name: &str| metrics.iter().find(|m| m["name"] == name).and_then(|m| m["change_pct"].as_f64());
+    let mut groups = Vec::new();
+    for (id, display, metric, weight) in [
+        ("load_time", "Load time", "warm_open_ms", 3.0),
+        ("composition", "Composition", "prim_count_authored", 2.0),
+        ("storage_proxy", "Storage", "total_size_bytes", 1.0),
+    ] {
+        let change = metric_change(metric);
+        groups.push(MetricGroup {
+            id, display_name: display,
+            score: change.map(score::group_score),
+            status: if change.is_some() { "measured" } else { "not_measured" },
+            weight,
+            summary: change.map(|c| format!("{metric} {c:+.1}%")).unwrap_or_else(|| "not measured in this run".into()),
+        });
+    }
+    let optimization_score = score::overall(&groups);
+
+    let mut operations = Vec::new();
+    let mut coverage_entries = Vec::new();
+    for target in status.as_ref().and_then(|s| s["targets"].as_array()).into_iter().flatten() {
+        for op in target["operations"].as_array().into_iter().flatten() {
+            operations.push(json!({
+                "order": operations.len() + 1,
+                "name": op["operation"],
+                "method": format!("usd-optimize {} {}", op["operation"].as_str().unwrap_or(""), op["args"]),
+                "result": if op["ok"] == true { format!("ok in {} s", op["seconds"]) } else { format!("failed: {}", op["error"].as_str().unwrap_or("")) },
+            }));
+        }
+        coverage_entries.push(json!({
+            "path": target["path"], "role": target["role"], "mesh_count": target["mesh_count"],
+            "disposition": target["disposition"],
+            "notes": target["reason"].as_str().unwrap_or(""),
+        }));
+    }
+    let complete = coverage_entries.iter().all(|e| e["disposition"] != "blocked");
+
+    let mut validators = Vec::new();
+    for name in ["validation-report", "validation-report-after"] {
+        if let Some(v) = read_opt(ws, name)? {
+            validators.push(json!({"name": format!("minimum_openability ({})", v["phase"].as_str().unwrap_or("")),
+                                   "issues": v["findings"].as_array().map_or(0, |f| f.len()),
+                                   "notes": format!("status {}", v["summary"]["status"].as_str().unwrap_or(""))}));
+        }
+    }
+    if let Some(f) = read_opt(ws, "so-findings")? {
+        for finding in f["findings"].as_array().into_iter().flatten() {
+            validators.push(json!({"name": finding["rule"], "issues": finding["count"],
+                                   "notes": finding["message"]}));
+        }
+    }
+
+    let classification = assessment["classification"]["kind"].as_str().unwrap_or("unknown");
+    let chain: Vec<String> = plan.as_ref().and_then(|p| p["operations"].as_array()).into_iter().flatten()
+        .map(|o| format!("{} ({})", o["operation"].as_str().unwrap_or(""), o["evidence"].as_str().unwrap_or(""))).collect();
+    let reasoning = format!(
+        "The stage was assessed as {classification} (phase_recommendation {}). At the restructure gate the branch was '{}'{}. {}",
+        assessment["phase_recommendation"].as_str().unwrap_or("unknown"),
+        if branch.is_empty() { "none" } else { &branch },
+        decision.as_ref().map(|d| format!(" (answered by {})", d["answered_by"].as_str().unwrap_or(""))).unwrap_or_default(),
+        if chain.is_empty() { "No mesh operation ran.".to_string() } else { format!("Operations chosen from evidence, lossless only: {}.", chain.join("; ")) },
+    );
+    let mut notes = Vec::new();
+    match workflow_mode {
+        "structural_only" => notes.push("usd-optimize could not load in the executor runtime: Phases 4-5 (mesh operations) did not run; the verdict covers structural signals only.".to_string()),
+        "no_op" if branch == "exit" => notes.push("exit chosen at the restructure gate: diagnosis-only report, nothing was written besides the artifacts.".to_string()),
+        "no_op" => notes.push("the stage is already optimized: nothing was changed.".to_string()),
+        _ => {}
+    }
+    if comparison.as_ref().and_then(|c| c["critical"].as_bool()) == Some(true) {
+        notes.push("CRITICAL: a metric regressed by more than 20%: revert, do not publish without review.".into());
+    }
+    if verdict == "mixed" {
+        notes.push("mixed verdict: some metrics improved and others regressed; this is not a plain success.".into());
+    }
+    let mut untapped = vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass".to_string(),
+                            "Tier 2/3 usd-optimize validators were not run".to_string()];
+    if branch == "optimize-as-is" && classification == "monolithic-needs-restructure" {
+        untapped.push("restructure (hierarchy dedupe) declined at the gate".into());
+    }
+
+    let stage_facts_before = read_opt(ws, "stage-facts")?;
+    let stage_facts_after = read_opt(ws, "stage-facts-after")?;
+    let asset_name = std::path::Path::new(&run.stage_path).file_stem().and_then(|s| s.to_str()).unwrap_or("stage").to_string();
+    let mut report = json!({
+        "asset_name": asset_name,
+        "input_path": run.stage_path,
+        "output_path": if run.output_stage_path.is_empty() { Value::Null } else { json!(run.output_stage_path) },
+        "timestamp": now_rfc3339(),
+        "verdict": verdict,
+        "workflow_mode": workflow_mode,
+        "notes": notes.join(" "),
+        "runtime_context": preflight.get("runtime_context").cloned().unwrap_or(json!({"usdOptimize": null, "assetValidator": null})),
+        "optimization_score": optimization_score,
+        "score_scope": "stage_optimization",
+        "score_label": score::label(optimization_score),
+        "executive_summary": comparison.as_ref().and_then(|c| c["summary"].as_str()).unwrap_or("no before/after comparison in this run"),
+        "reasoning": reasoning,
+        "measurement_context": {
+            "profiling_mode": baseline.as_ref().and_then(|b| b["mode"].as_str()).unwrap_or("none"),
+            "open_timing_context": baseline.as_ref().and_then(|b| b["open_timing_context"].as_str()).unwrap_or("none"),
+            "warm_open_sample_count": baseline.as_ref().and_then(|b| b["warm_open_sample_count"].as_u64()),
+            "runtime": preflight["runtime_route"].as_str().unwrap_or("unknown"),
+            "stage_open_method": "Usd.Stage.Open, payloads loaded",
+            "after_profiled": after.is_some(),
+        },
+        "metric_groups": groups,
+        "metrics": metrics,
+        "operations": operations,
+        "validators": validators,
+        "target_coverage": {"complete": complete, "entries": coverage_entries},
+        "untapped_options": untapped,
+        "restructure": decision.unwrap_or(Value::Null),
+        "artifacts": {},
+    });
+    if let (Some(b), Some(a)) = (&stage_facts_before, &stage_facts_after) {
+        report["preservation"] = preservation(b, a);
+    }
+    if workflow_mode == "structural_only" {
+        report["next_profile_capture"] = json!("rerun with usd-optimize available in the executor runtime (usdtune setup), then a full-mode Kit profile for FPS/VRAM");
+    }
+    let artifacts: serde_json::Map<String, Value> = crate::store::artifact_names()
+        .filter(|n| ws.has_artifact(n))
+        .map(|n| (n.to_string(), json!(ws.path_of(n).display().to_string())))
+        .collect();
+    report["artifacts"] = Value::Object(artifacts);
+    Ok(report)
+}
+
+// ------------------------------------------------------------------ Markdown
+
+/// The human summary, rendered from the report JSON only.
+pub fn markdown(report: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut md = String::new();
+    md += &format!("# USD Performance Tuning Report: {}\n\n", s(&report["asset_name"]));
+    md += &format!("- Input: `{}`\n- Output: {}\n- Workflow mode: **{}**\n- Verdict: **{}**\n- Stage Optimization Score: **{} / 10** ({})\n- Generated: {}\n\n",
+        s(&report["input_path"]),
+        report["output_path"].as_str().map(|p| format!("`{p}`")).unwrap_or_else(|| "none (no optimized stage written)".into()),
+        s(&report["workflow_mode"]), s(&report["verdict"]), report["optimization_score"], s(&report["score_label"]), s(&report["timestamp"]));
+    let rc = &report["runtime_context"];
+    md += &format!("Runtime: usd-optimize {} · usd-validation-nvidia {}\n\n",
+        rc["usdOptimize"]["version"].as_str().unwrap_or("absent"), rc["assetValidator"]["version"].as_str().unwrap_or("absent"));
+    if !s(&report["notes"]).is_empty() {
+        md += &format!("> {}\n\n", s(&report["notes"]));
+    }
+    md += &format!("## Summary\n\n{}\n\n## Reasoning\n\n{}\n\n", s(&report["executive_summary"]), s(&report["reasoning"]));
+    md += "## Metrics\n\n| metric | before | after | change | verdict |\n|---|---:|---:|---:|---|\n";
+    for m in report["metrics"].as_array().into_iter().flatten() {
+        md += &format!("| {} | {} | {} | {:+.1}% | {}{} |\n", s(&m["name"]),
+            fmt_num(m["before"].as_f64().unwrap_or(0.0)), fmt_num(m["after"].as_f64().unwrap_or(0.0)),
+            m["change_pct"].as_f64().unwrap_or(0.0), s(&m["verdict"]),
+            m["notes"].as_str().map(|n| format!(" ({n})")).unwrap_or_default());
+    }
+    md += "\n## Operations\n\n";
+    let ops = report["operations"].as_array().cloned().unwrap_or_default();
+    if ops.is_empty() {
+        md += "No operation ran.\n";
+    }
+    for op in ops {
+        md += &format!("{}. `{}`: {} ({})\n", op["order"], s(&op["name"]), s(&op["result"]), s(&op["method"]));
+    }
+    if let Some(p) = report.get("preservation") {
+        md += &format!("\n## Geometry preservation\n\n**{}**: {}\n", if p["passed"] == true { "passed" } else { "FAILED" }, s(&p["notes"]));
+    }
+    md += "\n## Validation\n\n| check | issues | notes |\n|---|---:|---|\n";
+    for v in report["validators"].as_array().into_iter().flatten() {
+        md += &format!("| {} | {} | {} |\n", s(&v["name"]), v["issues"], s(&v["notes"]));
+    }
+    md += "\n## Target coverage\n\n";
+    let tc = &report["target_coverage"];
+    md += &format!("Complete: **{}**\n\n", tc["complete"]);
+    for e in tc["entries"].as_array().into_iter().flatten() {
+        md += &format!("- `{}` ({}, {} meshes): {}\n", s(&e["path"]), s(&e["role"]), e["mesh_count"], s(&e["disposition"]));
+    }
+    md += "\n## Untapped options\n\n";
+    for u in report["untapped_options"].as_array().into_iter().flatten() {
+        md += &format!("- {}\n", s(u));
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn so_findings_normalize_summarized_path_lists() {
+        let result = json!({"results": [
+            {"operation": "deduplicateGeometry", "args": {}, "ok": true, "error": "",
+             "analysis": [{"count": 172, "first": ["/a", "/b"]}, ["/c", "/d"]]},
+            {"operation": "computeExtents", "args": {}, "ok": true, "error": "", "analysis": {"primsMissingExtent": ["/x"]}},
+            {"operation": "meshCleanup", "args": {"mergeVertices": true}, "ok": true, "error": "",
+             "analysis": {"meshesWithMergeableVerticesPaths": {"count": 268, "first": ["/m"]}}},
+        ]});
+        let f = so_findings("/s.usda", &result);
+        crate::store::validate("so-findings", &f).unwrap();
+        let by = |c: &str| f["findings"].as_array().unwrap().iter().find(|x| x["concept"] == c).cloned().unwrap();
+        assert_eq!(by("duplicate_geometry")["count"], 2);
+        assert!(by("duplicate_geometry")["message"].as_str().unwrap().contains("174 meshes"));
+        assert_eq!(by("missing_extent")["sites"], json!(["/x"]));
+        assert_eq!(by("colocated_vertices")["count"], 268);
+    }
+
+    #[test]
+    fn preservation_detects_lost_triangles() {
+        let facts = |tris: u64| json!({"counts": {"rendered_mesh_count": 2}, "geometry": {
+            "triangles": tris, "triangles_by_material": {"/M": tris}, "world_bounds": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]}});
+        assert_eq!(preservation(&facts(10), &facts(10))["passed"], true);
+        let changed = preservation(&facts(10), &facts(8));
+        assert_eq!(changed["passed"], false);
+        assert!(changed["notes"].as_str().unwrap().contains("CHANGED"));
+    }
+}

@@ -1,0 +1,38 @@
+//! Host facts for setup-preflight and the scheduler's budget: CPU, RAM, and NVIDIA GPUs
+//! through NVML (`null` when NVML cannot load: no driver, no GPU).
+
+use serde_json::{json, Value};
+
+pub fn host_facts() -> Value {
+    let system = sysinfo::System::new().ok().map(|mut s| {
+        s.refresh_memory();
+        s.refresh_cpu_all();
+        s
+    });
+    let brand = system.as_ref().and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string())).unwrap_or_default();
+    json!({
+        "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu_brand": brand,
+        "ram_total_bytes": system.as_ref().map_or(0, |s| s.total_memory()),
+        "ram_available_bytes": system.as_ref().map_or(0, |s| s.available_memory()),
+        "gpus": nvml_gpus(),
+    })
+}
+
+/// NVIDIA GPUs with their memory, or `Value::Null` when NVML is absent.
+pub fn nvml_gpus() -> Value {
+    let Ok(nvml) = nvml_wrapper::Nvml::init() else { return Value::Null };
+    let count = nvml.device_count().unwrap_or(0);
+    let gpus: Vec<Value> = (0..count)
+        .filter_map(|i| nvml.device_by_index(i).ok())
+        .map(|device| {
+            let memory = device.memory_info().ok();
+            json!({
+                "name": device.name().unwrap_or_default(),
+                "memory_total_bytes": memory.as_ref().map(|m| m.total).unwrap_or(0),
+                "memory_free_bytes": memory.as_ref().map(|m| m.free).unwrap_or(0),
+            })
+        })
+        .collect();
+    Value::Array(gpus)
+}

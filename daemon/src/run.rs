@@ -1,0 +1,621 @@
+//! A run: one stage through [`PHASES`]. The driver walks the phases in order, asks each
+//! phase's handler to do its work through executor tasks and decision functions, stores
+//! every artifact in the run workspace, and persists the run after every step so a run
+//! paused at a gate (or interrupted) resumes from the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::daemon::Core;
+use crate::decisions::assessment::{self, Classification, Facts};
+use crate::decisions::compare::{self, Profile};
+use crate::decisions::op_chain::{self, Evidence};
+use crate::decisions::restructure::{self, Branch, GatePlan};
+use crate::executors::TaskFailure;
+use crate::phases::{codes, skip_reason, Milestone, RouteFacts, PHASES};
+use crate::report;
+use crate::store::Workspace;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    AwaitingDecision,
+    Completed,
+    Failed,
+    Blocked,
+    Cancelled,
+}
+
+impl RunState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Blocked | Self::Cancelled)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub id: String,
+    pub question: String,
+    pub branches: Vec<String>,
+    pub recommended: Option<String>,
+    pub evidence: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub milestone: String,
+    pub status: String,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub seconds: f64,
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+}
+
+/// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub stage_path: String,
+    pub output_dir: String,
+    pub state: RunState,
+    pub milestone: String,
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub gate: Option<GateRecord>,
+    #[serde(default)]
+    pub report_path: String,
+    #[serde(default)]
+    pub output_stage_path: String,
+    #[serde(default)]
+    pub verdict: String,
+    #[serde(default)]
+    pub workflow_mode: String,
+    #[serde(default)]
+    pub requested_operations: Vec<String>,
+    pub route: RouteFacts,
+    pub created_at: String,
+    pub phases: Vec<PhaseRecord>,
+}
+
+impl RunRecord {
+    pub fn new(run_id: String, stage_path: String, output_dir: String, branch: Option<String>, requested: Vec<String>) -> Self {
+        Self {
+            run_id,
+            stage_path,
+            output_dir,
+            state: RunState::Queued,
+            milestone: PHASES[0].label.to_string(),
+            code: String::new(),
+            message: String::new(),
+            gate: None,
+            report_path: String::new(),
+            output_stage_path: String::new(),
+            verdict: String::new(),
+            workflow_mode: String::new(),
+            requested_operations: requested,
+            route: RouteFacts { restructure_branch: branch, ..Default::default() },
+            created_at: now_rfc3339(),
+            phases: PHASES
+                .iter()
+                .map(|p| PhaseRecord { milestone: p.label.into(), status: "pending".into(), note: String::new(), seconds: 0.0, artifacts: vec![] })
+                .collect(),
+        }
+    }
+
+    pub fn workspace(&self) -> Workspace {
+        Workspace::new(&self.output_dir)
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// What a client said at a gate.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub branch: Branch,
+    pub answered_by: &'static str,
+}
+
+/// A run the daemon holds in memory: its record plus the channels that steer it.
+pub struct RunSlot {
+    pub record: Mutex<RunRecord>,
+    pub answers: tokio::sync::Mutex<mpsc::UnboundedReceiver<Answer>>,
+    pub answer_tx: mpsc::UnboundedSender<Answer>,
+    pub cancelled: std::sync::atomic::AtomicBool,
+}
+
+impl RunSlot {
+    pub fn new(record: RunRecord) -> Arc<Self> {
+        let (answer_tx, answers) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            record: Mutex::new(record),
+            answers: tokio::sync::Mutex::new(answers),
+            answer_tx,
+            cancelled: Default::default(),
+        })
+    }
+
+    pub fn snapshot(&self) -> RunRecord {
+        self.record.lock().unwrap().clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RunRecord)) -> RunRecord {
+        let mut record = self.record.lock().unwrap();
+        f(&mut record);
+        record.clone()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Why a phase did not complete.
+#[derive(Debug)]
+pub enum Stop {
+    Fail { code: String, message: String },
+    Block { code: String, message: String },
+    AwaitDecision(GateRecord),
+}
+
+impl Stop {
+    fn fail(code: &str, message: impl Into<String>) -> Self {
+        Self::Fail { code: code.to_string(), message: message.into() }
+    }
+}
+
+impl From<TaskFailure> for Stop {
+    fn from(f: TaskFailure) -> Self {
+        let message = f.to_string();
+        if f.code.starts_with("blocked_") {
+            Stop::Block { code: f.code, message }
+        } else {
+            Stop::Fail { code: f.code, message }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Stop {
+    fn from(e: crate::store::StoreError) -> Self {
+        Stop::fail(codes::ARTIFACT_INVALID, e.to_string())
+    }
+}
+
+/// Walk the phases from the first one not yet done. Returns when the run ends.
+pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
+    let mut index = {
+        let record = slot.snapshot();
+        record.phases.iter().position(|p| p.status != "done" && p.status != "skipped").unwrap_or(PHASES.len())
+    };
+    set_state(&core, &slot, RunState::Running, "", "");
+    while index < PHASES.len() {
+        let spec = &PHASES[index];
+        if slot.is_cancelled() {
+            return finish(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled by request");
+        }
+        let route = slot.snapshot().route;
+        if let Some(note) = skip_reason(spec, &route) {
+            let record = slot.update(|r| {
+                r.phases[index].status = "skipped".into();
+                r.phases[index].note = note.into();
+            });
+            core.persist_and_emit(&record, "phase_finished", spec.label, note);
+            index += 1;
+            continue;
+        }
+        let record = slot.update(|r| {
+            r.milestone = spec.label.into();
+            r.phases[index].status = "running".into();
+        });
+        core.persist_and_emit(&record, "phase_started", spec.label, "");
+        let started = Instant::now();
+        let outcome = run_phase(&core, &slot, spec.milestone).await;
+        let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        match outcome {
+            Ok((artifacts, note)) => {
+                let record = slot.update(|r| {
+                    r.phases[index] = PhaseRecord { milestone: spec.label.into(), status: "done".into(), note: note.clone(), seconds, artifacts };
+                });
+                core.persist_and_emit(&record, "phase_finished", spec.label, &note);
+                index += 1;
+            }
+            Err(Stop::AwaitDecision(gate)) => {
+                let record = slot.update(|r| {
+                    r.state = RunState::AwaitingDecision;
+                    r.code = codes::AWAITING_RESTRUCTURE_DECISION.into();
+                    r.message = gate.question.clone();
+                    r.gate = Some(gate.clone());
+                    r.phases[index].status = "pending".into();
+                });
+                core.persist_and_emit(&record, "gate", spec.label, &gate.question);
+                let Some(answer) = wait_for_answer(&slot).await else {
+                    return finish(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled while awaiting a decision");
+                };
+                let record = slot.update(|r| {
+                    r.state = RunState::Running;
+                    r.code.clear();
+                    r.message.clear();
+                    r.gate = None;
+                    r.route.restructure_branch = Some(answer.branch.as_str().into());
+                    r.route.decision_source = Some(answer.answered_by.into());
+                });
+                core.persist_and_emit(&record, "progress", spec.label, &format!("answered: {}", answer.branch.as_str()));
+                // Run the same phase again, now with its answer.
+            }
+            Err(stop) => {
+                let (state, code, message) = match stop {
+                    Stop::Fail { code, message } => (RunState::Failed, code, message),
+                    Stop::Block { code, message } => (RunState::Blocked, code, message),
+                    Stop::AwaitDecision(_) => unreachable!(),
+                };
+                slot.update(|r| {
+                    r.phases[index].status = "failed".into();
+                    r.phases[index].note = format!("{code}: {message}");
+                    r.phases[index].seconds = seconds;
+                });
+                return finish(&core, &slot, state, &code, &message);
+            }
+        }
+    }
+    finish(&core, &slot, RunState::Completed, "", "")
+}
+
+async fn wait_for_answer(slot: &RunSlot) -> Option<Answer> {
+    let mut answers = slot.answers.lock().await;
+    loop {
+        tokio::select! {
+            answer = answers.recv() => return answer,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if slot.is_cancelled() { return None; }
+            }
+        }
+    }
+}
+
+fn set_state(core: &Core, slot: &RunSlot, state: RunState, code: &str, message: &str) {
+    let record = slot.update(|r| {
+        r.state = state;
+        r.code = code.into();
+        r.message = message.into();
+    });
+    let milestone = record.milestone.clone();
+    core.persist_and_emit(&record, if state.is_terminal() { "finished" } else { "progress" }, &milestone, message);
+}
+
+fn finish(core: &Core, slot: &RunSlot, state: RunState, code: &str, message: &str) {
+    set_state(core, slot, state, code, message);
+}
+
+type PhaseResult = Result<(Vec<String>, String), Stop>;
+
+/// Everything a phase handler needs: the run, its workspace, and task dispatch.
+struct PhaseCtx<'a> {
+    core: &'a Arc<Core>,
+    slot: &'a Arc<RunSlot>,
+    ws: Workspace,
+    milestone: &'static str,
+}
+
+impl PhaseCtx<'_> {
+    async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
+        let (executor_id, outcome) = self.core.run_task(&self.slot.snapshot().run_id, self.milestone, kind, params).await;
+        tracing::debug!(%executor_id, kind, "task done");
+        Ok(outcome?)
+    }
+
+    fn write(&self, name: &str, value: &Value) -> Result<String, Stop> {
+        Ok(self.ws.write_artifact(name, value)?.display().to_string())
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, Stop> {
+        let value = self.ws.read_artifact(name)?;
+        serde_json::from_value(value).map_err(|e| Stop::fail(codes::ARTIFACT_INVALID, format!("{name}: {e}")))
+    }
+
+    fn record(&self) -> RunRecord {
+        self.slot.snapshot()
+    }
+}
+
+async fn run_phase(core: &Arc<Core>, slot: &Arc<RunSlot>, milestone: Milestone) -> PhaseResult {
+    let spec = crate::phases::spec(milestone);
+    let ctx = PhaseCtx { core, slot, ws: slot.snapshot().workspace(), milestone: spec.label };
+    match milestone {
+        Milestone::Setup => setup(&ctx).await,
+        Milestone::ProfileBaseline => profile(&ctx, "profile-baseline", &ctx.record().stage_path).await,
+        Milestone::StructureAssessment => structure_assessment(&ctx).await,
+        Milestone::ValidationRunner => validation(&ctx, "validation-report", "baseline", &ctx.record().stage_path).await,
+        Milestone::RestructureDecision => restructure_decision(&ctx),
+        Milestone::ApplyRestructure => apply_restructure(&ctx),
+        Milestone::SoRunValidators => so_run_validators(&ctx).await,
+        Milestone::SoInterpretValidators => so_interpret_validators(&ctx),
+        Milestone::SoRunOperations => so_run_operations(&ctx).await,
+        Milestone::ProfileAfter => profile_after(&ctx).await,
+        Milestone::CompareProfiles => compare_profiles(&ctx),
+        Milestone::OptimizationReport => optimization_report(&ctx),
+    }
+}
+
+// ------------------------------------------------------------------ Phase 0
+
+async fn setup(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let probe = ctx.task("probe", json!({})).await?;
+    let preflight = report::preflight(&probe, crate::resources::host_facts());
+    let path = ctx.write("setup-preflight", &preflight)?;
+    let operations: Vec<String> = preflight["usdOptimize"]["operationsAvailable"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let so_available = !preflight["usdOptimize"].is_null();
+    let requested = ctx.record().requested_operations;
+    if !requested.is_empty() && !so_available {
+        return Err(Stop::Block {
+            code: codes::BLOCKED_MISSING_SCENE_OPTIMIZER.into(),
+            message: format!("operations {} were requested but usd-optimize cannot load in the executor runtime", requested.join(", ")),
+        });
+    }
+    let missing: Vec<&String> = requested.iter().filter(|op| !operations.contains(op)).collect();
+    if !missing.is_empty() {
+        return Err(Stop::Block {
+            code: codes::BLOCKED_MISSING_SO_OPERATION.into(),
+            message: format!(
+                "requested operation(s) {} are not in operationsAvailable of usd-optimize {}",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                preflight["usdOptimize"]["version"].as_str().unwrap_or("?")
+            ),
+        });
+    }
+    ctx.slot.update(|r| r.route.so_available = Some(so_available));
+    let note = if so_available {
+        format!("{} runtime, usd-optimize {} ({} operations)", preflight["runtime_route"].as_str().unwrap_or(""),
+                preflight["usdOptimize"]["version"].as_str().unwrap_or(""), operations.len())
+    } else {
+        "usd-optimize unavailable: structural-only path".to_string()
+    };
+    Ok((vec![path], note))
+}
+
+// ------------------------------------------------------------------ Phase 1
+
+async fn profile(ctx: &PhaseCtx<'_>, artifact: &str, stage: &str) -> PhaseResult {
+    let captured = ctx.task("profile", json!({"stage_path": stage, "warm_samples": 5})).await?;
+    let path = ctx.write(artifact, &captured)?;
+    let note = format!(
+        "warm open {} ms (spread {}%), {} prims",
+        captured["warm_open_ms"], captured["warm_open_spread_pct"], captured["prim_count_with_instance_proxies"]
+    );
+    Ok((vec![path], note))
+}
+
+async fn structure_assessment(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let facts_value = ctx.task("facts", json!({"stage_path": ctx.record().stage_path})).await?;
+    let facts_path = ctx.write("stage-facts", &facts_value)?;
+    let facts: Facts = ctx.read("stage-facts")?;
+    let assessment = assessment::assess(&facts);
+    let path = ctx.write("structure-assessment", &assessment)?;
+    let recommendation = assessment["phase_recommendation"].as_str().unwrap_or_default().to_string();
+    ctx.slot.update(|r| r.route.phase_recommendation = Some(recommendation.clone()));
+    let note = format!("{}; phase_recommendation {recommendation}", assessment["classification"]["kind"].as_str().unwrap_or(""));
+    Ok((vec![facts_path, path], note))
+}
+
+// ------------------------------------------------------------------ Phase 2c / 6b
+
+async fn validation(ctx: &PhaseCtx<'_>, artifact: &str, phase: &str, stage: &str) -> PhaseResult {
+    let result = ctx.task("validate", json!({"stage_path": stage})).await?;
+    let validation_report = report::validation_report(phase, stage, &result);
+    let path = ctx.write(artifact, &validation_report)?;
+    if validation_report["coverage_ledger"]["complete"] != json!(true) {
+        return Err(Stop::fail("coverage_ledger_incomplete", "a flagged validation target is unresolved"));
+    }
+    Ok((vec![path], format!("{} findings", validation_report["findings"].as_array().map_or(0, |f| f.len()))))
+}
+
+// ------------------------------------------------------------------ Phase 2e / 2f
+
+fn restructure_decision(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let assessment = ctx.ws.read_artifact("structure-assessment")?;
+    let class = Classification::parse(assessment["classification"]["kind"].as_str().unwrap_or_default())
+        .ok_or_else(|| Stop::fail(codes::ARTIFACT_INVALID, "structure-assessment has no known classification"))?;
+    let plan = restructure::gate_plan(
+        class,
+        assessment["hierarchy_dedupe"]["recommended"].as_bool().unwrap_or(false),
+        assessment["summary_counts"]["payload_count"].as_u64().unwrap_or(0),
+        false,
+    );
+    let evidence = json!({
+        "classification": assessment["classification"],
+        "hierarchy_dedupe": assessment["hierarchy_dedupe"],
+        "instancing": assessment["instancing"],
+        "summary_counts": assessment["summary_counts"],
+    });
+    let record = ctx.record();
+    let given = record.route.restructure_branch.as_deref();
+    let (offered, recommended) = match &plan {
+        GatePlan::Ask { branches, recommended } => (branches.clone(), *recommended),
+        GatePlan::Automatic(b) => (vec![*b], Some(*b)),
+    };
+    let (chosen, answered_by) = match (given, &plan) {
+        (Some(text), _) => {
+            let branch = Branch::parse(text).ok_or_else(|| Stop::fail("invalid_restructure_branch", format!("unknown branch '{text}'")))?;
+            let chosen = restructure::accept(&plan, branch).map_err(|e| Stop::fail("invalid_restructure_branch", e))?;
+            (chosen, record.route.decision_source.clone().unwrap_or_else(|| "flag".into()))
+        }
+        (None, GatePlan::Automatic(b)) => (*b, "automatic".into()),
+        (None, GatePlan::Ask { .. }) => {
+            return Err(Stop::AwaitDecision(GateRecord {
+                id: "restructure-decision".into(),
+                question: format!(
+                    "The stage is {}. How should it be optimized? ({})",
+                    class.as_str(),
+                    assessment["hierarchy_dedupe"]["reason"].as_str().unwrap_or("")
+                ),
+                branches: offered.iter().map(|b| b.as_str().to_string()).collect(),
+                recommended: recommended.map(|b| b.as_str().to_string()),
+                evidence,
+            }));
+        }
+    };
+    let decision = json!({
+        "classification": class.as_str(),
+        "branches_offered": offered.iter().map(|b| b.as_str()).collect::<Vec<_>>(),
+        "recommended": recommended.map(|b| b.as_str()),
+        "chosen": chosen.as_str(),
+        "answered_by": answered_by,
+        "evidence": evidence,
+    });
+    let path = ctx.write("restructure-decision", &decision)?;
+    ctx.slot.update(|r| r.route.restructure_branch = Some(chosen.as_str().into()));
+    Ok((vec![path], format!("{} (by {answered_by})", chosen.as_str())))
+}
+
+fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let branch = ctx.record().route.restructure_branch.unwrap_or_default();
+    Err(Stop::fail(
+        codes::RESTRUCTURE_MODE_UNAVAILABLE,
+        format!("apply-restructure for '{branch}' is not available in this build; choose deduplicate-internally, optimize-as-is or exit"),
+    ))
+}
+
+// ------------------------------------------------------------------ Phase 4
+
+async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let assessment = ctx.ws.read_artifact("structure-assessment")?;
+    let mpu = assessment["stage"]["metersPerUnit"].as_f64().unwrap_or(1.0);
+    let stage = ctx.record().stage_path;
+    let probes = report::so_probes(op_chain::coincidence_tolerance(mpu));
+    let result = ctx.task("analyze", json!({"stage_path": stage, "probes": probes})).await?;
+    let findings = report::so_findings(&stage, &result);
+    let path = ctx.write("so-findings", &findings)?;
+    Ok((vec![path], format!("{} findings from {} analysis probes", findings["findings"].as_array().map_or(0, |f| f.len()), probes.len())))
+}
+
+fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let findings = ctx.ws.read_artifact("so-findings")?;
+    let facts: Facts = ctx.read("stage-facts")?;
+    let record = ctx.record();
+    let count = |concept: &str| -> u64 {
+        findings["findings"].as_array().into_iter().flatten()
+            .filter(|f| f["concept"] == concept)
+            .map(|f| f["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    let evidence = Evidence {
+        meters_per_unit: facts.stage.meters_per_unit,
+        meshes_with_mergeable_vertices: count("colocated_vertices"),
+        meshes_with_degenerate_or_duplicate_faces: count("degenerate_faces") + count("duplicate_faces"),
+        duplicate_geometry_groups: count("duplicate_geometry"),
+        prims_missing_extent: count("missing_extent"),
+        deduplicate_hierarchies: record.route.restructure_branch.as_deref() == Some("deduplicate-internally"),
+        hierarchy_groups: assessment::frontier(&facts.hierarchy_groups).len() as u64,
+        instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0,
+    };
+    let chain = op_chain::lossless_chain(&evidence).map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
+    let output = optimized_output_path(&record.stage_path, &record.output_dir);
+    let plan = json!({
+        "target": record.stage_path,
+        "role": "monolith",
+        "output_path": output.display().to_string(),
+        "operations": chain.operations,
+        "skipped": chain.skipped,
+        "invariants_checked": chain.invariants_checked,
+    });
+    let path = ctx.write("operation-plan", &plan)?;
+    let names: Vec<&str> = chain.operations.iter().map(|o| o.operation).collect();
+    Ok((vec![path], if names.is_empty() { "no operation selected by evidence".into() } else { names.join(" → ") }))
+}
+
+/// `<outdir>/<stem>.optimized.<ext>`: never the source path.
+pub fn optimized_output_path(stage: &str, output_dir: &str) -> PathBuf {
+    let source = Path::new(stage);
+    let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("stage");
+    let ext = source.extension().and_then(|s| s.to_str()).filter(|e| *e != "usdz").unwrap_or("usdc");
+    Path::new(output_dir).join(format!("{stem}.optimized.{ext}"))
+}
+
+async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let plan = ctx.ws.read_artifact("operation-plan")?;
+    let facts: Facts = ctx.read("stage-facts")?;
+    let operations: Vec<Value> = plan["operations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|op| json!({"operation": op["operation"], "args": op["args"]}))
+        .collect();
+    let record = ctx.record();
+    let mut target = json!({
+        "path": record.stage_path, "role": "monolith", "mesh_count": facts.counts.mesh_count,
+        "disposition": "optimized", "output_path": null, "operations": [],
+    });
+    if operations.is_empty() {
+        target["disposition"] = json!("skipped_zero_meshes");
+        target["reason"] = json!("evidence selected no operation");
+        if facts.counts.mesh_count > 0 {
+            target["disposition"] = json!("skipped_user_declined");
+        }
+    } else {
+        let result = ctx.task("operations", json!({
+            "stage_path": record.stage_path, "output_path": plan["output_path"], "operations": operations,
+        })).await?;
+        target["operations"] = result["operations"].clone();
+        target["output_path"] = result["output_path"].clone();
+        target["export_seconds"] = result["export_seconds"].clone();
+        let output = result["output_path"].as_str().unwrap_or_default().to_string();
+        ctx.slot.update(|r| r.output_stage_path = output);
+    }
+    let status = json!({"targets": [target]});
+    let path = ctx.write("operations-status", &status)?;
+    Ok((vec![path], format!("{} operation(s) on 1 target", operations.len())))
+}
+
+// ------------------------------------------------------------------ Phase 6
+
+async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let record = ctx.record();
+    let stage = if record.output_stage_path.is_empty() { record.stage_path.clone() } else { record.output_stage_path.clone() };
+    let (mut artifacts, note) = profile(ctx, "profile-after", &stage).await?;
+    artifacts.extend(validation(ctx, "validation-report-after", "after", &stage).await?.0);
+    if !record.output_stage_path.is_empty() {
+        let facts = ctx.task("facts", json!({"stage_path": stage})).await?;
+        artifacts.push(ctx.write("stage-facts-after", &facts)?);
+    }
+    Ok((artifacts, note))
+}
+
+fn compare_profiles(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let before: Profile = ctx.read("profile-baseline")?;
+    let after: Profile = ctx.read("profile-after")?;
+    let comparison = compare::compare(&before, &after).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
+    let value = serde_json::to_value(&comparison).expect("comparison serializes");
+    let path = ctx.write("compare-profiles", &value)?;
+    Ok((vec![path], format!("{}: {}", comparison.verdict.as_str(), comparison.summary)))
+}
+
+fn optimization_report(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let record = ctx.record();
+    let built = report::build(&ctx.ws, &record)?;
+    let json_path = ctx.write("optimization-report", &built)?;
+    let md_path = ctx.ws.write_text("optimization-report.md", &report::markdown(&built))?;
+    let verdict = built["verdict"].as_str().unwrap_or_default().to_string();
+    let mode = built["workflow_mode"].as_str().unwrap_or_default().to_string();
+    ctx.slot.update(|r| {
+        r.report_path = json_path.clone();
+        r.verdict = verdict.clone();
+        r.workflow_mode = mode.clone();
+    });
+    Ok((vec![json_path, md_path.display().to_string()], format!("{mode}, verdict {verdict}")))
+}

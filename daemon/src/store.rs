@@ -1,0 +1,161 @@
+//! The run workspace: every JSON artifact is validated against its schema in `schemas/`
+//! when written, and every file appears atomically (temp file + rename in the same folder),
+//! so a crash never leaves a half-written artifact that looks complete.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Artifact name → schema text. One schema per artifact; the file is `<name>.json`.
+const SCHEMAS: &[(&str, &str)] = &[
+    ("setup-preflight", include_str!("../../schemas/setup-preflight.schema.json")),
+    ("profile-baseline", include_str!("../../schemas/profile.schema.json")),
+    ("profile-after", include_str!("../../schemas/profile.schema.json")),
+    ("stage-facts", include_str!("../../schemas/stage-facts.schema.json")),
+    ("stage-facts-after", include_str!("../../schemas/stage-facts.schema.json")),
+    ("structure-assessment", include_str!("../../schemas/structure-assessment.schema.json")),
+    ("validation-report", include_str!("../../schemas/validation-report.schema.json")),
+    ("validation-report-after", include_str!("../../schemas/validation-report.schema.json")),
+    ("restructure-decision", include_str!("../../schemas/restructure-decision.schema.json")),
+    ("so-findings", include_str!("../../schemas/so-findings.schema.json")),
+    ("operation-plan", include_str!("../../schemas/operation-plan.schema.json")),
+    ("operations-status", include_str!("../../schemas/operations-status.schema.json")),
+    ("compare-profiles", include_str!("../../schemas/compare-profiles.schema.json")),
+    ("optimization-report", include_str!("../../schemas/optimization-report.schema.json")),
+    ("run", include_str!("../../schemas/run.schema.json")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("artifact {name} does not match its schema: {errors}")]
+    Invalid { name: String, errors: String },
+    #[error("no schema for artifact {0}")]
+    UnknownArtifact(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid JSON: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+}
+
+fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
+    static VALIDATORS: OnceLock<HashMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        SCHEMAS
+            .iter()
+            .map(|(name, text)| {
+                let schema: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("schema {name} is not JSON: {e}"));
+                let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema {name} is invalid: {e}"));
+                (*name, validator)
+            })
+            .collect()
+    })
+}
+
+/// Validate `value` against the schema of artifact `name`.
+pub fn validate(name: &str, value: &Value) -> Result<(), StoreError> {
+    let validator = validators().get(name).ok_or_else(|| StoreError::UnknownArtifact(name.to_string()))?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .take(5)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid { name: name.to_string(), errors: errors.join("; ") })
+    }
+}
+
+pub fn artifact_names() -> impl Iterator<Item = &'static str> {
+    SCHEMAS.iter().map(|(name, _)| *name)
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same folder, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    temp.write_all(bytes).map_err(io)?;
+    temp.as_file().sync_all().map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// One run's workspace folder.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.json"))
+    }
+
+    /// Validate, then write `<name>.json` atomically. Returns its path.
+    pub fn write_artifact(&self, name: &str, value: &Value) -> Result<PathBuf, StoreError> {
+        validate(name, value)?;
+        let path = self.path_of(name);
+        let mut text = serde_json::to_vec_pretty(value).expect("serde_json::Value always serializes");
+        text.push(b'\n');
+        write_atomic(&path, &text)?;
+        Ok(path)
+    }
+
+    pub fn read_artifact(&self, name: &str) -> Result<Value, StoreError> {
+        let path = self.path_of(name);
+        let text = std::fs::read(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        serde_json::from_slice(&text).map_err(|source| StoreError::Json { path, source })
+    }
+
+    pub fn has_artifact(&self, name: &str) -> bool {
+        self.path_of(name).is_file()
+    }
+
+    pub fn write_text(&self, file_name: &str, text: &str) -> Result<PathBuf, StoreError> {
+        let path = self.root.join(file_name);
+        write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_compiles() {
+        assert_eq!(validators().len(), SCHEMAS.len());
+    }
+
+    #[test]
+    fn invalid_artifact_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(dir.path());
+        let err = ws.write_artifact("compare-profiles", &serde_json::json!({"verdict": "great"})).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+        assert!(!ws.has_artifact("compare-profiles"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        write_atomic(&path, b"first version, longer").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left behind");
+    }
+}

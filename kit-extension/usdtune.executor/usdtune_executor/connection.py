@@ -1,0 +1,136 @@
+"""The executor side of ExecutorService.Attach: hello, then tasks in, progress and results out.
+
+Tasks run one at a time on a worker thread so that heartbeats keep flowing while a
+long usd-optimize call holds the GIL-free native code; the daemon treats a silent
+executor as lost and fails its task with a clear message instead of hanging.
+"""
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import traceback
+
+import grpc
+
+from usdtune.v1 import usdtune_pb2 as pb
+from usdtune.v1 import usdtune_pb2_grpc as pb_grpc
+
+from . import PROTOCOL_VERSION
+from .errors import TaskError
+from .tasks import TASK_HANDLERS
+from .tasks.probe import runtime_identity
+
+log = logging.getLogger("usdtune_executor")
+
+HEARTBEAT_SECONDS = 2.0
+
+
+class Reporter:
+    """Handed to every task so it can stream progress without knowing about gRPC."""
+
+    def __init__(self, outbox: "queue.Queue", task_id: str):
+        self._outbox = outbox
+        self._task_id = task_id
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._outbox.put(pb.ExecutorMessage(progress=pb.TaskProgress(
+            task_id=self._task_id, fraction=float(fraction), message=message)))
+
+
+def execute_task(task, reporter) -> pb.TaskResult:
+    """Run one task; never raises. Errors become a result with a stable code."""
+    handler = TASK_HANDLERS.get(task.kind)
+    if handler is None:
+        return pb.TaskResult(task_id=task.task_id, ok=False, error_code="unknown_task_kind",
+                             error_message=f"this executor has no task kind '{task.kind}'")
+    try:
+        params = json.loads(task.params_json or "{}")
+        result = handler(params, reporter)
+        return pb.TaskResult(task_id=task.task_id, ok=True, result_json=json.dumps(result))
+    except TaskError as err:
+        return pb.TaskResult(task_id=task.task_id, ok=False, error_code=err.code,
+                             error_message=err.message, error_path=err.path)
+    except Exception as err:  # a bug in the executor: report it, keep serving
+        log.error("task %s (%s) crashed:\n%s", task.task_id, task.kind, traceback.format_exc())
+        return pb.TaskResult(task_id=task.task_id, ok=False, error_code="executor_internal_error",
+                             error_message=f"{type(err).__name__}: {err}")
+
+
+def run_executor(address: str, executor_id: str, runtime: str,
+                 stop_event: "threading.Event | None" = None) -> int:
+    """Serve tasks from the daemon at `address` until it says shutdown or the stream ends.
+
+    Returns a process exit code: 0 after an orderly shutdown, 1 when the connection failed.
+    """
+    stop_event = stop_event or threading.Event()
+    identity = runtime_identity(runtime)
+    outbox: "queue.Queue" = queue.Queue()
+    tasks: "queue.Queue" = queue.Queue()
+    busy = {"task_id": ""}
+
+    outbox.put(pb.ExecutorMessage(hello=pb.Hello(
+        executor_id=executor_id, runtime=runtime,
+        python_version=identity["python_version"], usd_version=identity["usd_version"],
+        usd_optimize_version=identity["usd_optimize_version"] or "",
+        operations_available=identity["operations_available"],
+        task_kinds=sorted(TASK_HANDLERS), pid=os.getpid(), protocol_version=PROTOCOL_VERSION)))
+
+    def outgoing():
+        while True:
+            message = outbox.get()
+            if message is None:
+                return
+            yield message
+
+    def heartbeat():
+        while not stop_event.wait(HEARTBEAT_SECONDS):
+            outbox.put(pb.ExecutorMessage(heartbeat=pb.Heartbeat(
+                unix_ms=int(time.time() * 1000), busy_task_id=busy["task_id"])))
+
+    def worker():
+        while True:
+            task = tasks.get()
+            if task is None:
+                return
+            busy["task_id"] = task.task_id
+            log.info("task %s: %s", task.task_id, task.kind)
+            started = time.perf_counter()
+            result = execute_task(task, Reporter(outbox, task.task_id))
+            busy["task_id"] = ""
+            log.info("task %s: %s in %.2fs", task.task_id,
+                     "ok" if result.ok else f"failed ({result.error_code})", time.perf_counter() - started)
+            outbox.put(pb.ExecutorMessage(result=result))
+
+    channel = grpc.insecure_channel(address)
+    call = pb_grpc.ExecutorServiceStub(channel).Attach(outgoing())
+    threads = [threading.Thread(target=heartbeat, daemon=True, name="usdtune-heartbeat"),
+               threading.Thread(target=worker, daemon=True, name="usdtune-worker")]
+    for thread in threads:
+        thread.start()
+    # Kit's on_shutdown sets stop_event; cancelling the call unblocks the loop below.
+    watcher = threading.Thread(target=lambda: (stop_event.wait(), call.cancel()), daemon=True)
+    watcher.start()
+
+    exit_code = 0
+    try:
+        for message in call:
+            kind = message.WhichOneof("body")
+            if kind == "task":
+                tasks.put(message.task)
+            elif kind == "shutdown":
+                log.info("daemon asked to shut down: %s", message.shutdown.reason)
+                break
+            elif kind == "cancel":
+                log.info("cancel for task %s noted; it finishes or fails on its own", message.cancel.task_id)
+    except grpc.RpcError as err:
+        if not stop_event.is_set():
+            log.error("connection to daemon %s lost: %s", address, err.details() or err.code())
+            exit_code = 1
+    finally:
+        stop_event.set()
+        tasks.put(None)
+        outbox.put(None)
+        channel.close()
+    return exit_code

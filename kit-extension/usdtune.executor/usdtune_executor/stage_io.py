@@ -1,0 +1,62 @@
+"""Opening stages with errors turned into stable codes, and small shared USD helpers."""
+import os
+
+from pxr import Sdf, Tf, Usd, UsdGeom
+
+from .errors import TaskError
+
+USD_EXTENSIONS = (".usd", ".usda", ".usdc", ".usdz")
+
+
+def check_stage_path(path: str) -> str:
+    if not path:
+        raise TaskError("stage_path_missing", "no stage path given")
+    if not os.path.exists(path):
+        raise TaskError("stage_not_found", f"stage file does not exist: {path}", path)
+    if os.path.isdir(path):
+        raise TaskError("stage_is_directory", f"stage path is a directory, not a USD file: {path}", path)
+    if not path.lower().endswith(USD_EXTENSIONS) and not Sdf.FileFormat.FindByExtension(
+            os.path.splitext(path)[1].lstrip(".")):
+        raise TaskError("unsupported_format", f"not a USD file extension: {path}", path)
+    return os.path.abspath(path)
+
+
+def open_stage(path: str, load_payloads: bool = True):
+    """Open a stage; returns (stage, composition_errors). Raises TaskError when it cannot open."""
+    path = check_stage_path(path)
+    mark = Tf.Error.Mark()
+    try:
+        stage = Usd.Stage.Open(path, Usd.Stage.LoadAll if load_payloads else Usd.Stage.LoadNone)
+    except Tf.ErrorException as err:
+        raise TaskError("stage_open_failed", f"cannot open {path}: {_first_line(str(err))}", path)
+    errors = [_first_line(e.commentary) for e in mark.GetErrors()]
+    mark.Clear()
+    if stage is None:
+        raise TaskError("stage_open_failed", f"cannot open {path}: {errors[0] if errors else 'unknown error'}", path)
+    return stage, errors
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    # Tf errors start with "Error in 'function' at line N in file X :" noise; keep the message.
+    for line in lines:
+        if not line.startswith("Error in"):
+            return line
+    return lines[0] if lines else ""
+
+
+def is_prototype_path(path: Sdf.Path) -> bool:
+    return str(path).startswith("/__Prototype_")
+
+
+def stage_metrics(stage):
+    mpu = UsdGeom.GetStageMetersPerUnit(stage)
+    return {"metersPerUnit": mpu, "upAxis": str(UsdGeom.GetStageUpAxis(stage))}
+
+
+def used_layer_paths(stage):
+    return [layer.realPath for layer in stage.GetUsedLayers() if layer.realPath]
+
+
+def total_file_bytes(paths):
+    return sum(os.path.getsize(p) for p in set(paths) if os.path.isfile(p))

@@ -1,0 +1,72 @@
+"""Phase 4: run a usd-optimize op chain on a stage and write the result to a new path.
+
+The source is opened, edited in memory through its root layer and exported elsewhere;
+nothing is ever saved over the source. Relative asset paths are re-anchored to the new
+location so the output opens where it lands. The output appears atomically: it is
+written beside its final name and renamed only after every op succeeded.
+"""
+import os
+import time
+
+from pxr import Sdf, UsdUtils
+
+from ..errors import TaskError
+from ..stage_io import open_stage
+from .so_runtime import check_operation_args, core
+
+
+def _reanchor_asset_paths(layer, source_dir: str, output_dir: str) -> None:
+    def reanchor(asset_path: str) -> str:
+        if not asset_path or os.path.isabs(asset_path) or ":" in asset_path.split("/")[0]:
+            return asset_path
+        if not asset_path.startswith(("./", "../")):
+            return asset_path  # search-path style: the resolver looks it up, not relative to the file
+        return os.path.relpath(os.path.normpath(os.path.join(source_dir, asset_path)), output_dir)
+
+    UsdUtils.ModifyAssetPaths(layer, reanchor)
+
+
+def run(params, reporter):
+    from usd_optimize.core import ExecutionContext
+
+    so_core = core()
+    chain = params["operations"]
+    for step in chain:  # check the whole chain before touching anything
+        check_operation_args(so_core, step["operation"], step.get("args", {}))
+
+    output_path = os.path.abspath(params["output_path"])
+    stage, _ = open_stage(params["stage_path"])
+    source_layer = stage.GetRootLayer()
+    if os.path.abspath(source_layer.realPath) == output_path:
+        raise TaskError("output_is_source", "refusing to write the optimized stage over its source", output_path)
+    stage.SetEditTarget(stage.GetRootLayer())
+
+    context = ExecutionContext()
+    context.set_stage(stage)
+    records = []
+    try:
+        for index, step in enumerate(chain):
+            operation, args = step["operation"], step.get("args", {})
+            reporter.progress(index / max(1, len(chain)), f"{operation}")
+            started = time.perf_counter()
+            ok, error, _output = so_core.executeOperation(operation, context, args)
+            seconds = time.perf_counter() - started
+            records.append({"operation": operation, "args": args, "ok": bool(ok), "seconds": round(seconds, 4),
+                            "error": error or ""})
+            if not ok:
+                raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
+        os.makedirs(os.path.dirname(output_path), exist_ok=True)
+        base, extension = os.path.splitext(output_path)
+        partial = f"{base}.partial{extension}"
+        started = time.perf_counter()
+        if not source_layer.Export(partial):
+            raise TaskError("export_failed", f"could not write {partial}", partial)
+        exported = Sdf.Layer.FindOrOpen(partial)
+        _reanchor_asset_paths(exported, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
+        exported.Save()
+        os.replace(partial, output_path)
+        export_seconds = time.perf_counter() - started
+    finally:
+        context.remove_stage()
+    return {"stage_path": params["stage_path"], "output_path": output_path, "operations": records,
+            "export_seconds": round(export_seconds, 4)}
