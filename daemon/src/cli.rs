@@ -329,6 +329,11 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
             note(&format!("optimized stage: {}", run.output_stage_path));
         }
         note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        if !run.code.is_empty() {
+            eprintln!("Error: {}: {}", run.code, run.message);
+            eprintln!("Failed!");
+            return Ok(ExitCode::from(1));
+        }
         eprintln!("Success!");
         return Ok(ExitCode::SUCCESS);
     }

@@ -97,7 +97,11 @@ impl ExecutorHub {
         if state.connections.remove(executor_id).is_none() {
             return;
         }
-        tracing::warn!(executor = %executor_id, %reason, "executor gone");
+        if state.leases.values().any(|l| l.executor_id == executor_id) {
+            tracing::warn!(executor = %executor_id, %reason, "executor lost with a task in flight");
+        } else {
+            tracing::info!(executor = %executor_id, %reason, "executor disconnected");
+        }
         let lost: Vec<String> = state
             .leases
             .iter()

@@ -157,7 +157,7 @@ fn read_opt(ws: &Workspace, name: &str) -> Result<Option<Value>, StoreError> {
 }
 
 /// The geometry-preservation proof: composed, world-space, before vs after.
-fn preservation(before: &Value, after: &Value) -> Value {
+pub fn preservation(before: &Value, after: &Value) -> Value {
     let g0 = &before["geometry"];
     let g1 = &after["geometry"];
     let rendered_before = before["counts"]["rendered_mesh_count"].as_u64().unwrap_or(0);
@@ -350,6 +350,11 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     });
     if let (Some(b), Some(a)) = (&stage_facts_before, &stage_facts_after) {
         report["preservation"] = preservation(b, a);
+        if report["preservation"]["passed"] != true {
+            let mut text = report["notes"].as_str().unwrap_or("").to_string();
+            text.push_str(" PRESERVATION FAILED: the lossless chain changed the composed geometry; its output was discarded (see target_coverage).");
+            report["notes"] = json!(text.trim());
+        }
     }
     if workflow_mode == "structural_only" {
         report["next_profile_capture"] = json!("rerun with usd-optimize available in the executor runtime (usdtune setup), then a full-mode Kit profile for FPS/VRAM");

@@ -271,7 +271,9 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
             }
         }
     }
-    finish(&core, &slot, RunState::Completed, "", "")
+    // A completed run may still carry a failed check (e.g. incomplete target coverage).
+    let record = slot.snapshot();
+    finish(&core, &slot, RunState::Completed, &record.code, &record.message)
 }
 
 async fn wait_for_answer(slot: &RunSlot) -> Option<Answer> {
@@ -572,14 +574,36 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
             "stage_path": record.stage_path, "output_path": plan["output_path"], "operations": operations,
         })).await?;
         target["operations"] = result["operations"].clone();
-        target["output_path"] = result["output_path"].clone();
         target["export_seconds"] = result["export_seconds"].clone();
         let output = result["output_path"].as_str().unwrap_or_default().to_string();
-        ctx.slot.update(|r| r.output_stage_path = output);
+        // Phase 4d cheap re-verify: the lossless chain must leave the composed geometry as it was.
+        let after = ctx.task("facts", json!({"stage_path": output})).await?;
+        ctx.write("stage-facts-after", &after)?;
+        let proof = report::preservation(&ctx.ws.read_artifact("stage-facts")?, &after);
+        if proof["passed"] == true {
+            target["output_path"] = json!(output);
+            ctx.slot.update(|r| r.output_stage_path = output);
+        } else {
+            // Discard the output so nothing that looks complete is left behind.
+            let discarded = Path::new(&output).with_extension(format!(
+                "{}.failed-verify",
+                Path::new(&output).extension().and_then(|e| e.to_str()).unwrap_or("usd")
+            ));
+            let _ = std::fs::rename(&output, &discarded);
+            target["disposition"] = json!("blocked");
+            target["reason"] = json!(format!(
+                "geometry preservation proof failed, output discarded (kept as {} for inspection): {}",
+                discarded.display(), proof["notes"].as_str().unwrap_or("")
+            ));
+        }
     }
     let status = json!({"targets": [target]});
     let path = ctx.write("operations-status", &status)?;
-    Ok((vec![path], format!("{} operation(s) on 1 target", operations.len())))
+    let note = match target["disposition"].as_str() {
+        Some("blocked") => format!("target blocked: {}", target["reason"].as_str().unwrap_or("")),
+        _ => format!("{} operation(s) on 1 target; geometry preservation proof passed", operations.len()),
+    };
+    Ok((vec![path], note))
 }
 
 // ------------------------------------------------------------------ Phase 6
@@ -589,10 +613,6 @@ async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let stage = if record.output_stage_path.is_empty() { record.stage_path.clone() } else { record.output_stage_path.clone() };
     let (mut artifacts, note) = profile(ctx, "profile-after", &stage).await?;
     artifacts.extend(validation(ctx, "validation-report-after", "after", &stage).await?.0);
-    if !record.output_stage_path.is_empty() {
-        let facts = ctx.task("facts", json!({"stage_path": stage})).await?;
-        artifacts.push(ctx.write("stage-facts-after", &facts)?);
-    }
     Ok((artifacts, note))
 }
 
@@ -612,10 +632,16 @@ fn optimization_report(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let md_path = ctx.ws.write_text("optimization-report.md", &report::markdown(&built))?;
     let verdict = built["verdict"].as_str().unwrap_or_default().to_string();
     let mode = built["workflow_mode"].as_str().unwrap_or_default().to_string();
+    let coverage_complete = built["target_coverage"]["complete"] == json!(true);
+    let preservation_failed = built.get("preservation").is_some_and(|p| p["passed"] != json!(true));
     ctx.slot.update(|r| {
         r.report_path = json_path.clone();
         r.verdict = verdict.clone();
         r.workflow_mode = mode.clone();
+        if !coverage_complete || preservation_failed {
+            r.code = "target_coverage_incomplete".into();
+            r.message = "a Phase 4 target was blocked (see the report's target_coverage and preservation)".into();
+        }
     });
     Ok((vec![json_path, md_path.display().to_string()], format!("{mode}, verdict {verdict}")))
 }

@@ -338,8 +338,8 @@ pub(crate) mod tests {
 
     #[test]
     fn nested_groups_are_not_double_counted() {
-        let outer = group(10, 20, &["/W/M1", "/W/M2"]);
-        let inner = group(20, 3, &["/W/M1/Bolt", "/W/M2/Bolt"]);
+        let outer = group(2, 20, &["/W/M1", "/W/M2"]);
+        let inner = group(2, 3, &["/W/M1/Bolt", "/W/M2/Bolt"]);
         let separate = group(2, 4, &["/W/X", "/W/Y"]);
         let picked = frontier(&[inner.clone(), outer.clone(), separate.clone()]);
         let roots: Vec<_> = picked.iter().map(|g| g.paths[0].as_str()).collect();

@@ -39,14 +39,19 @@ class Reporter:
             task_id=self._task_id, fraction=float(fraction), message=message)))
 
 
-def execute_task(task, reporter) -> pb.TaskResult:
-    """Run one task; never raises. Errors become a result with a stable code."""
+def execute_task(task, reporter, host: dict) -> pb.TaskResult:
+    """Run one task; never raises. Errors become a result with a stable code.
+
+    `host` (runtime, executor_id) is what the executor knows of itself; tasks see it under
+    params["host"] since the daemon cannot know whether it talks to Kit or plain Python.
+    """
     handler = TASK_HANDLERS.get(task.kind)
     if handler is None:
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code="unknown_task_kind",
                              error_message=f"this executor has no task kind '{task.kind}'")
     try:
         params = json.loads(task.params_json or "{}")
+        params["host"] = host
         result = handler(params, reporter)
         return pb.TaskResult(task_id=task.task_id, ok=True, result_json=json.dumps(result))
     except TaskError as err:
@@ -97,7 +102,7 @@ def run_executor(address: str, executor_id: str, runtime: str,
             busy["task_id"] = task.task_id
             log.info("task %s: %s", task.task_id, task.kind)
             started = time.perf_counter()
-            result = execute_task(task, Reporter(outbox, task.task_id))
+            result = execute_task(task, Reporter(outbox, task.task_id), {"runtime": runtime, "executor_id": executor_id})
             busy["task_id"] = ""
             log.info("task %s: %s in %.2fs", task.task_id,
                      "ok" if result.ok else f"failed ({result.error_code})", time.perf_counter() - started)

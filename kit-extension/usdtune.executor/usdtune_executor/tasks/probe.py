@@ -52,7 +52,9 @@ def _kit_identity():
 
 
 def run(params, reporter):
-    identity = runtime_identity(params.get("runtime", "standalone"))
+    host = params.get("host", {})
+    identity = runtime_identity(host.get("runtime", "standalone"))
+    identity["executor_id"] = host.get("executor_id", "")
     identity["kit"] = _kit_identity() if identity["runtime"] == "kit" else None
     identity["probed_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     return identity

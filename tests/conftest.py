@@ -1,0 +1,105 @@
+"""End-to-end harness: real usdtuned, real executor processes, real files.
+
+Runs on the executor environment's Python (`usdtune setup --dev`), so pxr, grpc,
+jsonschema and headless Kit are importable here. Tests talk to the product only
+through its command line and its gRPC ports.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+USDTUNE = REPO / "target" / "release" / "usdtune"
+FIXTURE = REPO / "fixtures" / "factory_small.usda"
+SCHEMAS = REPO / "schemas"
+EXTENSION_DIR = REPO / "kit-extension"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path):
+    """An isolated usdtune data dir; the executor env is the one `usdtune setup` made."""
+    data = tmp_path / "usdtune-home"
+    data.mkdir()
+    env = dict(os.environ)
+    env["USDTUNE_HOME"] = str(data)
+    env["USDTUNE_EXECUTOR_ENV"] = str(Path(sys.executable).resolve().parent.parent)
+    env["USDTUNE_DAEMON"] = f"127.0.0.1:{free_port()}"  # nothing listens: embedded unless a test starts a daemon
+    return env
+
+
+def usdtune(env, *args, timeout=600, stdin=subprocess.DEVNULL):
+    return subprocess.run([str(USDTUNE), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=stdin)
+
+
+class Process:
+    def __init__(self, args, env, name):
+        self.name = name
+        self.log = open(env["USDTUNE_HOME"] + f"/{name}.log", "w+")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, sig=signal.SIGINT, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def daemon(home):
+    """A real usdtuned that never spawns executors itself: tests bring their own."""
+    address = home["USDTUNE_DAEMON"]
+    process = Process([str(USDTUNE), "daemon", "--listen", address, "--no-spawn-executor"], home, "daemon")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(tuple([address.split(":")[0], int(address.split(":")[1])])) == 0:
+                break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("daemon did not start:\n" + process.output())
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def headless_executor(home, daemon):
+    process = Process([sys.executable, "-m", "usdtune_executor", "--daemon", home["USDTUNE_DAEMON"],
+                       "--executor-id", "test-headless"], home, "executor")
+    yield process
+    process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def stage_copy(tmp_path):
+    """The shipped fixture, copied: tests compare its bytes before and after."""
+    target = tmp_path / "input" / FIXTURE.name
+    target.parent.mkdir()
+    shutil.copy2(FIXTURE, target)
+    return target
+
+
+def schema_for(artifact_name: str) -> dict:
+    base = artifact_name.removesuffix("-baseline").removesuffix("-after")
+    return json.loads((SCHEMAS / f"{base}.schema.json").read_text())
