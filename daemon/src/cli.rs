@@ -35,6 +35,9 @@ enum Command {
         /// Also install test-only tools (headless Kit, pytest).
         #[arg(long)]
         dev: bool,
+        /// Print the environment's python executable on stdout (for scripts).
+        #[arg(long)]
+        print_python: bool,
     },
     /// Optimize a stage: every phase of the workflow, ending in OUTDIR/optimization-report.{json,md}.
     Optimize {
@@ -143,8 +146,12 @@ impl Session {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Setup { dev } => {
-            setup::setup(&ExecutorEnv::default_location(), dev, &mut |m| note(m))?;
+        Command::Setup { dev, print_python } => {
+            let env = ExecutorEnv::default_location();
+            setup::setup(&env, dev, &mut |m| note(m))?;
+            if print_python {
+                println!("{}", env.python().display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon { listen, no_spawn_executor } => {
