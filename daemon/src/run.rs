@@ -205,7 +205,7 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
     while index < PHASES.len() {
         let spec = &PHASES[index];
         if slot.is_cancelled() {
-            return finish(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled by request");
+            return set_state(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled by request");
         }
         let route = slot.snapshot().route;
         if let Some(note) = skip_reason(spec, &route) {
@@ -243,7 +243,7 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
                 });
                 core.persist_and_emit(&record, "gate", spec.label, &gate.question);
                 let Some(answer) = wait_for_answer(&slot).await else {
-                    return finish(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled while awaiting a decision");
+                    return set_state(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled while awaiting a decision");
                 };
                 let record = slot.update(|r| {
                     r.state = RunState::Running;
@@ -267,13 +267,13 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
                     r.phases[index].note = format!("{code}: {message}");
                     r.phases[index].seconds = seconds;
                 });
-                return finish(&core, &slot, state, &code, &message);
+                return set_state(&core, &slot, state, &code, &message);
             }
         }
     }
     // A completed run may still carry a failed check (e.g. incomplete target coverage).
     let record = slot.snapshot();
-    finish(&core, &slot, RunState::Completed, &record.code, &record.message)
+    set_state(&core, &slot, RunState::Completed, &record.code, &record.message)
 }
 
 async fn wait_for_answer(slot: &RunSlot) -> Option<Answer> {
@@ -296,10 +296,6 @@ fn set_state(core: &Core, slot: &RunSlot, state: RunState, code: &str, message: 
     });
     let milestone = record.milestone.clone();
     core.persist_and_emit(&record, if state.is_terminal() { "finished" } else { "progress" }, &milestone, message);
-}
-
-fn finish(core: &Core, slot: &RunSlot, state: RunState, code: &str, message: &str) {
-    set_state(core, slot, state, code, message);
 }
 
 type PhaseResult = Result<(Vec<String>, String), Stop>;
@@ -564,11 +560,9 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         "disposition": "optimized", "output_path": null, "operations": [],
     });
     if operations.is_empty() {
-        target["disposition"] = json!("skipped_zero_meshes");
+        let disposition = if facts.counts.mesh_count > 0 { "skipped_user_declined" } else { "skipped_zero_meshes" };
+        target["disposition"] = json!(disposition);
         target["reason"] = json!("evidence selected no operation");
-        if facts.counts.mesh_count > 0 {
-            target["disposition"] = json!("skipped_user_declined");
-        }
     } else {
         let result = ctx.task("operations", json!({
             "stage_path": record.stage_path, "output_path": plan["output_path"], "operations": operations,
@@ -633,12 +627,12 @@ fn optimization_report(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let verdict = built["verdict"].as_str().unwrap_or_default().to_string();
     let mode = built["workflow_mode"].as_str().unwrap_or_default().to_string();
     let coverage_complete = built["target_coverage"]["complete"] == json!(true);
-    let preservation_failed = built.get("preservation").is_some_and(|p| p["passed"] != json!(true));
     ctx.slot.update(|r| {
         r.report_path = json_path.clone();
         r.verdict = verdict.clone();
         r.workflow_mode = mode.clone();
-        if !coverage_complete || preservation_failed {
+        // A failed preservation proof blocks its target (so_run_operations), so coverage covers it.
+        if !coverage_complete {
             r.code = "target_coverage_incomplete".into();
             r.message = "a Phase 4 target was blocked (see the report's target_coverage and preservation)".into();
         }
