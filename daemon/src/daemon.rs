@@ -280,7 +280,8 @@ pub fn serve(core: Arc<Core>, listener: tokio::net::TcpListener) -> std::io::Res
     let handle = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(proto::run_service_server::RunServiceServer::new(service.clone()))
-            .add_service(proto::executor_service_server::ExecutorServiceServer::new(service))
+            // Table chunks from the facts task run to a few MB; leave ample headroom.
+            .add_service(proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
         if let Err(e) = result {

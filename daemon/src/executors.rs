@@ -54,7 +54,13 @@ struct Lease {
     kind: String,
     reply: oneshot::Sender<Result<Value, TaskFailure>>,
     progress: Option<ProgressSink>,
+    /// Table chunks streamed ahead of the result, by table name, in arrival order.
+    records: HashMap<String, Vec<String>>,
 }
+
+/// The key under which a task's streamed tables reach its caller: `result["records"][table]`
+/// is the list of chunks (each a JSON object of equal-length columns), in arrival order.
+pub const RECORDS_KEY: &str = "records";
 
 #[derive(Default)]
 struct HubState {
@@ -128,14 +134,25 @@ impl ExecutorHub {
                     let _ = sink.send((p.fraction, p.message));
                 }
             }
+            Some(executor_message::Body::Records(chunk)) => {
+                if let Some(lease) = state.leases.get_mut(&chunk.task_id) {
+                    lease.records.entry(chunk.table).or_default().push(chunk.columns_json);
+                }
+            }
             Some(executor_message::Body::Result(result)) => {
                 if let Some(conn) = state.connections.get_mut(executor_id) {
                     conn.busy = None;
                 }
                 if let Some(lease) = state.leases.remove(&result.task_id) {
                     let outcome = if result.ok {
-                        serde_json::from_str(&result.result_json)
+                        serde_json::from_str::<Value>(&result.result_json)
                             .map_err(|e| TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}")))
+                            .map(|mut value| {
+                                if !lease.records.is_empty() {
+                                    value[RECORDS_KEY] = serde_json::json!(lease.records);
+                                }
+                                value
+                            })
                     } else {
                         Err(TaskFailure { code: result.error_code, message: result.error_message, path: result.error_path })
                     };
@@ -198,6 +215,7 @@ impl ExecutorHub {
                             kind: kind.to_string(),
                             reply: reply.take().expect("sent once"),
                             progress,
+                            records: HashMap::new(),
                         });
                         break id;
                     }
@@ -262,6 +280,26 @@ mod tests {
         let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), ..Default::default() };
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
         assert_eq!(task.await.unwrap().1.unwrap()["x"], 1);
+    }
+
+    #[tokio::test]
+    async fn streamed_records_reach_the_caller_in_order() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = hub.register(hello("a"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
+        });
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
+        for chunk in ["{\"a\":[1]}", "{\"a\":[2]}"] {
+            let records = proto::TaskRecords { task_id: sent.task_id.clone(), table: "prims".into(), columns_json: chunk.into() };
+            hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Records(records)) });
+        }
+        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{}".into(), ..Default::default() };
+        hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
+        let value = task.await.unwrap().1.unwrap();
+        assert_eq!(value[RECORDS_KEY]["prims"], serde_json::json!(["{\"a\":[1]}", "{\"a\":[2]}"]));
     }
 
     #[tokio::test]

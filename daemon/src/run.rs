@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::daemon::Core;
 use crate::decisions::assessment::{self, Classification, Facts};
+use crate::decisions::prims::PrimTable;
+use crate::executors::RECORDS_KEY;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
 use crate::decisions::restructure::{self, Branch, GatePlan};
@@ -400,15 +402,31 @@ async fn profile(ctx: &PhaseCtx<'_>, artifact: &str, stage: &str) -> PhaseResult
 }
 
 async fn structure_assessment(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let facts_value = ctx.task("facts", json!({"stage_path": ctx.record().stage_path})).await?;
+    let mut facts_value = ctx.task("facts", json!({"stage_path": ctx.record().stage_path})).await?;
+    // The prim table streamed beside the result: decided on here, not stored.
+    let chunks: Vec<String> = facts_value
+        .as_object_mut()
+        .and_then(|o| o.remove(RECORDS_KEY))
+        .and_then(|mut r| serde_json::from_value::<Vec<String>>(r["prims"].take()).ok())
+        .unwrap_or_default();
     let facts_path = ctx.write("stage-facts", &facts_value)?;
     let facts: Facts = ctx.read("stage-facts")?;
-    let assessment = assessment::assess(&facts);
-    let path = ctx.write("structure-assessment", &assessment)?;
-    let recommendation = assessment["phase_recommendation"].as_str().unwrap_or_default().to_string();
+    let started = std::time::Instant::now();
+    let table = PrimTable::from_chunks(&chunks).map_err(|e| Stop::fail("executor_protocol_error", e))?;
+    let mut result = assessment::assess(&facts, &table);
+    let decision_seconds = started.elapsed().as_secs_f64();
+    result.structure["timing"] = json!({
+        "fact_collection_seconds": facts_value["collection_seconds"], "decision_seconds": decision_seconds,
+    });
+    let candidates_path = ctx.write("dedupe-candidates", &result.candidates)?;
+    let path = ctx.write("structure-assessment", &result.structure)?;
+    let recommendation = result.structure["phase_recommendation"].as_str().unwrap_or_default().to_string();
     ctx.slot.update(|r| r.route.phase_recommendation = Some(recommendation.clone()));
-    let note = format!("{}; phase_recommendation {recommendation}", assessment["classification"]["kind"].as_str().unwrap_or(""));
-    Ok((vec![facts_path, path], note))
+    let note = format!(
+        "{}; phase_recommendation {recommendation}; {} dedupe groups on the frontier; facts {}s (executor), decisions {decision_seconds:.2}s (daemon)",
+        result.structure["classification"]["kind"].as_str().unwrap_or(""), result.reuse.selected_groups, facts_value["collection_seconds"]
+    );
+    Ok((vec![facts_path, candidates_path, path], note))
 }
 
 // ------------------------------------------------------------------ Phase 2c / 6b
@@ -519,7 +537,7 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         duplicate_geometry_groups: count("duplicate_geometry"),
         prims_missing_extent: count("missing_extent"),
         deduplicate_hierarchies: record.route.restructure_branch.as_deref() == Some("deduplicate-internally"),
-        hierarchy_groups: assessment::frontier(&facts.hierarchy_groups).len() as u64,
+        hierarchy_groups: ctx.ws.read_artifact("dedupe-candidates")?["selected_count"].as_u64().unwrap_or(0),
         instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0,
     };
     let chain = op_chain::lossless_chain(&evidence).map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
@@ -571,7 +589,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         target["export_seconds"] = result["export_seconds"].clone();
         let output = result["output_path"].as_str().unwrap_or_default().to_string();
         // Phase 4d cheap re-verify: the lossless chain must leave the composed geometry as it was.
-        let after = ctx.task("facts", json!({"stage_path": output})).await?;
+        let after = ctx.task("facts", json!({"stage_path": output, "prim_table": false})).await?;
         ctx.write("stage-facts-after", &after)?;
         let proof = report::preservation(&ctx.ws.read_artifact("stage-facts")?, &after);
         if proof["passed"] == true {

@@ -17,6 +17,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("stage-facts", include_str!("../../schemas/stage-facts.schema.json")),
     ("stage-facts-after", include_str!("../../schemas/stage-facts.schema.json")),
     ("structure-assessment", include_str!("../../schemas/structure-assessment.schema.json")),
+    ("dedupe-candidates", include_str!("../../schemas/dedupe-candidates.schema.json")),
     ("validation-report", include_str!("../../schemas/validation-report.schema.json")),
     ("validation-report-after", include_str!("../../schemas/validation-report.schema.json")),
     ("restructure-decision", include_str!("../../schemas/restructure-decision.schema.json")),

@@ -1,8 +1,15 @@
-//! Phases 1b/2a/2b/2d: stage facts → structure assessment (classification, phase
-//! recommendation, hierarchy-dedupe signal, validation scope, findings).
+//! Phases 1b/2a/2b/2d: stage facts and the prim table → structure assessment
+//! (classification, phase recommendation, hierarchy-dedupe signal, asset boundaries,
+//! kind trust, validation scope, findings) and the dedupe-candidates report.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use super::containment;
+use super::dedupe::{self, Group, KindTrust, Placement, Readiness};
+use super::prims::{path_pattern, PrimTable};
 
 /// The subset of `stage-facts.json` that decisions read (see schemas/stage-facts.schema.json).
 #[derive(Clone, Debug, Deserialize)]
@@ -12,7 +19,9 @@ pub struct Facts {
     pub composition: Composition,
     pub geometry: Geometry,
     pub content_flags: ContentFlags,
-    pub hierarchy_groups: Vec<HierarchyGroup>,
+    /// Opacity facts per material path, for the enclosure-opacity hint.
+    #[serde(default)]
+    pub materials: Map<String, Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -70,20 +79,6 @@ pub struct ContentFlags {
     pub variants: Flag,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct HierarchyGroup {
-    pub copies: u64,
-    pub prims_per_copy: u64,
-    pub meshes_per_copy: u64,
-    pub paths: Vec<String>,
-}
-
-impl HierarchyGroup {
-    pub fn prim_savings(&self) -> u64 {
-        (self.copies - 1) * self.prims_per_copy
-    }
-}
-
 /// Hierarchy dedupe is worth a restructure when sharing would remove at least this share
 /// of the authored prims, or at least [`MIN_PRIM_SAVINGS`] prims outright.
 pub const MIN_SAVINGS_FRACTION: f64 = 0.10;
@@ -122,33 +117,28 @@ impl Classification {
     }
 }
 
-/// The groups worth sharing, biggest subtrees first. Copies that sit inside a non-first
-/// copy of an already selected group are shared through that group and are not counted
-/// again; a group keeps only its remaining copies (and drops out below two).
-/// Path lists are capped by the executor, so the remaining share is scaled to `copies`.
-pub fn frontier(groups: &[HierarchyGroup]) -> Vec<HierarchyGroup> {
-    let mut ordered: Vec<&HierarchyGroup> = groups.iter().collect();
-    ordered.sort_by(|a, b| b.prims_per_copy.cmp(&a.prims_per_copy).then_with(|| b.copies.cmp(&a.copies)).then_with(|| a.paths.cmp(&b.paths)));
-    let mut selected: Vec<HierarchyGroup> = Vec::new();
-    for group in ordered {
-        let shared_roots: Vec<&String> = selected.iter().flat_map(|s| s.paths.iter().skip(1)).collect();
-        let remaining: Vec<String> = group
-            .paths
-            .iter()
-            .filter(|path| !shared_roots.iter().any(|root| path.starts_with(&format!("{root}/"))))
-            .cloned()
-            .collect();
-        let listed = group.paths.len().max(1) as u64;
-        let copies = group.copies * remaining.len() as u64 / listed;
-        if copies >= 2 {
-            selected.push(HierarchyGroup { copies, paths: remaining, ..group.clone() });
-        }
-    }
-    selected.sort_by(|a, b| b.prim_savings().cmp(&a.prim_savings()).then_with(|| a.paths.cmp(&b.paths)));
-    selected
+/// The dedupe picture the classification reads: frontier savings and what kind of copies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reuse {
+    /// Prims sharing would remove, over the selected frontier groups.
+    pub prim_savings: u64,
+    /// Selected groups whose copies come through references (not instanced).
+    pub reference_groups: usize,
+    pub selected_groups: usize,
 }
 
-pub fn classify(facts: &Facts) -> (Classification, Vec<String>, Vec<&'static str>) {
+impl Reuse {
+    pub fn of(groups: &[Group], placements: &[Placement]) -> Self {
+        let selected: Vec<&Group> = groups.iter().zip(placements).filter(|(_, p)| p.selected).map(|(g, _)| g).collect();
+        Self {
+            prim_savings: selected.iter().map(|g| g.prim_savings).sum(),
+            reference_groups: selected.iter().filter(|g| g.source == dedupe::Source::Reference).count(),
+            selected_groups: selected.len(),
+        }
+    }
+}
+
+pub fn classify(facts: &Facts, reuse: &Reuse) -> (Classification, Vec<String>, Vec<&'static str>) {
     let c = &facts.composition;
     let mut composed_by = Vec::new();
     for (count, arc) in [(c.references, "references"), (c.payloads, "payloads"), (c.sublayers, "sublayers"),
@@ -157,7 +147,7 @@ pub fn classify(facts: &Facts) -> (Classification, Vec<String>, Vec<&'static str
             composed_by.push(arc);
         }
     }
-    let savings: u64 = frontier(&facts.hierarchy_groups).iter().map(|g| g.prim_savings()).sum();
+    let savings = reuse.prim_savings;
     let duplicate_meshes = facts.counts.mesh_count.saturating_sub(facts.geometry.distinct_mesh_geometries);
     let instanced = facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0;
     let mut reasons = Vec::new();
@@ -169,15 +159,20 @@ pub fn classify(facts: &Facts) -> (Classification, Vec<String>, Vec<&'static str
         ));
         return (Classification::AlreadyOptimized, reasons, composed_by);
     }
-    if !composed_by.is_empty() {
-        reasons.push(format!("stage is composed through {}", composed_by.join(", ")));
+    // Composed means content from more than one file; arcs inside one layer keep a stage monolithic.
+    if facts.counts.layer_count > 1 {
+        reasons.push(format!("{} layers composed through {}", facts.counts.layer_count,
+                             if composed_by.is_empty() { "sublayers".to_string() } else { composed_by.join(", ") }));
+        if reuse.reference_groups > 0 {
+            reasons.push(format!("{} groups of repeated references are not instanced (sharing saves {savings} prims)", reuse.reference_groups));
+        }
         return (Classification::Composed, reasons, composed_by);
     }
     let threshold = (facts.counts.prim_count as f64 * MIN_SAVINGS_FRACTION).ceil() as u64;
     if savings > 0 && (savings >= threshold || savings >= MIN_PRIM_SAVINGS) {
         reasons.push(format!(
-            "single layer; sharing repeated subtrees would remove {savings} of {} authored prims",
-            facts.counts.prim_count
+            "single layer; sharing {} groups of repeated subtrees would remove {savings} of {} prims",
+            reuse.selected_groups, facts.counts.prim_count
         ));
         return (Classification::MonolithicNeedsRestructure, reasons, composed_by);
     }
@@ -197,13 +192,73 @@ fn scale_hint(meters_per_unit: f64) -> &'static str {
     }
 }
 
-/// The structure-assessment artifact (schemas/structure-assessment.schema.json).
-pub fn assess(facts: &Facts) -> Value {
-    let (classification, reasons, composed_by) = classify(facts);
-    let top = frontier(&facts.hierarchy_groups);
-    let savings: u64 = top.iter().map(|g| g.prim_savings()).sum();
-    let candidates: u64 = top.iter().map(|g| g.copies).sum();
-    let recommended = classification == Classification::MonolithicNeedsRestructure;
+/// Entries listed in `validation_scope` arrays (the counts are in `hierarchy_dedupe`).
+pub const MAX_SCOPE_PATHS: usize = 1000;
+/// A prim with more direct children holding geometry than this is a flat hierarchy.
+pub const FLAT_HIERARCHY_CHILDREN: usize = 500;
+
+/// The assessment and the dedupe report of one stage.
+pub struct Assessment {
+    pub structure: Value,
+    pub candidates: Value,
+    pub reuse: Reuse,
+}
+
+/// Candidate asset-boundary levels: per depth, the prims holding geometry and how many
+/// selected groups cut there (hash-backed boundaries are promoted).
+fn candidate_levels(table: &PrimTable, groups: &[Group], placements: &[Placement]) -> Vec<Value> {
+    let mut by_depth: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, r) in table.rows.iter().enumerate() {
+        if r.meshes > 0 && r.depth() <= 4 {
+            by_depth.entry(r.depth()).or_default().push(i);
+        }
+    }
+    let mut depths: Vec<usize> = by_depth.keys().copied().collect();
+    depths.sort_unstable();
+    depths
+        .into_iter()
+        .filter(|d| by_depth[d].len() >= 2)
+        .map(|d| {
+            let rows = &by_depth[&d];
+            let matched: Vec<&Group> = groups.iter().zip(placements)
+                .filter(|(g, p)| p.selected && table.rows[g.members[0]].depth() == d).map(|(g, _)| g).collect();
+            let covered: usize = matched.iter().map(|g| g.copies()).sum();
+            let promoted = !matched.is_empty();
+            let mut level = json!({
+                "level": format!("depth {d}: {}", path_pattern(rows.iter().map(|i| table.rows[*i].path.as_str()))),
+                "child_count": rows.len(),
+                "hash_matched_groups": matched.len(),
+                "promoted": promoted,
+            });
+            if promoted {
+                level["reason"] = json!(format!("{} repeated groups cover {covered} of {} subtrees at this cut: immediate dedupe wins on extraction", matched.len(), rows.len()));
+            }
+            level
+        })
+        .collect()
+}
+
+/// The structure assessment (schemas/structure-assessment.schema.json) and the
+/// dedupe-candidates report (schemas/dedupe-candidates.schema.json).
+pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
+    let trust: KindTrust = dedupe::kind_trust(table);
+    let (groups, placements) = dedupe::frontier(table, dedupe::find_groups(table));
+    let reuse = Reuse::of(&groups, &placements);
+    let (classification, reasons, composed_by) = classify(facts, &reuse);
+    let selected: Vec<&Group> = groups.iter().zip(&placements).filter(|(_, p)| p.selected).map(|(g, _)| g).collect();
+    let candidates = dedupe::candidates_artifact(table, &groups, &placements, &trust, &facts.stage.identifier);
+
+    // Copies that sharing removes: validated through their kept representative.
+    let kept: HashSet<usize> = selected.iter().flat_map(|g| g.representatives.iter().copied()).collect();
+    let removed: Vec<usize> = selected.iter().flat_map(|g| g.members.iter().copied()).filter(|m| !kept.contains(m)).collect();
+    let removed_set: HashSet<usize> = removed.iter().copied().collect();
+    let copies_of_row: HashMap<usize, usize> = selected.iter().flat_map(|g| g.representatives.iter().map(|r| (*r, g.copies()))).collect();
+    let inside_removed: HashSet<usize> = removed.iter().flat_map(|m| table.subtree(*m)).collect();
+    let copies_of = |row: usize| -> usize {
+        std::iter::once(row).chain(table.ancestors(row)).find_map(|a| copies_of_row.get(&a).copied()).unwrap_or(1)
+    };
+    let pairs = containment::pairs(table, &facts.materials, &inside_removed, &copies_of);
+    let (boundaries, cross_pairs) = containment::boundary_records(table, &pairs);
 
     let mut findings = Vec::new();
     let flags = &facts.content_flags;
@@ -227,10 +282,40 @@ pub fn assess(facts: &Facts) -> Value {
         findings.push(json!({"id": "duplicate_mesh_geometry", "severity": "info",
             "message": format!("{} meshes, {} distinct geometries", facts.counts.mesh_count, facts.geometry.distinct_mesh_geometries)}));
     }
+    if trust.trusted == Some(false) {
+        findings.push(json!({"id": "kind_untrusted", "severity": "info", "message": format!(
+            "kind present but {:.0}% of {} kind-bearing prims hold at most one mesh: an unreliable boundary, the frontier falls back to structure",
+            trust.single_mesh_fraction * 100.0, trust.sampled)}));
+    }
+    let flat: Vec<&str> = table.children.iter().enumerate()
+        .filter(|(_, kids)| kids.iter().filter(|k| table.rows[**k].meshes > 0).count() > FLAT_HIERARCHY_CHILDREN)
+        .map(|(i, _)| table.rows[i].path.as_str()).collect();
+    if !flat.is_empty() {
+        findings.push(json!({"id": "flat_hierarchy", "severity": "info", "message": format!(
+            "{} prims have more than {FLAT_HIERARCHY_CHILDREN} direct children with geometry: grouping into subassemblies may help", flat.len()),
+            "paths": flat.iter().take(50).collect::<Vec<_>>()}));
+    }
+    for group in selected.iter().filter(|g| g.readiness != Readiness::Safe || !g.content_flags.is_empty()) {
+        findings.push(json!({"id": "dedupe_group_needs_review", "severity": "info",
+            "message": format!("{} copies of {}: readiness {:?}, flags [{}]; {}", group.copies(),
+                path_pattern(group.members.iter().map(|m| table.rows[*m].path.as_str())), group.readiness,
+                group.content_flags.join(", "), group.findings.join("; ")),
+            "paths": group.members.iter().take(5).map(|m| table.rows[*m].path.as_str()).collect::<Vec<_>>()}));
+    }
 
     let instances = facts.counts.instance_count;
     let hint = scale_hint(facts.stage.meters_per_unit);
-    json!({
+    let recommended = classification == Classification::MonolithicNeedsRestructure
+        || (classification == Classification::Composed && reuse.reference_groups > 0);
+    let payloads = facts.composition.payloads;
+    let levels = candidate_levels(table, &groups, &placements);
+    let boundaries_clear = levels.iter().any(|l| l["child_count"].as_u64().unwrap_or(0) >= 2);
+    let user_choice_required = payloads == 0 && boundaries_clear && classification != Classification::AlreadyOptimized;
+    let mut kind_counts: HashMap<&str, usize> = HashMap::new();
+    for r in table.rows.iter().filter(|r| !r.kind.is_empty()) {
+        *kind_counts.entry(r.kind.as_str()).or_default() += 1;
+    }
+    let structure = json!({
         "schemaVersion": "1.0",
         "stage": {
             "identifier": facts.stage.identifier, "rootLayer": facts.stage.root_layer,
@@ -247,41 +332,70 @@ pub fn assess(facts: &Facts) -> Value {
             "prim_count": facts.counts.prim_count, "mesh_count": facts.counts.mesh_count,
             "material_count": facts.counts.material_count, "prototype_count": facts.counts.prototype_count,
             "instance_count": instances, "reference_count": facts.composition.references,
-            "payload_count": facts.composition.payloads,
+            "payload_count": payloads,
         },
         "composition": {
             "layers": facts.counts.layer_count, "references": facts.composition.references,
-            "payloads": facts.composition.payloads, "inherits": facts.composition.inherits,
+            "payloads": payloads, "inherits": facts.composition.inherits,
             "specializes": facts.composition.specializes, "variant_sets": facts.composition.variant_sets,
             "sublayers": facts.composition.sublayers, "counting_method": "authored_list_op_items",
         },
         "instancing": {
-            "instances": instances, "prototypes": facts.counts.prototype_count, "candidates": candidates,
+            "instances": instances, "prototypes": facts.counts.prototype_count,
+            "candidates": selected.iter().map(|g| g.copies()).sum::<usize>(),
             "ratio": if facts.counts.prim_count_with_instance_proxies > 0 {
                 instances as f64 / facts.counts.prim_count_with_instance_proxies as f64 } else { 0.0 },
+            "point_instancers": facts.counts.point_instancer_count,
         },
         "hierarchy_dedupe": {
             "recommended": recommended,
-            "reason": if top.is_empty() { "no repeated subtree with geometry".to_string() } else {
-                format!("{} repeated subtree groups at the frontier; sharing saves {savings} prims", top.len()) },
-            "top_candidates": top.iter().take(20).map(|g| json!({
-                "path_pattern": g.paths.first().cloned().unwrap_or_default(),
-                "subtree_prims": g.prims_per_copy, "copies": g.copies,
-                "estimated_prim_savings": g.prim_savings(),
+            "reason": if selected.is_empty() { "no repeated subtree with geometry".to_string() } else {
+                format!("{} groups of repeated subtrees at the frontier; sharing saves {} prims ({} clean)",
+                        selected.len(), reuse.prim_savings, candidates["clean_prim_savings"]) },
+            "top_candidates": selected.iter().take(20).map(|g| json!({
+                "path_pattern": path_pattern(g.members.iter().map(|m| table.rows[*m].path.as_str())),
+                "subtree_prims": g.subtree_prims, "copies": g.copies(),
+                "estimated_prim_savings": g.prim_savings, "readiness": g.readiness, "source": g.source,
             })).collect::<Vec<_>>(),
+            "max_depth_scanned": candidates["max_depth_scanned"],
+            "groups_found_below_depth_2": candidates["groups_found_below_depth_2"],
+            "report": "dedupe-candidates.json",
         },
-        "validation_scope": {"per_asset": [], "cross_component_pairs": [], "skip": []},
+        "asset_boundary_suggestions": {
+            "candidate_levels": levels,
+            "boundaries": boundaries,
+            "user_choice_required": user_choice_required,
+            "choice_reason": if user_choice_required {
+                "payload_count is 0 and the hierarchy has clear boundaries: selective loading is the user's decision even when optimizing as-is"
+            } else if payloads > 0 { "the stage already loads through payloads" } else { "no clear boundary level" },
+            "consumed_by": "restructure-decision (Phase 2e)",
+        },
+        "kind_hierarchy": {
+            "kind_counts": kind_counts,
+            "trust": candidates["kind_trust"],
+        },
+        "prototype_library": {
+            "scenegraph_prototypes": facts.counts.prototype_count,
+            "shared_prototypes_after_dedupe": selected.iter().map(|g| g.representatives.len()).sum::<usize>(),
+        },
+        "validation_scope": {
+            "per_asset": selected.iter().flat_map(|g| g.representatives.iter().map(|r| table.rows[*r].path.clone())).take(MAX_SCOPE_PATHS).collect::<Vec<_>>(),
+            "cross_component_pairs": cross_pairs,
+            "skip": removed.iter().filter(|m| removed_set.contains(m)).take(MAX_SCOPE_PATHS).map(|m| table.rows[*m].path.clone()).collect::<Vec<_>>(),
+        },
         "phase_recommendation": classification.phase_recommendation(),
         "classification": {"kind": classification.as_str(), "composed_by": composed_by, "reasons": reasons},
         "findings": findings,
-    })
+    });
+    Assessment { structure, candidates, reuse }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::decisions::prims::tests::row;
 
-    pub fn facts(prims: u64, meshes: u64, distinct: u64, groups: Vec<HierarchyGroup>) -> Facts {
+    pub fn facts(prims: u64, meshes: u64, distinct: u64) -> Facts {
         serde_json::from_value(json!({
             "stage": {"identifier": "/s.usda", "rootLayer": "/s.usda", "defaultPrim": "/W", "metersPerUnit": 1.0, "upAxis": "Y"},
             "counts": {"prim_count": prims, "prim_count_with_instance_proxies": prims, "mesh_count": meshes,
@@ -290,68 +404,64 @@ pub(crate) mod tests {
             "composition": {"references": 0, "payloads": 0, "inherits": 0, "specializes": 0, "variant_sets": 0, "sublayers": 0},
             "geometry": {"distinct_mesh_geometries": distinct, "meshes_missing_extent": meshes},
             "content_flags": {"physics": {"count": 0, "paths": []}, "skeleton": {"count": 0, "paths": []}, "variants": {"count": 0, "paths": []}},
-            "hierarchy_groups": [],
         }))
-        .map(|mut f: Facts| {
-            f.hierarchy_groups = groups;
-            f
-        })
         .unwrap()
     }
 
-    pub fn group(copies: u64, prims: u64, roots: &[&str]) -> HierarchyGroup {
-        HierarchyGroup { copies, prims_per_copy: prims, meshes_per_copy: 1, paths: roots.iter().map(|s| s.to_string()).collect() }
+    fn reuse(savings: u64) -> Reuse {
+        Reuse { prim_savings: savings, reference_groups: 0, selected_groups: 1 }
     }
 
     #[test]
     fn repeated_assemblies_in_one_layer_need_restructure() {
-        let f = facts(600, 268, 5, vec![group(25, 20, &["/W/A", "/W/B"])]);
-        assert_eq!(classify(&f).0, Classification::MonolithicNeedsRestructure);
-        assert_eq!(assess(&f)["phase_recommendation"], "structuring");
-        assert_eq!(assess(&f)["hierarchy_dedupe"]["recommended"], true);
+        assert_eq!(classify(&facts(600, 268, 5), &reuse(480)).0, Classification::MonolithicNeedsRestructure);
     }
 
     #[test]
     fn small_repetition_is_fine_as_is() {
-        let f = facts(1000, 10, 9, vec![group(2, 3, &["/W/A", "/W/B"])]);
-        assert_eq!(classify(&f).0, Classification::MonolithicFineAsIs);
-        assert_eq!(assess(&f)["phase_recommendation"], "optimization");
+        assert_eq!(classify(&facts(1000, 10, 9), &reuse(3)).0, Classification::MonolithicFineAsIs);
     }
 
     #[test]
-    fn references_make_a_stage_composed() {
-        let mut f = facts(100, 10, 10, vec![]);
+    fn content_from_several_files_is_composed_and_internal_arcs_are_not() {
+        let mut f = facts(100, 10, 10);
         f.composition.references = 35;
-        let (class, _, by) = classify(&f);
+        assert_eq!(classify(&f, &reuse(0)).0, Classification::MonolithicFineAsIs, "one layer with internal references");
+        f.counts.layer_count = 3;
+        let (class, _, by) = classify(&f, &reuse(0));
         assert_eq!((class, by), (Classification::Composed, vec!["references"]));
     }
 
     #[test]
     fn instanced_stage_with_nothing_left_is_already_optimized() {
-        let mut f = facts(100, 10, 10, vec![]);
+        let mut f = facts(100, 10, 10);
         f.counts.instance_count = 40;
         f.counts.prototype_count = 1;
         f.geometry.meshes_missing_extent = 0;
-        assert_eq!(classify(&f).0, Classification::AlreadyOptimized);
-        assert_eq!(assess(&f)["phase_recommendation"], "already_optimized");
+        assert_eq!(classify(&f, &reuse(0)).0, Classification::AlreadyOptimized);
     }
 
     #[test]
-    fn nested_groups_are_not_double_counted() {
-        let outer = group(2, 20, &["/W/M1", "/W/M2"]);
-        let inner = group(2, 3, &["/W/M1/Bolt", "/W/M2/Bolt"]);
-        let separate = group(2, 4, &["/W/X", "/W/Y"]);
-        let picked = frontier(&[inner.clone(), outer.clone(), separate.clone()]);
-        let roots: Vec<_> = picked.iter().map(|g| g.paths[0].as_str()).collect();
-        assert_eq!(roots, ["/W/M1", "/W/X"]);
-    }
-
-    #[test]
-    fn copies_inside_the_prototype_copy_still_count() {
-        // Bolts: 2 in each of 3 machines. Sharing the machines leaves the 2 bolts of the first one.
-        let machines = group(3, 5, &["/W/M1", "/W/M2", "/W/M3"]);
-        let bolts = group(6, 2, &["/W/M1/B1", "/W/M1/B2", "/W/M2/B1", "/W/M2/B2", "/W/M3/B1", "/W/M3/B2"]);
-        let picked = frontier(&[bolts, machines]);
-        assert_eq!(picked.iter().map(|g| (g.copies, g.prim_savings())).collect::<Vec<_>>(), [(3, 10), (2, 2)]);
+    fn assessment_of_a_repeated_factory_routes_to_structuring() {
+        let mut rows = vec![row("/F", "root", 61, 20)];
+        for m in 0..20 {
+            rows.push(row(&format!("/F/Machine_{m:02}"), "M", 3, 1));
+            rows.push(row(&format!("/F/Machine_{m:02}/Geom"), "G", 1, 1));
+            rows.push(row(&format!("/F/Machine_{m:02}/Tip"), "T", 1, 0));
+        }
+        let table = PrimTable::from_rows(rows);
+        let result = assess(&facts(61, 20, 1), &table);
+        let s = &result.structure;
+        assert_eq!(s["classification"]["kind"], "monolithic-needs-restructure");
+        assert_eq!(s["phase_recommendation"], "structuring");
+        assert_eq!(s["hierarchy_dedupe"]["recommended"], true);
+        assert_eq!(s["hierarchy_dedupe"]["top_candidates"][0]["copies"], 20);
+        assert_eq!(s["hierarchy_dedupe"]["top_candidates"][0]["path_pattern"], "/F/Machine_*");
+        assert_eq!(s["validation_scope"]["per_asset"], json!(["/F/Machine_00"]));
+        assert_eq!(s["validation_scope"]["skip"].as_array().unwrap().len(), 19);
+        assert_eq!(result.candidates["total_prim_savings"], 57);
+        assert_eq!(s["asset_boundary_suggestions"]["candidate_levels"][0]["promoted"], true);
+        crate::store::validate("structure-assessment", s).unwrap();
+        crate::store::validate("dedupe-candidates", &result.candidates).unwrap();
     }
 }

@@ -3,6 +3,9 @@
 
 pub mod assessment;
 pub mod compare;
+pub mod containment;
+pub mod dedupe;
 pub mod op_chain;
+pub mod prims;
 pub mod restructure;
 pub mod score;

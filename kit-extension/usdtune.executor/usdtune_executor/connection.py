@@ -38,6 +38,11 @@ class Reporter:
         self._outbox.put(pb.ExecutorMessage(progress=pb.TaskProgress(
             task_id=self._task_id, fraction=float(fraction), message=message)))
 
+    def records(self, table: str, columns: dict) -> None:
+        """Stream a chunk of a table (column name -> values) ahead of the task's result."""
+        self._outbox.put(pb.ExecutorMessage(records=pb.TaskRecords(
+            task_id=self._task_id, table=table, columns_json=json.dumps(columns, separators=(",", ":")))))
+
 
 def execute_task(task, reporter, host: dict) -> pb.TaskResult:
     """Run one task; never raises. Errors become a result with a stable code.

@@ -1,212 +1,232 @@
 """Phase 1b facts: one pass over the composed stage, everything the daemon decides from.
 
-The executor only measures here. Classification, thresholds, grouping and the phase
-recommendation are the daemon's (decisions/assessment.rs), over this JSON.
+The executor only measures here. Grouping, readiness, the dedupe frontier, containment,
+classification and the phase recommendation are the daemon's (daemon/src/decisions/),
+plain functions over this output:
 
-Hashes (blake2b, 16 bytes, hex):
-  * geometry hash of a mesh: points, faceVertexCounts, faceVertexIndices (exact bytes);
-  * subtree hash of a prim: type, authored property names and values, children
-    (by name, recursively), with the prim's own xformOps left out, so copies of an
-    assembly placed at different positions hash alike.
+  * the result: stage identity, counts, authored arc counts, rendered geometry (for the
+    Phase-4d preservation proof), content flags, material opacity facts;
+  * the `prims` table (columns in stage_walk.PRIM_COLUMNS), streamed to the daemon in
+    chunks of CHUNK_ROWS rows as the walk goes on.
+
+On a large stage the walk is split between worker processes (one per core): the scene
+graph is cut into subtrees, each worker walks its share, and the few prims above the cut
+are finished here with the workers' subtree summaries.
 """
-import hashlib
 import os
-from collections import defaultdict
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
 
-import numpy as np
-from pxr import Sdf, Usd, UsdGeom, UsdShade
+from pxr import Usd, UsdGeom
 
-from ..stage_io import is_prototype_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
+from ..errors import TaskError
+from ..stage_io import check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
+from .stage_walk import PRIM_COLUMNS, Totals, Walker, union, walk_subtrees
 
+CHUNK_ROWS = 5000
 MAX_LISTED_PATHS = 50
-MAX_GROUPS = 200
-PHYSICS_SCHEMA_PREFIXES = ("Physics", "PhysxSchema", "Physx")
+# Below this many prims a second process costs more (interpreter start, stage open) than it saves.
+PARALLEL_MIN_PRIMS = 20_000
+# This process's share of the walk relative to a worker's: it also counts arcs and merges.
+OWN_SHARE = 0.8
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _digest(*parts) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(part if isinstance(part, (bytes, memoryview)) else str(part).encode())
-        h.update(b"\x1f")
-    return h.digest()
+class _RowStream:
+    """Collects prim rows and ships them to the daemon in column chunks."""
+
+    def __init__(self, reporter, enabled: bool):
+        self._reporter = reporter
+        self._enabled = enabled and hasattr(reporter, "records")
+        self.rows_sent = 0
+
+    def add(self, rows: list):
+        if not self._enabled:
+            return
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start:start + CHUNK_ROWS]
+            self._reporter.records("prims", dict(zip(PRIM_COLUMNS, map(list, zip(*chunk)))))
+            self.rows_sent += len(chunk)
 
 
-def _value_bytes(value):
-    if value is None:
-        return b"<none>"
-    try:
-        return memoryview(np.ascontiguousarray(np.asarray(value))).cast("B")
-    except (TypeError, ValueError):
-        return repr(value).encode()
+def _layer_prim_estimate(stage_path: str) -> int:
+    """Stage size before opening it, from the file size (~12 bytes per prim in crate files,
+    ~60 in text); only decides whether worker processes are worth starting."""
+    size = os.path.getsize(stage_path)
+    return size // 12 if stage_path.endswith((".usdc", ".usd", ".usdz")) else size // 60
 
 
-def _is_xform_property(name: str) -> bool:
-    return name.startswith("xformOp:") or name == "xformOpOrder"
+def _worker_count(params, prim_estimate: int) -> int:
+    configured = os.environ.get("USDTUNE_FACTS_WORKERS", "")
+    workers = int(configured) if configured.isdigit() else (os.cpu_count() or 1)
+    # Inside Kit, sys.executable is Kit itself, not a Python to start workers with.
+    if params.get("host", {}).get("runtime") == "kit" or prim_estimate < PARALLEL_MIN_PRIMS:
+        return 1
+    return max(1, min(workers, 8))
 
 
-def _local_hash(prim, include_xform: bool) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(prim.GetTypeName()).encode())
-    h.update(str(sorted(prim.GetAppliedSchemas())).encode())
-    for prop in prim.GetAuthoredProperties():
-        name = prop.GetName()
-        if not include_xform and _is_xform_property(name):
-            continue
-        h.update(name.encode())
-        if isinstance(prop, Usd.Attribute):
-            h.update(_value_bytes(prop.Get()))
-            if prop.GetNumTimeSamples():
-                h.update(str(prop.GetTimeSamples()).encode())
+def _cut(paths, parent, shares):
+    """Split the scene graph into whole subtrees of at most ~n/(4·len(shares)) prims and deal
+    them into bins whose sizes follow `shares` (largest subtree first into the emptiest bin,
+    relative to its share). The prims above the cut ("upper") are finished afterwards."""
+    n = len(paths)
+    size = [1] * n
+    children = [[] for _ in range(n)]
+    for i in range(n - 1, -1, -1):
+        if parent[i] >= 0:
+            size[parent[i]] += size[i]
+            children[parent[i]].append(i)
+    target = max(2_000, n // (4 * len(shares)))
+    cut, upper = [], []
+    pending = [i for i in range(n) if parent[i] < 0]
+    while pending:
+        i = pending.pop()
+        if size[i] <= target:
+            cut.append(i)
         else:
-            h.update(str(prop.GetTargets()).encode())
-    return h.digest()
+            upper.append(i)
+            pending.extend(children[i])
+    bins = [[] for _ in shares]
+    load = [0] * len(shares)
+    for i in sorted(cut, key=lambda i: -size[i]):
+        k = min(range(len(shares)), key=lambda k: load[k] / shares[k])
+        bins[k].append(i)
+        load[k] += size[i]
+    return [sorted(b) for b in bins], sorted(upper)
 
 
-def _count_layer_arcs(layers):
-    """Authored composition list-op items across the used layers (not composed prims)."""
-    counts = defaultdict(int)
+class _WalkWorkers:
+    """Worker processes that open the stage at once and walk the subtrees they are sent."""
 
-    def items(list_op):
-        return len(list_op.explicitItems) + len(list_op.prependedItems) + len(list_op.appendedItems) + \
-            len(list_op.addedItems)
+    def __init__(self, stage_path, count):
+        self._stage_path = stage_path
+        self._scratch = tempfile.TemporaryDirectory(prefix="usdtune-walk-")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self._jobs = []
+        for k in range(count):
+            result = os.path.join(self._scratch.name, f"{k}.result")
+            process = subprocess.Popen([sys.executable, "-m", "usdtune_executor.tasks.stage_walk", stage_path, result],
+                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
+            self._jobs.append((process, result))
 
-    def visit(spec):
-        counts["references"] += items(spec.referenceList)
-        counts["payloads"] += items(spec.payloadList)
-        counts["inherits"] += items(spec.inheritPathList)
-        counts["specializes"] += items(spec.specializesList)
-        counts["variant_sets"] += len(spec.variantSets)
-        if spec.HasInfo("instanceable") and spec.instanceable:
-            counts["instanceable_specs"] += 1
-        for child in spec.nameChildren:
-            visit(child)
-        for variant_set in spec.variantSets.values():
-            for variant in variant_set.variants.values():
-                visit(variant.primSpec)
+    def send(self, bins, paths):
+        for (process, _), roots in zip(self._jobs, bins):
+            try:
+                pickle.dump([(paths[i], i) for i in roots], process.stdin)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # the worker died; results() reports it
+            process.stdin = None  # sent; communicate() must not touch it again
 
-    for layer in layers:
-        counts["sublayers"] += len(layer.subLayerPaths)
-        for root in layer.rootPrims:
-            visit(root)
-    return dict(counts)
+    def results(self, reporter):
+        """Yield (rows, tops, totals) per worker as each finishes; raises if one failed."""
+        try:
+            for done, (process, result) in enumerate(self._jobs, 1):
+                _, stderr = process.communicate()
+                if process.returncode != 0:
+                    tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    raise TaskError("facts_worker_failed",
+                                    f"stage walk worker exited with {process.returncode}: {tail[0]}", self._stage_path)
+                with open(result, "rb") as handle:
+                    output = pickle.load(handle)
+                reporter.progress(0.1 + 0.7 * done / len(self._jobs), f"{done} of {len(self._jobs)} walk workers done")
+                yield output["rows"], output["tops"], output["totals"]
+        finally:
+            self.close()
 
-
-def _mesh_geometry(mesh):
-    points = mesh.GetPointsAttr().Get()
-    counts = mesh.GetFaceVertexCountsAttr().Get()
-    indices = mesh.GetFaceVertexIndicesAttr().Get()
-    counts_np = np.asarray(counts) if counts is not None else np.zeros(0, dtype=np.int32)
-    triangles = int(np.maximum(counts_np - 2, 0).sum())
-    key = _digest(_value_bytes(points), _value_bytes(counts), _value_bytes(indices))
-    return key, triangles, len(points) if points is not None else 0
+    def close(self):
+        for process, _ in self._jobs:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self._scratch.cleanup()
 
 
 def run(params, reporter):
-    stage, composition_errors = open_stage(params["stage_path"])
+    started = time.perf_counter()
+    stage_path = check_stage_path(params["stage_path"])
+    # Workers start opening the stage while this process opens and cuts it.
+    workers = _worker_count(params, _layer_prim_estimate(stage_path))
+    pool = _WalkWorkers(stage_path, workers - 1) if workers > 1 else None
+    try:
+        stage, composition_errors = open_stage(stage_path)
+    except TaskError:
+        if pool:
+            pool.close()
+        raise
     reporter.progress(0.05, "stage opened")
-    layers = stage.GetUsedLayers()
-    root = stage.GetPseudoRoot()
+    stream = _RowStream(reporter, params.get("prim_table", True))
 
-    counts = defaultdict(int)
-    flags = defaultdict(list)
-    subtree = {}           # path -> full hash (incl. own xform), for parents
-    group_key = {}         # path -> hash excluding own xform, the dedupe key
-    subtree_size = {}      # path -> prims in subtree incl. itself
-    subtree_meshes = {}
-    mesh_keys = {}
-    meshes_missing_extent = 0
+    prims = list(stage.Traverse())
+    paths = [str(p.GetPath()) for p in prims]
+    position = {path: i for i, path in enumerate(paths)}
+    parent = [position.get(path.rsplit("/", 1)[0], -1) for path in paths]
+    totals = Totals()
+    tops = []
+    session = stage.GetSessionLayer()
+    layers = [layer for layer in stage.GetUsedLayers() if layer != session]
+    if pool:
+        # This process walks the first bin itself (its stage is open already); it also
+        # merges and streams, so its bin is a little smaller.
+        (own, *others), upper = _cut(paths, parent, [OWN_SHARE] + [1.0] * (workers - 1))
+        pool.send(others, paths)
+        reporter.progress(0.1, f"{len(prims)} prims: walking {len(own)} subtrees here, the rest in {len(others)} workers")
+        own_tops, walked = walk_subtrees(stage, [(paths[i], i) for i in own], stream.add)
+        reporter.progress(0.5, "this process's share walked")
+        tops.extend(own_tops)
+        totals.merge(walked)
+        for rows, bin_tops, bin_totals in pool.results(reporter):
+            stream.add(rows)
+            tops.extend(bin_tops)
+            totals.merge(bin_totals)
+    else:
+        upper = []
+        walked_tops, walked = walk_subtrees(stage, [(paths[i], i) for i in range(len(prims)) if parent[i] < 0],
+                                            stream.add)
+        tops.extend(walked_tops)
+        totals.merge(walked)
 
-    # Post-order walk of the authored scene graph (no instance proxies, no prototypes).
-    order = list(Usd.PrimRange(root, Usd.PrimDefaultPredicate))
-    for prim in reversed(order):
-        if prim.IsPseudoRoot():
-            continue
-        path = prim.GetPath()
-        counts["prim_count"] += 1
-        type_name = str(prim.GetTypeName())
-        if prim.IsA(UsdGeom.Mesh):
-            counts["mesh_count"] += 1
-            key, _, _ = _mesh_geometry(UsdGeom.Mesh(prim))
-            mesh_keys[key] = mesh_keys.get(key, 0) + 1
-            if not UsdGeom.Mesh(prim).GetExtentAttr().HasAuthoredValue():
-                meshes_missing_extent += 1
-        elif prim.IsA(UsdShade.Material):
-            counts["material_count"] += 1
-        elif prim.IsA(UsdGeom.PointInstancer):
-            counts["point_instancer_count"] += 1
-        elif prim.IsA(UsdGeom.Xform):
-            counts["xform_count"] += 1
-        if prim.IsInstance():
-            counts["instance_count"] += 1
-        if any(s.startswith(PHYSICS_SCHEMA_PREFIXES) for s in prim.GetAppliedSchemas()) or \
-                type_name.startswith("Physics"):
-            flags["physics"].append(str(path))
-        if type_name in ("SkelRoot", "Skeleton", "SkelAnimation"):
-            flags["skeleton"].append(str(path))
-        if prim.GetVariantSets().GetNames():
-            flags["variants"].append(str(path))
-        for attr in prim.GetAuthoredAttributes():
-            if attr.GetNumTimeSamples() > 1:
-                counts["time_sampled_attribute_count"] += 1
+    # Finish the prims above the cut with the subtree summaries injected under their parents.
+    upper_position = {i: j for j, i in enumerate(upper)}
+    injected = [(upper_position[parent[t["order"]]], t) for t in tops if parent[t["order"]] >= 0]
+    finisher = Walker(stage, stream.add)
+    stage_tops = [t for t in tops if parent[t["order"]] < 0] + \
+        finisher.walk([prims[i] for i in upper], upper, injected)
+    totals.merge(finisher.totals)
 
-        children = prim.GetChildren()
-        child_part = b"".join(c.GetName().encode() + subtree[c.GetPath()] for c in children)
-        without_xform = _digest(_local_hash(prim, include_xform=False), child_part)
-        group_key[path] = without_xform
-        subtree[path] = _digest(_local_hash(prim, include_xform=True), child_part) \
-            if any(_is_xform_property(p.GetName()) for p in prim.GetAuthoredProperties()) else without_xform
-        subtree_size[path] = 1 + sum(subtree_size[c.GetPath()] for c in children)
-        subtree_meshes[path] = int(prim.IsA(UsdGeom.Mesh)) + sum(subtree_meshes[c.GetPath()] for c in children)
-    reporter.progress(0.5, "scene graph hashed")
+    # A subtree walked in a worker is hidden when a prim above the cut is.
+    hidden = {t["order"] for t in tops if parent[t["order"]] >= 0 and parent[t["order"]] in finisher.hidden_orders}
+    rendered = [(tri, material) for top, tri, material in totals.rendered if top not in hidden]
+    by_material = {}
+    for tri, material in rendered:
+        by_material[material] = by_material.get(material, 0) + tri
+    world = None
+    for top in stage_tops:
+        world = union(world, top["bounds"])
 
-    # Rendered geometry, as Hydra would see it (instance proxies included).
-    rendered_meshes = 0
-    triangles_by_material = defaultdict(int)
-    for prim in stage.Traverse(Usd.TraverseInstanceProxies()):
-        if not prim.IsA(UsdGeom.Mesh) or is_prototype_path(prim.GetPath()):
-            continue
-        if UsdGeom.Imageable(prim).ComputeVisibility() == UsdGeom.Tokens.invisible:
-            continue
-        rendered_meshes += 1
-        _, triangles, _ = _mesh_geometry(UsdGeom.Mesh(prim))
-        material, _ = UsdShade.MaterialBindingAPI(prim).ComputeBoundMaterial()
-        triangles_by_material[str(material.GetPath()) if material else ""] += triangles
-    bbox = UsdGeom.BBoxCache(Usd.TimeCode.Default(), [UsdGeom.Tokens.default_, UsdGeom.Tokens.render])
-    world = bbox.ComputeWorldBound(root).ComputeAlignedRange()
-    reporter.progress(0.8, "rendered geometry measured")
-
-    groups = defaultdict(list)
-    for path, key in group_key.items():
-        if subtree_size[path] >= 2 and subtree_meshes[path] >= 1:
-            groups[key].append(path)
-    repeated = [paths for paths in groups.values() if len(paths) >= 2]
-    repeated.sort(key=lambda ps: (-(len(ps) - 1) * subtree_size[ps[0]], str(ps[0])))
-    hierarchy_groups = [{
-        "hash": key_of.hex(),
-        "copies": len(paths),
-        "prims_per_copy": subtree_size[paths[0]],
-        "meshes_per_copy": subtree_meshes[paths[0]],
-        "paths": sorted(str(p) for p in paths)[:MAX_LISTED_PATHS],
-        "depth": paths[0].pathElementCount,
-    } for paths in repeated[:MAX_GROUPS] for key_of in [group_key[paths[0]]]]
-
-    layer_paths = used_layer_paths(stage)
     prototypes = stage.GetPrototypes()
+    counts = totals.counts
     return {
         "stage": {
             "identifier": stage.GetRootLayer().identifier,
             "rootLayer": stage.GetRootLayer().realPath,
             "defaultPrim": str(stage.GetDefaultPrim().GetPath()) if stage.GetDefaultPrim() else "",
             **stage_metrics(stage),
-            "file_size_bytes": total_file_bytes(layer_paths),
+            "file_size_bytes": total_file_bytes(used_layer_paths(stage)),
             "root_layer_format": os.path.splitext(stage.GetRootLayer().realPath)[1].lstrip("."),
         },
         "counts": {
             "prim_count": counts["prim_count"],
-            "prim_count_with_instance_proxies": sum(1 for _ in stage.Traverse(Usd.TraverseInstanceProxies())),
+            "prim_count_with_instance_proxies": counts["prim_count"] + sum(
+                count for top, count in totals.proxy_prims if top not in hidden),
             "mesh_count": counts["mesh_count"] + sum(
                 1 for proto in prototypes for p in Usd.PrimRange(proto) if p.IsA(UsdGeom.Mesh)),
-            "rendered_mesh_count": rendered_meshes,
+            "rendered_mesh_count": len(rendered),
             "material_count": counts["material_count"],
             "xform_count": counts["xform_count"],
             "point_instancer_count": counts["point_instancer_count"],
@@ -215,19 +235,20 @@ def run(params, reporter):
             "time_sampled_attribute_count": counts["time_sampled_attribute_count"],
             "layer_count": len(layers),
         },
-        "composition": {**{k: 0 for k in ("references", "payloads", "inherits", "specializes", "variant_sets",
-                                          "sublayers", "instanceable_specs")},
-                        **_count_layer_arcs(layers), "counting_method": "authored_list_op_items"},
+        # List-op items on the specs behind the composed prims (unselected variants not included).
+        "composition": {**totals.arc_counts(layers), "counting_method": "authored_list_op_items"},
         "geometry": {
-            "distinct_mesh_geometries": len(mesh_keys),
-            "meshes_missing_extent": meshes_missing_extent,
-            "triangles": sum(triangles_by_material.values()),
-            "triangles_by_material": dict(sorted(triangles_by_material.items())),
-            "world_bounds": None if world.IsEmpty() else [list(world.GetMin()), list(world.GetMax())],
+            "distinct_mesh_geometries": len(totals.mesh_geometry),
+            "meshes_missing_extent": totals.meshes_missing_extent,
+            "triangles": sum(by_material.values()),
+            "triangles_by_material": dict(sorted(by_material.items())),
+            "world_bounds": None if world is None else [list(world[:3]), list(world[3:])],
         },
-        "content_flags": {name: {"count": len(paths), "paths": paths[:MAX_LISTED_PATHS]}
-                          for name, paths in (("physics", flags["physics"]), ("skeleton", flags["skeleton"]),
-                                              ("variants", flags["variants"]))},
-        "hierarchy_groups": hierarchy_groups,
+        "content_flags": {name: {"count": len(found), "paths": sorted(found)[:MAX_LISTED_PATHS]}
+                          for name, found in totals.flags.items()},
+        "materials": dict(sorted(totals.materials.items())),
+        "prim_table": {"rows": stream.rows_sent, "columns": PRIM_COLUMNS, "hash_float_tolerance": 0.0,
+                       "walk_processes": workers},
         "composition_errors": composition_errors[:20],
+        "collection_seconds": round(time.perf_counter() - started, 3),
     }

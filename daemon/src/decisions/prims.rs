@@ -1,0 +1,231 @@
+//! The prim table the facts task streams: one row per composed prim with its subtree
+//! aggregates. Column meanings live with the collector (kit-extension/usdtune.executor/
+//! usdtune_executor/tasks/stage_walk.py, `PRIM_COLUMNS`); rows arrive in chunks of columns.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrimRow {
+    pub path: String,
+    pub type_name: String,
+    pub kind: String,
+    /// Candidate hash: subtree content without the prim's own name and placement.
+    pub hash: String,
+    pub prims: u64,
+    pub meshes: u64,
+    pub bytes: u64,
+    /// Digest of the targets that leave the subtree ('' when none).
+    pub ext: String,
+    pub ext_n: u64,
+    /// The asset this prim references or payloads ('' when none).
+    pub reference: String,
+    /// Digest of the variant selections in the subtree ('' when none).
+    pub variants: String,
+    pub overrides_below: u64,
+    pub instance: bool,
+    pub physics: u64,
+    pub skeleton: u64,
+    pub rigid_below: bool,
+    pub animated_below: bool,
+    pub animated: bool,
+    pub articulation_root: bool,
+    pub material: String,
+    pub bounds: Option<[f64; 6]>,
+}
+
+impl PrimRow {
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or("")
+    }
+
+    pub fn depth(&self) -> usize {
+        self.path.matches('/').count()
+    }
+}
+
+/// One streamed chunk: equal-length columns.
+#[derive(Deserialize)]
+struct Chunk {
+    path: Vec<String>,
+    #[serde(rename = "type")]
+    type_name: Vec<String>,
+    kind: Vec<String>,
+    hash: Vec<String>,
+    prims: Vec<u64>,
+    meshes: Vec<u64>,
+    bytes: Vec<u64>,
+    ext: Vec<String>,
+    ext_n: Vec<u64>,
+    #[serde(rename = "ref")]
+    reference: Vec<String>,
+    variants: Vec<String>,
+    overrides_below: Vec<u64>,
+    instance: Vec<bool>,
+    physics: Vec<u64>,
+    skeleton: Vec<u64>,
+    rigid_below: Vec<bool>,
+    animated_below: Vec<bool>,
+    animated: Vec<bool>,
+    articulation_root: Vec<bool>,
+    material: Vec<String>,
+    bounds: Vec<Option<[f64; 6]>>,
+}
+
+#[derive(Debug, Default)]
+pub struct PrimTable {
+    pub rows: Vec<PrimRow>,
+    /// Row index of each row's parent prim (None for top-level prims).
+    pub parent: Vec<Option<usize>>,
+    pub children: Vec<Vec<usize>>,
+    by_path: HashMap<String, usize>,
+}
+
+impl PrimTable {
+    pub fn from_rows(mut rows: Vec<PrimRow>) -> Self {
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        let by_path: HashMap<String, usize> = rows.iter().enumerate().map(|(i, r)| (r.path.clone(), i)).collect();
+        let parent: Vec<Option<usize>> = rows
+            .iter()
+            .map(|r| r.path.rsplit_once('/').and_then(|(head, _)| by_path.get(head).copied()))
+            .collect();
+        let mut children = vec![Vec::new(); rows.len()];
+        for (i, p) in parent.iter().enumerate() {
+            if let Some(p) = p {
+                children[*p].push(i);
+            }
+        }
+        Self { rows, parent, children, by_path }
+    }
+
+    /// Rebuild the table from the facts task's streamed chunks (JSON column objects).
+    pub fn from_chunks<S: AsRef<str>>(chunks: &[S]) -> Result<Self, String> {
+        let mut rows = Vec::new();
+        for (n, text) in chunks.iter().enumerate() {
+            let c: Chunk = serde_json::from_str(text.as_ref()).map_err(|e| format!("prim table chunk {n}: {e}"))?;
+            let len = c.path.len();
+            let lengths = [c.type_name.len(), c.kind.len(), c.hash.len(), c.prims.len(), c.meshes.len(), c.bytes.len(),
+                c.ext.len(), c.ext_n.len(), c.reference.len(), c.variants.len(), c.overrides_below.len(), c.instance.len(),
+                c.physics.len(), c.skeleton.len(), c.rigid_below.len(), c.animated_below.len(), c.animated.len(),
+                c.articulation_root.len(), c.material.len(), c.bounds.len()];
+            if lengths.iter().any(|l| *l != len) {
+                return Err(format!("prim table chunk {n}: columns of different lengths"));
+            }
+            for i in 0..len {
+                rows.push(PrimRow {
+                    path: c.path[i].clone(),
+                    type_name: c.type_name[i].clone(),
+                    kind: c.kind[i].clone(),
+                    hash: c.hash[i].clone(),
+                    prims: c.prims[i],
+                    meshes: c.meshes[i],
+                    bytes: c.bytes[i],
+                    ext: c.ext[i].clone(),
+                    ext_n: c.ext_n[i],
+                    reference: c.reference[i].clone(),
+                    variants: c.variants[i].clone(),
+                    overrides_below: c.overrides_below[i],
+                    instance: c.instance[i],
+                    physics: c.physics[i],
+                    skeleton: c.skeleton[i],
+                    rigid_below: c.rigid_below[i],
+                    animated_below: c.animated_below[i],
+                    animated: c.animated[i],
+                    articulation_root: c.articulation_root[i],
+                    material: c.material[i].clone(),
+                    bounds: c.bounds[i],
+                });
+            }
+        }
+        Ok(Self::from_rows(rows))
+    }
+
+    pub fn index_of(&self, path: &str) -> Option<usize> {
+        self.by_path.get(path).copied()
+    }
+
+    /// Ancestors of a row, nearest first.
+    pub fn ancestors(&self, mut i: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::from_fn(move || {
+            let p = self.parent[i]?;
+            i = p;
+            Some(p)
+        })
+    }
+
+    /// Rows in a subtree, the root included.
+    pub fn subtree(&self, root: usize) -> Vec<usize> {
+        let mut out = vec![root];
+        let mut k = 0;
+        while k < out.len() {
+            out.extend(self.children[out[k]].iter().copied());
+            k += 1;
+        }
+        out
+    }
+}
+
+/// A readable pattern for a set of paths: segments that differ become their name base
+/// with numeric and copy suffixes stripped, followed by `*` (Machine_0012 → Machine_*).
+pub fn path_pattern<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
+    let split: Vec<Vec<&str>> = paths.into_iter().map(|p| p.split('/').collect()).collect();
+    let Some(first) = split.first() else { return String::new() };
+    if split.iter().any(|s| s.len() != first.len()) {
+        return format!("{}  (and others)", first.join("/"));
+    }
+    (0..first.len())
+        .map(|k| {
+            let base = name_base(first[k]);
+            if split.iter().all(|s| s[k] == first[k]) {
+                first[k].to_string()
+            } else if split.iter().all(|s| name_base(s[k]) == base) && base != first[k] {
+                format!("{base}*")
+            } else {
+                "*".to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A sibling name without numeric suffixes, copy suffixes and export ids ("Bolt_12" → "Bolt_").
+pub fn name_base(name: &str) -> &str {
+    let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let trimmed = trimmed.strip_suffix("_copy").or_else(|| trimmed.strip_suffix("Copy")).unwrap_or(trimmed);
+    if trimmed.is_empty() { name } else { trimmed }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A row with the given path and defaults fit for a leaf mesh.
+    pub fn row(path: &str, hash: &str, prims: u64, meshes: u64) -> PrimRow {
+        PrimRow { path: path.into(), type_name: "Xform".into(), hash: hash.into(), prims, meshes, bytes: prims * 100, ..Default::default() }
+    }
+
+    #[test]
+    fn chunks_rebuild_rows_and_parents() {
+        let chunk = serde_json::json!({
+            "path": ["/W/A", "/W"], "type": ["Mesh", "Xform"], "kind": ["", "assembly"], "hash": ["h1", "h2"],
+            "prims": [1, 2], "meshes": [1, 1], "bytes": [10, 10], "ext": ["", ""], "ext_n": [0, 0], "ref": ["", ""],
+            "variants": ["", ""], "overrides_below": [0, 0], "instance": [false, false], "physics": [0, 0],
+            "skeleton": [0, 0], "rigid_below": [false, false], "animated_below": [false, false],
+            "animated": [false, false], "articulation_root": [false, false], "material": ["/M", ""],
+            "bounds": [[0, 0, 0, 1, 1, 1], null],
+        });
+        let table = PrimTable::from_chunks(&[chunk.to_string()]).unwrap();
+        let a = table.index_of("/W/A").unwrap();
+        assert_eq!(table.parent[a], table.index_of("/W"));
+        assert_eq!(table.rows[a].bounds, Some([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]));
+        assert!(PrimTable::from_chunks(&["{\"path\": [\"/W\"]}"]).is_err());
+    }
+
+    #[test]
+    fn patterns_strip_numeric_suffixes() {
+        assert_eq!(path_pattern(["/F/Lines/Machine_0001", "/F/Lines/Machine_0042"]), "/F/Lines/Machine_*");
+        assert_eq!(path_pattern(["/F/A/Bolt_1", "/F/B/Bolt_1"]), "/F/*/Bolt_1");
+        assert_eq!(name_base("Teapot_copy12"), "Teapot");
+    }
+}
