@@ -59,6 +59,19 @@ enum Command {
         #[arg(long = "operation")]
         operations: Vec<String>,
     },
+    /// Assess a stage read-only: facts, structure assessment and hierarchy-dedupe candidates
+    /// (OUTDIR/structure-assessment.json, OUTDIR/dedupe-candidates.json). Never writes a stage.
+    Assess {
+        /// One or more stages; several share one executor and get OUTDIR/<n>-<stem>/ each.
+        #[arg(required = true)]
+        stages: Vec<String>,
+        /// Run workspace for the artifacts.
+        #[arg(short = 'o', long = "out")]
+        out: Option<String>,
+        /// Print one JSON document on stdout (workspace, classification, timings).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon service (same as `usdtuned`).
     Daemon {
         #[arg(long, default_value = crate::DEFAULT_DAEMON_ADDRESS)]
@@ -167,30 +180,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             core.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Assess { stages, out, json } if stages.len() == 1 => {
+            let request = proto::SubmitRunRequest { stage_path: stages[0].clone(), output_dir: out.unwrap_or_default(), assess_only: true, ..Default::default() };
+            submit_and_follow(&cli.daemon, request, false, json).await
+        }
+        Command::Assess { stages, out, json } => assess_many(&cli.daemon, &stages, out.as_deref(), json).await,
         Command::Optimize { stage, out, restructure, yes, json, operations } => {
-            if !std::path::Path::new(&stage).is_file() {
-                eprintln!("Error: stage_not_found: stage file does not exist: {stage}");
-                return Ok(ExitCode::from(2));
-            }
-            let mut session = Session::open(&cli.daemon, true).await?;
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
                 restructure_branch: restructure.unwrap_or_default(),
                 requested_operations: operations,
+                assess_only: false,
             };
-            let run = match session.client.submit_run(request).await {
-                Ok(r) => r.into_inner(),
-                Err(status) => {
-                    eprintln!("Error: {}", status.message());
-                    session.close().await;
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            note(&format!("run {} → {}", run.run_id, run.output_dir));
-            let code = follow(&mut session.client, &run.run_id, yes, json).await?;
-            session.close().await;
-            Ok(code)
+            submit_and_follow(&cli.daemon, request, yes, json).await
         }
         Command::Decide { run, branch, json } => {
             let mut session = Session::open(&cli.daemon, true).await?;
@@ -245,6 +248,61 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Submit a run (embedded when no daemon is reachable) and follow it to its end.
+async fn submit_and_follow(daemon: &str, request: proto::SubmitRunRequest, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if !std::path::Path::new(&request.stage_path).is_file() {
+        eprintln!("Error: stage_not_found: stage file does not exist: {}", request.stage_path);
+        return Ok(ExitCode::from(2));
+    }
+    let mut session = Session::open(daemon, true).await?;
+    let run = match session.client.submit_run(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            eprintln!("Error: {}", status.message());
+            session.close().await;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    note(&format!("run {} → {}", run.run_id, run.output_dir));
+    let code = follow(&mut session.client, &run.run_id, yes, json).await?;
+    session.close().await;
+    Ok(code)
+}
+
+/// `usdtune assess A B C`: one session (one warm executor) for many stages. Exit code:
+/// 2 if any stage was bad input, else 1 if any run failed, else 0. `--json` prints an array.
+async fn assess_many(daemon: &str, stages: &[String], out: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut session = Session::open(daemon, true).await?;
+    let mut docs = Vec::new();
+    let mut worst = 0u8;
+    for (n, stage) in stages.iter().enumerate() {
+        let stem = std::path::Path::new(stage).file_stem().and_then(|s| s.to_str()).unwrap_or("stage");
+        let output_dir = out.map(|o| std::path::Path::new(o).join(format!("{n:04}-{stem}")).display().to_string()).unwrap_or_default();
+        let request = proto::SubmitRunRequest { stage_path: stage.clone(), output_dir, assess_only: true, ..Default::default() };
+        let code = match session.client.submit_run(request).await {
+            Ok(run) => {
+                let run = run.into_inner();
+                note(&format!("{stage}: run {} → {}", run.run_id, run.output_dir));
+                let code = follow(&mut session.client, &run.run_id, false, false).await?;
+                let done = session.client.get_run(proto::GetRunRequest { run_id: run.run_id }).await?.into_inner();
+                docs.push(run_json(&done));
+                code
+            }
+            Err(status) => {
+                eprintln!("Error: {}: {}", stage, status.message());
+                docs.push(json!({"stage_path": stage, "state": "rejected", "message": status.message()}));
+                ExitCode::from(2)
+            }
+        };
+        worst = worst.max(if code == ExitCode::SUCCESS { 0 } else if code == ExitCode::from(2) { 2 } else { 1 });
+    }
+    session.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&docs)?);
+    }
+    Ok(ExitCode::from(worst))
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -331,7 +389,11 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
     }
     let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
     if state == RunState::Completed {
-        note(&format!("report: {}", run.report_path));
+        if run.report_path.is_empty() {
+            note(&format!("artifacts: {}", run.output_dir));
+        } else {
+            note(&format!("report: {}", run.report_path));
+        }
         if !run.output_stage_path.is_empty() {
             note(&format!("optimized stage: {}", run.output_stage_path));
         }

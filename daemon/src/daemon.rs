@@ -170,7 +170,8 @@ impl Core {
         }
         std::fs::create_dir_all(&output_dir).map_err(|e| Status::invalid_argument(format!("output_dir_unwritable: {}: {e}", output_dir.display())))?;
         let branch = Some(request.restructure_branch).filter(|b| !b.is_empty());
-        let record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
+        let mut record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
+        record.route.assess_only = request.assess_only;
         crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes()).map_err(|e| Status::internal(e.to_string()))?;
         self.persist_and_emit(&record, "snapshot", &record.milestone, "submitted");
         self.start(RunSlot::new(record.clone()));

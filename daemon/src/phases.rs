@@ -32,6 +32,8 @@ pub enum Skip {
     ExitedAtGate,
     /// Phase 2f runs only for branches that author a restructure before Phase 3.
     NoRestructureAuthored,
+    /// `usdtune assess`: a read-only diagnosis that ends with the structure assessment.
+    AssessOnly,
 }
 
 pub struct PhaseSpec {
@@ -47,17 +49,17 @@ use Skip::*;
 
 pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec { milestone: Milestone::Setup, label: "omniverse-usd-performance-tuning", phase: "0", skip_when: &[] },
-    PhaseSpec { milestone: Milestone::ProfileBaseline, label: "profile-stage:baseline", phase: "1a", skip_when: &[] },
+    PhaseSpec { milestone: Milestone::ProfileBaseline, label: "profile-stage:baseline", phase: "1a", skip_when: &[AssessOnly] },
     PhaseSpec { milestone: Milestone::StructureAssessment, label: "usd-structure-assessment", phase: "1b, 2a, 2b, 2d", skip_when: &[] },
-    PhaseSpec { milestone: Milestone::ValidationRunner, label: "usd-validation-runner", phase: "2c", skip_when: &[] },
-    PhaseSpec { milestone: Milestone::RestructureDecision, label: "restructure-decision", phase: "2e", skip_when: &[AlreadyOptimized] },
-    PhaseSpec { milestone: Milestone::ApplyRestructure, label: "apply-restructure", phase: "2f, 3", skip_when: &[AlreadyOptimized, ExitedAtGate, NoRestructureAuthored] },
-    PhaseSpec { milestone: Milestone::SoRunValidators, label: "so-run-validators", phase: "4 (evidence)", skip_when: &[StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::SoInterpretValidators, label: "so-interpret-validators", phase: "4 (op chain)", skip_when: &[StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::SoRunOperations, label: "so-run-operations", phase: "4, 4.5, 5", skip_when: &[StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::ProfileAfter, label: "profile-stage:after", phase: "6a, 6b", skip_when: &[ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::CompareProfiles, label: "compare-profiles", phase: "6c", skip_when: &[ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::OptimizationReport, label: "optimization-report", phase: "6d", skip_when: &[] },
+    PhaseSpec { milestone: Milestone::ValidationRunner, label: "usd-validation-runner", phase: "2c", skip_when: &[AssessOnly] },
+    PhaseSpec { milestone: Milestone::RestructureDecision, label: "restructure-decision", phase: "2e", skip_when: &[AssessOnly, AlreadyOptimized] },
+    PhaseSpec { milestone: Milestone::ApplyRestructure, label: "apply-restructure", phase: "2f, 3", skip_when: &[AssessOnly, AlreadyOptimized, ExitedAtGate, NoRestructureAuthored] },
+    PhaseSpec { milestone: Milestone::SoRunValidators, label: "so-run-validators", phase: "4 (evidence)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
+    PhaseSpec { milestone: Milestone::SoInterpretValidators, label: "so-interpret-validators", phase: "4 (op chain)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
+    PhaseSpec { milestone: Milestone::SoRunOperations, label: "so-run-operations", phase: "4, 4.5, 5", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
+    PhaseSpec { milestone: Milestone::ProfileAfter, label: "profile-stage:after", phase: "6a, 6b", skip_when: &[AssessOnly, ExitedAtGate] },
+    PhaseSpec { milestone: Milestone::CompareProfiles, label: "compare-profiles", phase: "6c", skip_when: &[AssessOnly, ExitedAtGate] },
+    PhaseSpec { milestone: Milestone::OptimizationReport, label: "optimization-report", phase: "6d", skip_when: &[AssessOnly] },
 ];
 
 /// The run facts that skip rules read. Filled in as phases complete.
@@ -72,6 +74,9 @@ pub struct RouteFacts {
     /// Who answered the gate up front or at the prompt: flag | prompt | api.
     #[serde(default)]
     pub decision_source: Option<String>,
+    /// The run ends after the structure assessment (`usdtune assess`).
+    #[serde(default)]
+    pub assess_only: bool,
 }
 
 pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str> {
@@ -84,6 +89,7 @@ pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str>
                 facts.restructure_branch.as_deref(),
                 Some("extract-as-assets" | "decompose-for-selective-loading")
             ),
+            AssessOnly => facts.assess_only,
         };
         applies.then(|| skip_note(*skip))
     })
@@ -95,6 +101,7 @@ fn skip_note(skip: Skip) -> &'static str {
         AlreadyOptimized => "already_optimized: the assessment found nothing to restructure or optimize",
         ExitedAtGate => "exit chosen at the restructure gate: diagnosis-only report",
         NoRestructureAuthored => "the chosen branch authors no restructure before Phase 4",
+        AssessOnly => "assess only: the run ends with the structure assessment",
     }
 }
 
@@ -172,6 +179,12 @@ mod tests {
         let facts = RouteFacts { so_available: Some(true), restructure_branch: Some("exit".into()), ..Default::default() };
         assert_eq!(ran(&facts).last(), Some(&"optimization-report"));
         assert!(!ran(&facts).contains(&"compare-profiles"));
+    }
+
+    #[test]
+    fn assess_only_runs_setup_and_the_assessment() {
+        let facts = RouteFacts { assess_only: true, ..Default::default() };
+        assert_eq!(ran(&facts), ["omniverse-usd-performance-tuning", "usd-structure-assessment"]);
     }
 
     #[test]

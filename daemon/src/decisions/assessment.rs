@@ -22,6 +22,10 @@ pub struct Facts {
     /// Opacity facts per material path, for the enclosure-opacity hint.
     #[serde(default)]
     pub materials: Map<String, Value>,
+    #[serde(default)]
+    pub composition_errors: Vec<String>,
+    #[serde(default)]
+    pub bound_errors: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -35,6 +39,8 @@ pub struct StageFacts {
     pub meters_per_unit: f64,
     #[serde(rename = "upAxis")]
     pub up_axis: String,
+    #[serde(default)]
+    pub metadata_warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -261,6 +267,15 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
     let (boundaries, cross_pairs) = containment::boundary_records(table, &pairs);
 
     let mut findings = Vec::new();
+    for (id, severity, messages) in [
+        ("stage_metadata_invalid", "warning", &facts.stage.metadata_warnings),
+        ("composition_errors", "warning", &facts.composition_errors),
+        ("unboundable_prims", "info", &facts.bound_errors),
+    ] {
+        if !messages.is_empty() {
+            findings.push(json!({"id": id, "severity": severity, "message": messages.join("; ")}));
+        }
+    }
     let flags = &facts.content_flags;
     if flags.physics.count > 0 || flags.skeleton.count > 0 {
         findings.push(json!({

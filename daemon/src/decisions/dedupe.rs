@@ -169,7 +169,7 @@ pub fn find_groups(table: &PrimTable) -> Vec<Group> {
         if r.instance {
             continue;
         }
-        if r.prims >= MIN_SUBTREE_PRIMS && r.meshes >= 1 {
+        if r.prims >= MIN_SUBTREE_PRIMS && r.gprims >= 1 {
             by_hash.entry(&r.hash).or_default().push(i);
         }
         if !r.reference.is_empty() {

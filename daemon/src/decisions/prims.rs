@@ -15,6 +15,8 @@ pub struct PrimRow {
     pub hash: String,
     pub prims: u64,
     pub meshes: u64,
+    /// Geometry prims of any kind (meshes, implicit shapes, curves, points).
+    pub gprims: u64,
     pub bytes: u64,
     /// Digest of the targets that leave the subtree ('' when none).
     pub ext: String,
@@ -55,6 +57,7 @@ struct Chunk {
     hash: Vec<String>,
     prims: Vec<u64>,
     meshes: Vec<u64>,
+    gprims: Vec<u64>,
     bytes: Vec<u64>,
     ext: Vec<String>,
     ext_n: Vec<u64>,
@@ -105,7 +108,7 @@ impl PrimTable {
         for (n, text) in chunks.iter().enumerate() {
             let c: Chunk = serde_json::from_str(text.as_ref()).map_err(|e| format!("prim table chunk {n}: {e}"))?;
             let len = c.path.len();
-            let lengths = [c.type_name.len(), c.kind.len(), c.hash.len(), c.prims.len(), c.meshes.len(), c.bytes.len(),
+            let lengths = [c.type_name.len(), c.kind.len(), c.hash.len(), c.prims.len(), c.meshes.len(), c.gprims.len(), c.bytes.len(),
                 c.ext.len(), c.ext_n.len(), c.reference.len(), c.variants.len(), c.overrides_below.len(), c.instance.len(),
                 c.physics.len(), c.skeleton.len(), c.rigid_below.len(), c.animated_below.len(), c.animated.len(),
                 c.articulation_root.len(), c.material.len(), c.bounds.len()];
@@ -120,6 +123,7 @@ impl PrimTable {
                     hash: c.hash[i].clone(),
                     prims: c.prims[i],
                     meshes: c.meshes[i],
+                    gprims: c.gprims[i],
                     bytes: c.bytes[i],
                     ext: c.ext[i].clone(),
                     ext_n: c.ext_n[i],
@@ -202,14 +206,14 @@ pub(crate) mod tests {
 
     /// A row with the given path and defaults fit for a leaf mesh.
     pub fn row(path: &str, hash: &str, prims: u64, meshes: u64) -> PrimRow {
-        PrimRow { path: path.into(), type_name: "Xform".into(), hash: hash.into(), prims, meshes, bytes: prims * 100, ..Default::default() }
+        PrimRow { path: path.into(), type_name: "Xform".into(), hash: hash.into(), prims, meshes, gprims: meshes, bytes: prims * 100, ..Default::default() }
     }
 
     #[test]
     fn chunks_rebuild_rows_and_parents() {
         let chunk = serde_json::json!({
             "path": ["/W/A", "/W"], "type": ["Mesh", "Xform"], "kind": ["", "assembly"], "hash": ["h1", "h2"],
-            "prims": [1, 2], "meshes": [1, 1], "bytes": [10, 10], "ext": ["", ""], "ext_n": [0, 0], "ref": ["", ""],
+            "prims": [1, 2], "meshes": [1, 1], "gprims": [1, 1], "bytes": [10, 10], "ext": ["", ""], "ext_n": [0, 0], "ref": ["", ""],
             "variants": ["", ""], "overrides_below": [0, 0], "instance": [false, false], "physics": [0, 0],
             "skeleton": [0, 0], "rigid_below": [false, false], "animated_below": [false, false],
             "animated": [false, false], "articulation_root": [false, false], "material": ["/M", ""],

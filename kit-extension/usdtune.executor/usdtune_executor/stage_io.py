@@ -50,8 +50,19 @@ def is_prototype_path(path: Sdf.Path) -> bool:
 
 
 def stage_metrics(stage):
+    """metersPerUnit and upAxis as USD applies them: an invalid authored value reads as the
+    fallback, and the problem is listed under `metadata_warnings`."""
+    warnings = []
     mpu = UsdGeom.GetStageMetersPerUnit(stage)
-    return {"metersPerUnit": mpu, "upAxis": str(UsdGeom.GetStageUpAxis(stage))}
+    if not mpu > 0:
+        warnings.append(f"metersPerUnit {mpu!r} is not positive; using 0.01 (the USD fallback)")
+        mpu = 0.01
+    up_axis = str(UsdGeom.GetStageUpAxis(stage))
+    if up_axis not in ("Y", "Z"):
+        fallback = str(UsdGeom.GetFallbackUpAxis())
+        warnings.append(f"upAxis {up_axis!r} is not Y or Z; USD uses the fallback {fallback}")
+        up_axis = fallback
+    return {"metersPerUnit": mpu, "upAxis": up_axis, "metadata_warnings": warnings}
 
 
 def used_layer_paths(stage):

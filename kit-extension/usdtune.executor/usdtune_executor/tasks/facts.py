@@ -250,5 +250,6 @@ def run(params, reporter):
         "prim_table": {"rows": stream.rows_sent, "columns": PRIM_COLUMNS, "hash_float_tolerance": 0.0,
                        "walk_processes": workers},
         "composition_errors": composition_errors[:20],
+        "bound_errors": totals.bound_errors[:20],
         "collection_seconds": round(time.perf_counter() - started, 3),
     }

@@ -22,16 +22,16 @@ import sys
 from collections import defaultdict
 
 import numpy as np
-from pxr import Usd, UsdGeom, UsdShade
+from pxr import Tf, Usd, UsdGeom, UsdShade
 
 PHYSICS_SCHEMA_PREFIXES = ("Physics", "PhysxSchema", "Physx")
 SKELETON_TYPES = ("SkelRoot", "Skeleton", "SkelAnimation")
 SHADING_TYPES = ("Material", "Shader", "NodeGraph")
+GPRIM_TYPES = ("Cube", "Sphere", "Cylinder", "Cone", "Capsule", "Plane", "Points", "BasisCurves", "NurbsCurves",
+               "NurbsPatch", "HermiteCurves", "TetMesh", "Cylinder_1", "Capsule_1")
 NON_MESH_BOUNDABLE = ("Cube", "Sphere", "Cylinder", "Cone", "Capsule", "Plane", "Points", "BasisCurves",
                       "NurbsCurves", "NurbsPatch", "PointInstancer", "HermiteCurves", "TetMesh")
 INVISIBLE = UsdGeom.Tokens.invisible
-# Prim metadata that means composition arcs are authored somewhere in the prim's stack.
-ARC_METADATA = frozenset(("references", "payload", "inheritPaths", "specializes", "variantSetNames", "instanceable"))
 OPACITY_INPUTS = ("inputs:opacity", "inputs:enable_opacity", "inputs:opacity_constant")
 TRANSMISSION_HINTS = ("transmission", "transmittance", "inputs:ior", "glass", "refraction")
 
@@ -43,6 +43,7 @@ PRIM_COLUMNS = {
     "hash": "candidate hash: subtree content without the prim's own name and placement",
     "prims": "prims in the subtree, the prim included (an instance counts 1)",
     "meshes": "Mesh prims in the subtree",
+    "gprims": "geometry prims (UsdGeom.Gprim: meshes, implicit shapes, curves, points) in the subtree",
     "bytes": "bytes of authored attribute values in the subtree",
     "ext": "digest of the (relative property key, target) pairs that point outside the subtree; '' when none",
     "ext_n": "number of such outside targets",
@@ -119,20 +120,28 @@ def union(a, b):
 
 
 class ReferenceIdentity:
-    """What asset a prim brings in: its reference/payload targets, internal references followed."""
+    """What asset a prim brings in: the external reference/payload targets authored on it in
+    the root layer stack, internal references followed to what their target brings in.
+    Arcs inside the referenced asset (its own payloads, variant-specific references) are
+    the asset's business and stay out, so every placement of one asset reads alike."""
 
     def __init__(self, stage):
         self._stage = stage
+        self._root_stack = {layer.identifier for layer in stage.GetLayerStack(includeSessionLayers=False)}
         self._memo = {}
 
-    def of(self, path, seen=None) -> str:
+    def of(self, path) -> str:
+        return " + ".join(sorted(self._targets(path, set())))
+
+    def _targets(self, path, seen) -> frozenset:
         if path in self._memo:
             return self._memo[path]
-        seen = seen if seen is not None else set()
         seen.add(path)
         prim = self._stage.GetPrimAtPath(path)
         targets = set()
         for spec in (prim.GetPrimStack() if prim else []):
+            if spec.layer.identifier not in self._root_stack:
+                continue
             keys = spec.ListInfoKeys()
             arcs = []
             if "references" in keys:
@@ -142,11 +151,10 @@ class ReferenceIdentity:
             for arc in arcs:
                 if arc.assetPath:
                     targets.add(f"@{spec.layer.ComputeAbsolutePath(arc.assetPath)}@<{arc.primPath or ''}>")
-                elif arc.primPath and arc.primPath not in seen:
-                    targets.add(self.of(arc.primPath, seen) or f"<{arc.primPath}>")
-        identity = " + ".join(sorted(t for t in targets if t))
-        self._memo[path] = identity
-        return identity
+                elif arc.primPath and arc.primPath != path and arc.primPath not in seen:
+                    targets |= self._targets(arc.primPath, seen) or {f"<{arc.primPath}>"}
+        self._memo[path] = frozenset(targets)
+        return self._memo[path]
 
 
 class Totals:
@@ -163,6 +171,7 @@ class Totals:
         self.proxy_prims = []                   # (range root order, proxies under one instance)
         # "layer<spec path>" -> (references, payloads, inherits, specializes, variant sets, instanceable)
         self.arcs = {}
+        self.bound_errors = []                  # prims USD could not bound, with why
 
     def merge(self, other: "Totals"):
         for key, value in other.counts.items():
@@ -177,6 +186,7 @@ class Totals:
         self.rendered.extend(other.rendered)
         self.proxy_prims.extend(other.proxy_prims)
         self.arcs.update(other.arcs)
+        self.bound_errors.extend(other.bound_errors)
 
     def arc_counts(self, layers) -> dict:
         totals = [sum(column) for column in zip(*self.arcs.values())] or [0] * 6
@@ -240,6 +250,7 @@ class Walker:
         kids = [[] for _ in range(n)]          # (order, name, full hash) of finished children
         sub_prims = [1] * n
         sub_meshes = [0] * n
+        sub_gprims = [0] * n
         sub_bytes = [0] * n
         sub_physics = [0] * n
         sub_skeleton = [0] * n
@@ -257,7 +268,7 @@ class Walker:
         bounds = [None] * n
         injected_bounds = [None] * n
         for j, summary in injected:
-            self._inject(j, summary, kids, sub_prims, sub_meshes, sub_bytes, sub_physics, sub_skeleton, rigid_below,
+            self._inject(j, summary, kids, sub_prims, sub_meshes, sub_gprims, sub_bytes, sub_physics, sub_skeleton, rigid_below,
                          animated_below, overrides_below, outside, variant_parts)
             injected_bounds[j] = union(injected_bounds[j], summary["bounds"])
 
@@ -278,9 +289,7 @@ class Walker:
             type_name = prim.GetTypeName()
             schemas = prim.GetAppliedSchemas()
             is_instance = prim.IsInstance()
-            # One call for all the composition metadata this prim authors (kind, arcs, variants).
-            metadata = prim.GetAllAuthoredMetadata()
-            kind = metadata.get("kind", "")
+            kind = prim.GetMetadata("kind") or ""
 
             local = hashlib.blake2b(digest_size=16)
             local.update(f"{type_name}|{','.join(schemas)}|{kind}".encode())
@@ -335,7 +344,7 @@ class Walker:
                                         sdf_path.GetCommonPrefix(target.GetPrimPath()).pathElementCount))
                             if name == "material:binding" and not direct_material:
                                 direct_material = target_text
-                if "variantSetNames" in metadata:
+                if prim.HasVariantSets():
                     variant_sets = prim.GetVariantSets()
                     selections = [(vs, variant_sets.GetVariantSelection(vs)) for vs in variant_sets.GetNames()]
                     local.update(repr(selections).encode())
@@ -364,10 +373,7 @@ class Walker:
                     totals.meshes_missing_extent += 1
                 meshes.append((j, values.get("points"), values.get("faceVertexCounts"), extent))
             elif is_instance or type_name in NON_MESH_BOUNDABLE:
-                aligned = self.bbox_cache.ComputeWorldBound(prim).ComputeAlignedRange()
-                if not aligned.IsEmpty():
-                    lo, hi = aligned.GetMin(), aligned.GetMax()
-                    bounds[j] = (lo[0], lo[1], lo[2], hi[0], hi[1], hi[2])
+                bounds[j] = self._bound(prim)
                 counts["point_instancer_count"] += type_name == "PointInstancer"
             elif type_name == "Material":
                 counts["material_count"] += 1
@@ -389,6 +395,7 @@ class Walker:
             full = digest(candidate, placement.hexdigest()) if placement else candidate
             sub_bytes[j] += own_bytes
             sub_meshes[j] += is_mesh
+            sub_gprims[j] += is_mesh or (type_name in GPRIM_TYPES)
             sub_physics[j] += physics
             sub_skeleton[j] += skeleton
             rigid[j] = "PhysicsRigidBodyAPI" in schemas
@@ -398,9 +405,9 @@ class Walker:
             outside[j] = escaping
             ext = digest(*sorted(f"{key}->{target}" for key, target, _ in escaping)) if escaping else ""
             variants = digest(*sorted(variant_parts[j])) if variant_parts[j] else ""
-            brings_in = "references" in metadata or "payload" in metadata
+            brings_in = prim.HasAuthoredReferences() or prim.HasAuthoredPayloads()
             ref = self.references.of(sdf_path) if brings_in else ""
-            if brings_in or not ARC_METADATA.isdisjoint(metadata):
+            if brings_in or variant_parts[j] or prim.HasAuthoredInherits() or prim.HasAuthoredSpecializes():
                 self._count_arcs(prim)
             p = parent[j]
             if p >= 0:
@@ -408,6 +415,7 @@ class Walker:
                 kids[p].append((order[j], name, full))
                 sub_prims[p] += sub_prims[j]
                 sub_meshes[p] += sub_meshes[j]
+                sub_gprims[p] += sub_gprims[j]
                 sub_bytes[p] += sub_bytes[j]
                 sub_physics[p] += sub_physics[j]
                 sub_skeleton[p] += sub_skeleton[j]
@@ -421,7 +429,7 @@ class Walker:
                     variant_parts[p].extend(f"/{name}{part}" for part in variant_parts[j])
             else:
                 kids[j] = full                 # a top keeps its full hash for its summary
-            rows[j] = [path, type_name, kind, candidate, sub_prims[j], sub_meshes[j], sub_bytes[j], ext,
+            rows[j] = [path, type_name, kind, candidate, sub_prims[j], sub_meshes[j], sub_gprims[j], sub_bytes[j], ext,
                        len(escaping), ref, variants, overrides_below[j], is_instance, sub_physics[j],
                        sub_skeleton[j], rigid_below[j], animated_below[j], is_animated,
                        "PhysicsArticulationRootAPI" in schemas, direct_material, None]
@@ -458,20 +466,21 @@ class Walker:
         self._rendered(prims, order, top_of, hidden_below, meshes, instances)
         return [{
             "order": order[j], "name": sdf_paths[j].name, "full": kids[j], "prims": sub_prims[j],
-            "meshes": sub_meshes[j], "bytes": sub_bytes[j], "physics": sub_physics[j], "skeleton": sub_skeleton[j],
+            "meshes": sub_meshes[j], "gprims": sub_gprims[j], "bytes": sub_bytes[j], "physics": sub_physics[j], "skeleton": sub_skeleton[j],
             "rigid": rigid[j], "rigid_below": rigid_below[j], "animated": animated[j],
             "animated_below": animated_below[j], "override": override[j], "overrides_below": overrides_below[j],
             "outside": outside[j], "variants": variant_parts[j], "bounds": bounds[j],
         } for j in range(n) if parent[j] < 0]
 
     @staticmethod
-    def _inject(j, summary, kids, sub_prims, sub_meshes, sub_bytes, sub_physics, sub_skeleton, rigid_below,
+    def _inject(j, summary, kids, sub_prims, sub_meshes, sub_gprims, sub_bytes, sub_physics, sub_skeleton, rigid_below,
                 animated_below, overrides_below, outside, variant_parts):
         """Add a child walked elsewhere into its parent's aggregates, as the loop would."""
         name = summary["name"]
         kids[j].append((summary["order"], name, summary["full"]))
         sub_prims[j] += summary["prims"]
         sub_meshes[j] += summary["meshes"]
+        sub_gprims[j] += summary["gprims"]
         sub_bytes[j] += summary["bytes"]
         sub_physics[j] += summary["physics"]
         sub_skeleton[j] += summary["skeleton"]
@@ -538,6 +547,20 @@ class Walker:
         triangles = [tri for _, tri in candidates] + [tri for _, _, tri in proxies]
         for top, tri, material in zip(tops, triangles, bound):
             self.totals.rendered.append((top, tri, str(material.GetPath()) if material else ""))
+
+    def _bound(self, prim):
+        """World bounds through USD's own bbox computation (instances, implicit shapes, point
+        instancers). Content USD cannot bound (e.g. a broken instancer) has no bounds."""
+        try:
+            aligned = self.bbox_cache.ComputeWorldBound(prim).ComputeAlignedRange()
+        except Tf.ErrorException as err:
+            reason = str(err).strip().splitlines()[-1].split(" : ", 1)[-1]
+            self.totals.bound_errors.append(f"{prim.GetPath()}: {reason[:200]}")
+            return None
+        if aligned.IsEmpty():
+            return None
+        lo, hi = aligned.GetMin(), aligned.GetMax()
+        return (lo[0], lo[1], lo[2], hi[0], hi[1], hi[2])
 
     def _count_arcs(self, prim):
         """Authored list-op items on the specs behind a prim with arcs; each spec counted once
