@@ -31,7 +31,7 @@ MAX_LISTED_PATHS = 50
 # Below this many prims a second process costs more (interpreter start, stage open) than it saves.
 PARALLEL_MIN_PRIMS = 20_000
 # This process's share of the walk relative to a worker's: it also counts arcs and merges.
-OWN_SHARE = 0.8
+OWN_SHARE = 1.0
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
