@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
-use crate::executors::{ExecutorHub, TaskFailure};
+use crate::executors::{ExecutorHub, TaskFailure, TaskUsage};
 use crate::proto;
 use crate::run::{self, Answer, RunRecord, RunSlot, RunState};
 use crate::setup::ExecutorEnv;
@@ -77,9 +77,9 @@ impl Core {
     }
 
     /// Run one executor task for a run, forwarding its progress as run events.
-    pub async fn run_task(self: &Arc<Self>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>) {
+    pub async fn run_task(self: &Arc<Self>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         if let Err(e) = self.ensure_local_executor().await {
-            return (String::new(), Err(e));
+            return (String::new(), Err(e), TaskUsage::default());
         }
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
         let forward = {

@@ -39,6 +39,13 @@ impl std::fmt::Display for TaskFailure {
     }
 }
 
+/// What a task cost the executor: CPU (its child processes included) and peak memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TaskUsage {
+    pub cpu_seconds: f64,
+    pub peak_rss_kb: i64,
+}
+
 pub type Outbox = mpsc::UnboundedSender<Result<DaemonMessage, Status>>;
 pub type ProgressSink = mpsc::UnboundedSender<(f64, String)>;
 
@@ -52,7 +59,7 @@ struct Connection {
 struct Lease {
     executor_id: String,
     kind: String,
-    reply: oneshot::Sender<Result<Value, TaskFailure>>,
+    reply: oneshot::Sender<(Result<Value, TaskFailure>, TaskUsage)>,
     progress: Option<ProgressSink>,
     /// Table chunks streamed ahead of the result, by table name, in arrival order.
     records: HashMap<String, Vec<String>>,
@@ -116,10 +123,10 @@ impl ExecutorHub {
             .collect();
         for task_id in lost {
             let lease = state.leases.remove(&task_id).expect("listed above");
-            let _ = lease.reply.send(Err(TaskFailure::new(
+            let _ = lease.reply.send((Err(TaskFailure::new(
                 codes::EXECUTOR_LOST,
                 format!("executor {executor_id} was lost during task '{}' ({reason}); the task did not complete", lease.kind),
-            )));
+            )), TaskUsage::default()));
         }
     }
 
@@ -156,7 +163,8 @@ impl ExecutorHub {
                     } else {
                         Err(TaskFailure { code: result.error_code, message: result.error_message, path: result.error_path })
                     };
-                    let _ = lease.reply.send(outcome);
+                    let usage = TaskUsage { cpu_seconds: result.cpu_seconds, peak_rss_kb: result.peak_rss_kb };
+                    let _ = lease.reply.send((outcome, usage));
                 }
             }
             Some(executor_message::Body::Heartbeat(_)) | Some(executor_message::Body::Hello(_)) | None => {}
@@ -188,14 +196,14 @@ impl ExecutorHub {
     }
 
     /// Lease a task to an idle executor that can run `kind`, waiting up to `wait` for one,
-    /// and return its result. Returns the executor's id with the outcome.
+    /// and return its result. Returns the executor's id with the outcome and what it cost.
     pub async fn run_task(
         &self,
         kind: &str,
         params: &Value,
         progress: Option<ProgressSink>,
         wait: Duration,
-    ) -> (String, Result<Value, TaskFailure>) {
+    ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let deadline = Instant::now() + wait;
         let task_id = uuid::Uuid::new_v4().to_string();
         let (reply, outcome) = oneshot::channel();
@@ -225,12 +233,14 @@ impl ExecutorHub {
                 return (String::new(), Err(TaskFailure::new(
                     codes::NO_EXECUTOR,
                     format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
-                )));
+                )), TaskUsage::default());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let result = outcome.await.unwrap_or_else(|_| Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")));
-        (executor_id, result)
+        let (result, usage) = outcome
+            .await
+            .unwrap_or_else(|_| (Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")), TaskUsage::default()));
+        (executor_id, result, usage)
     }
 
     /// Ask every executor to finish (embedded mode exit).
@@ -263,7 +273,7 @@ mod tests {
         });
         assert!(rx.recv().await.is_some(), "task was sent");
         hub.unregister(&id, "stream closed");
-        let (_, outcome) = task.await.unwrap();
+        let (_, outcome, _) = task.await.unwrap();
         assert_eq!(outcome.unwrap_err().code, codes::EXECUTOR_LOST);
     }
 
@@ -277,9 +287,11 @@ mod tests {
             async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
         });
         let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
-        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), ..Default::default() };
+        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), cpu_seconds: 1.5, peak_rss_kb: 2048, ..Default::default() };
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
-        assert_eq!(task.await.unwrap().1.unwrap()["x"], 1);
+        let (_, outcome, usage) = task.await.unwrap();
+        assert_eq!(outcome.unwrap()["x"], 1);
+        assert_eq!(usage, TaskUsage { cpu_seconds: 1.5, peak_rss_kb: 2048 });
     }
 
     #[tokio::test]
@@ -305,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn no_capable_executor_is_a_clear_error() {
         let hub = ExecutorHub::default();
-        let (_, outcome) = hub.run_task("facts", &serde_json::json!({}), None, Duration::from_millis(150)).await;
+        let (_, outcome, _) = hub.run_task("facts", &serde_json::json!({}), None, Duration::from_millis(150)).await;
         assert_eq!(outcome.unwrap_err().code, codes::NO_EXECUTOR);
     }
 

@@ -36,3 +36,28 @@ pub fn nvml_gpus() -> Value {
         .collect();
     Value::Array(gpus)
 }
+
+/// CPU seconds this process has used so far (all threads), through sysinfo.
+pub fn own_cpu_seconds() -> Option<f64> {
+    let pid = sysinfo::get_current_pid().ok()?;
+    let mut system = sysinfo::System::new().ok()?;
+    system.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::Some(&[pid]),
+        false,
+        sysinfo::ProcessRefreshKind::nothing().with_cpu(),
+    );
+    system.process(pid).map(|p| p.accumulated_cpu_time() as f64 / 1000.0)
+}
+
+/// Peak resident memory of this process since the last [`reset_own_peak_rss`] (Linux
+/// `VmHWM`); None where /proc is not available.
+pub fn own_peak_rss_kb() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM).
+pub fn reset_own_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

@@ -60,6 +60,28 @@ pub struct PhaseRecord {
     pub seconds: f64,
     #[serde(default)]
     pub artifacts: Vec<String>,
+    /// What the phase cost; absent for phases that did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<PhaseUsage>,
+}
+
+/// CPU and peak memory of a phase, for the daemon (process-wide: concurrent runs share
+/// it) and for the executor tasks the phase ran (their worker processes included).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseUsage {
+    pub daemon_cpu_seconds: f64,
+    pub daemon_peak_rss_mb: f64,
+    pub executor_cpu_seconds: f64,
+    pub executor_peak_rss_mb: f64,
+    pub executor_tasks: u32,
+}
+
+impl PhaseUsage {
+    pub fn add_task(&mut self, task: crate::executors::TaskUsage) {
+        self.executor_cpu_seconds += task.cpu_seconds;
+        self.executor_peak_rss_mb = self.executor_peak_rss_mb.max(task.peak_rss_kb as f64 / 1024.0);
+        self.executor_tasks += 1;
+    }
 }
 
 /// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).
@@ -111,7 +133,7 @@ impl RunRecord {
             created_at: now_rfc3339(),
             phases: PHASES
                 .iter()
-                .map(|p| PhaseRecord { milestone: p.label.into(), status: "pending".into(), note: String::new(), seconds: 0.0, artifacts: vec![] })
+                .map(|p| PhaseRecord { milestone: p.label.into(), status: "pending".into(), note: String::new(), seconds: 0.0, artifacts: vec![], usage: None })
                 .collect(),
         }
     }
@@ -138,6 +160,8 @@ pub struct RunSlot {
     pub answers: tokio::sync::Mutex<mpsc::UnboundedReceiver<Answer>>,
     pub answer_tx: mpsc::UnboundedSender<Answer>,
     pub cancelled: std::sync::atomic::AtomicBool,
+    /// Executor cost of the phase in progress, summed as its tasks finish.
+    pub usage: Mutex<PhaseUsage>,
 }
 
 impl RunSlot {
@@ -148,6 +172,7 @@ impl RunSlot {
             answers: tokio::sync::Mutex::new(answers),
             answer_tx,
             cancelled: Default::default(),
+            usage: Default::default(),
         })
     }
 
@@ -225,12 +250,23 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
         });
         core.persist_and_emit(&record, "phase_started", spec.label, "");
         let started = Instant::now();
+        *slot.usage.lock().unwrap() = PhaseUsage::default();
+        crate::resources::reset_own_peak_rss();
+        let cpu_before = crate::resources::own_cpu_seconds();
         let outcome = run_phase(&core, &slot, spec.milestone).await;
         let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        let usage = {
+            let mut usage = slot.usage.lock().unwrap().clone();
+            usage.daemon_cpu_seconds = crate::resources::own_cpu_seconds().zip(cpu_before).map_or(0.0, |(after, before)| after - before);
+            usage.daemon_peak_rss_mb = crate::resources::own_peak_rss_kb().unwrap_or(0) as f64 / 1024.0;
+            usage
+        };
         match outcome {
             Ok((artifacts, note)) => {
                 let record = slot.update(|r| {
-                    r.phases[index] = PhaseRecord { milestone: spec.label.into(), status: "done".into(), note: note.clone(), seconds, artifacts };
+                    r.phases[index] = PhaseRecord {
+                        milestone: spec.label.into(), status: "done".into(), note: note.clone(), seconds, artifacts, usage: Some(usage),
+                    };
                 });
                 core.persist_and_emit(&record, "phase_finished", spec.label, &note);
                 index += 1;
@@ -312,7 +348,8 @@ struct PhaseCtx<'a> {
 
 impl PhaseCtx<'_> {
     async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
-        let (executor_id, outcome) = self.core.run_task(&self.slot.snapshot().run_id, self.milestone, kind, params).await;
+        let (executor_id, outcome, usage) = self.core.run_task(&self.slot.snapshot().run_id, self.milestone, kind, params).await;
+        self.slot.usage.lock().unwrap().add_task(usage);
         tracing::debug!(%executor_id, kind, "task done");
         Ok(outcome?)
     }

@@ -11,7 +11,6 @@ generated once per size into the usdtune data dir and reused.
 """
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,23 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-USDTUNE = REPO / "target" / "release" / "usdtune"
+from common import USDTUNE, factory
+
 GOAL_SECONDS = 10.0
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("USDTUNE_HOME", Path.home() / ".local" / "share" / "usdtune"))
-
-
-def factory(prims: int, seed: int) -> Path:
-    path = data_dir() / "bench" / f"factory-{prims}-s{seed}.usdc"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} ...", file=sys.stderr)
-        subprocess.run([sys.executable, str(REPO / "fixtures" / "generate_factory.py"), str(path),
-                        "--prims", str(prims), "--seed", str(seed)], check=True)
-    return path
 
 
 def main() -> int:

@@ -14,6 +14,11 @@ import traceback
 
 import grpc
 
+try:
+    import resource
+except ImportError:  # Windows: no getrusage; usage is reported as zero
+    resource = None
+
 from usdtune.v1 import usdtune_pb2 as pb
 from usdtune.v1 import usdtune_pb2_grpc as pb_grpc
 
@@ -44,12 +49,52 @@ class Reporter:
             task_id=self._task_id, table=table, columns_json=json.dumps(columns, separators=(",", ":")))))
 
 
+class _Usage:
+    """CPU (this process and its finished children) and peak memory over one task."""
+
+    def __init__(self):
+        if resource is None:
+            return
+        try:  # Linux: start a new peak-RSS window for this process
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            pass
+        self._start = self._cpu()
+        self._children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    @staticmethod
+    def _cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def finish(self, result: pb.TaskResult) -> pb.TaskResult:
+        if resource is None:
+            return result
+        result.cpu_seconds = self._cpu() - self._start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            with open("/proc/self/status") as handle:
+                peak = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+        except (OSError, StopIteration, ValueError):
+            pass
+        # A child's peak counts only when this task raised the children's high-water mark.
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result.peak_rss_kb = max(peak, children if children > self._children_peak else 0)
+        return result
+
+
 def execute_task(task, reporter, host: dict) -> pb.TaskResult:
     """Run one task; never raises. Errors become a result with a stable code.
 
     `host` (runtime, executor_id) is what the executor knows of itself; tasks see it under
     params["host"] since the daemon cannot know whether it talks to Kit or plain Python.
     """
+    usage = _Usage()
+    return usage.finish(_execute(task, reporter, host))
+
+
+def _execute(task, reporter, host: dict) -> pb.TaskResult:
     handler = TASK_HANDLERS.get(task.kind)
     if handler is None:
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code="unknown_task_kind",

@@ -1,0 +1,52 @@
+"""Shared by the benchmarks: where the binary is, generated factories (cached), the CSV log."""
+import csv
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+USDTUNE = REPO / "target" / "release" / "usdtune"
+HISTORY = REPO / "docs" / "bench" / "history.csv"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("USDTUNE_HOME", Path.home() / ".local" / "share" / "usdtune"))
+
+
+def factory(prims: int, seed: int = 7) -> Path:
+    """The generated factory of about `prims` prims, written once per size and seed."""
+    path = data_dir() / "bench" / f"factory-{prims}-s{seed}.usdc"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path.name} ...", file=sys.stderr)
+        partial = path.with_suffix(".partial.usdc")
+        subprocess.run([sys.executable, str(REPO / "fixtures" / "generate_factory.py"), str(partial),
+                        "--prims", str(prims), "--seed", str(seed)], check=True)
+        partial.rename(path)
+    return path
+
+
+def revision() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def append_history(rows: list) -> None:
+    """One row per phase per run, so history across commits stays comparable."""
+    if not rows:
+        return
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    new = not HISTORY.exists()
+    with HISTORY.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def host() -> dict:
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "revision": revision(), "cores": os.cpu_count(), "machine": platform.machine()}
