@@ -262,15 +262,24 @@ mod tests {
         proto::Hello { executor_id: id.into(), task_kinds: vec!["probe".into()], ..Default::default() }
     }
 
-    #[tokio::test]
-    async fn lost_executor_fails_its_task_instead_of_hanging() {
+    type Outcome = (String, Result<Value, TaskFailure>, TaskUsage);
+
+    /// A hub with one executor "a" and a probe task leased to it: (hub, executor id, what the
+    /// executor receives, the task's outcome).
+    fn leased_probe() -> (std::sync::Arc<ExecutorHub>, String, mpsc::UnboundedReceiver<Result<DaemonMessage, Status>>, tokio::task::JoinHandle<Outcome>) {
         let hub = std::sync::Arc::new(ExecutorHub::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let id = hub.register(hello("a"), tx);
         let task = tokio::spawn({
             let hub = hub.clone();
             async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
         });
+        (hub, id, rx, task)
+    }
+
+    #[tokio::test]
+    async fn lost_executor_fails_its_task_instead_of_hanging() {
+        let (hub, id, mut rx, task) = leased_probe();
         assert!(rx.recv().await.is_some(), "task was sent");
         hub.unregister(&id, "stream closed");
         let (_, outcome, _) = task.await.unwrap();
@@ -279,13 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn result_completes_the_lease() {
-        let hub = std::sync::Arc::new(ExecutorHub::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let id = hub.register(hello("a"), tx);
-        let task = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
-        });
+        let (hub, id, mut rx, task) = leased_probe();
         let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
         let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), cpu_seconds: 1.5, peak_rss_kb: 2048, ..Default::default() };
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
@@ -296,13 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn streamed_records_reach_the_caller_in_order() {
-        let hub = std::sync::Arc::new(ExecutorHub::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let id = hub.register(hello("a"), tx);
-        let task = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
-        });
+        let (hub, id, mut rx, task) = leased_probe();
         let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
         for chunk in ["{\"a\":[1]}", "{\"a\":[2]}"] {
             let records = proto::TaskRecords { task_id: sent.task_id.clone(), table: "prims".into(), columns_json: chunk.into() };

@@ -166,7 +166,8 @@ class Totals:
         self.mesh_geometry = defaultdict(int)   # geometry digest -> meshes
         self.meshes_missing_extent = 0
         self.materials = {}
-        # (range root order, hidden inside the range, triangles, bound material): what may render.
+        # (order of the walk top it lies under, triangles, bound material) per mesh that may
+        # render; the caller drops those under a hidden prim above the walk.
         self.rendered = []
         self.proxy_prims = []                   # (range root order, proxies under one instance)
         # "layer<spec path>" -> (references, payloads, inherits, specializes, variant sets, instanceable)
@@ -192,17 +193,6 @@ class Totals:
         totals = [sum(column) for column in zip(*self.arcs.values())] or [0] * 6
         names = ("references", "payloads", "inherits", "specializes", "variant_sets", "instanceable_specs")
         return {**dict(zip(names, totals)), "sublayers": sum(len(layer.subLayerPaths) for layer in layers)}
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["counts"] = dict(self.counts)
-        state["mesh_geometry"] = dict(self.mesh_geometry)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.counts = defaultdict(int, state["counts"])
-        self.mesh_geometry = defaultdict(int, state["mesh_geometry"])
 
 
 class Walker:
