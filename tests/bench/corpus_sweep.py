@@ -104,7 +104,7 @@ def main() -> int:
     TABLE.parent.mkdir(parents=True, exist_ok=True)
     TABLE.write_text("\n".join(lines) + "\n")
     print(lines[2])
-    bad = [s for s, r in results.items() if r.get("optimize", ("ok",))[1] in ("hang", "traceback")]
+    bad = [s for s, r in results.items() if r.get("optimize", ("ok", ""))[1] in ("hang", "traceback")]
     for stage in bad:
         print(f"FAILED: {stage}: {results[stage]['optimize']}", file=sys.stderr)
     print(f"table: {TABLE}")
