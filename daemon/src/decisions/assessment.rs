@@ -2,7 +2,7 @@
 //! (classification, phase recommendation, hierarchy-dedupe signal, asset boundaries,
 //! kind trust, validation scope, findings) and the dedupe-candidates report.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -257,7 +257,6 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
     // Copies that sharing removes: validated through their kept representative.
     let kept: HashSet<usize> = selected.iter().flat_map(|g| g.representatives.iter().copied()).collect();
     let removed: Vec<usize> = selected.iter().flat_map(|g| g.members.iter().copied()).filter(|m| !kept.contains(m)).collect();
-    let removed_set: HashSet<usize> = removed.iter().copied().collect();
     let copies_of_row: HashMap<usize, usize> = selected.iter().flat_map(|g| g.representatives.iter().map(|r| (*r, g.copies()))).collect();
     let inside_removed: HashSet<usize> = removed.iter().flat_map(|m| table.subtree(*m)).collect();
     let copies_of = |row: usize| -> usize {
@@ -326,7 +325,7 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
     let levels = candidate_levels(table, &groups, &placements);
     let boundaries_clear = levels.iter().any(|l| l["child_count"].as_u64().unwrap_or(0) >= 2);
     let user_choice_required = payloads == 0 && boundaries_clear && classification != Classification::AlreadyOptimized;
-    let mut kind_counts: HashMap<&str, usize> = HashMap::new();
+    let mut kind_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in table.rows.iter().filter(|r| !r.kind.is_empty()) {
         *kind_counts.entry(r.kind.as_str()).or_default() += 1;
     }
@@ -396,7 +395,7 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
         "validation_scope": {
             "per_asset": selected.iter().flat_map(|g| g.representatives.iter().map(|r| table.rows[*r].path.clone())).take(MAX_SCOPE_PATHS).collect::<Vec<_>>(),
             "cross_component_pairs": cross_pairs,
-            "skip": removed.iter().filter(|m| removed_set.contains(m)).take(MAX_SCOPE_PATHS).map(|m| table.rows[*m].path.clone()).collect::<Vec<_>>(),
+            "skip": removed.iter().take(MAX_SCOPE_PATHS).map(|m| table.rows[*m].path.clone()).collect::<Vec<_>>(),
         },
         "phase_recommendation": classification.phase_recommendation(),
         "classification": {"kind": classification.as_str(), "composed_by": composed_by, "reasons": reasons},
@@ -456,15 +455,30 @@ pub(crate) mod tests {
         assert_eq!(classify(&f, &reuse(0)).0, Classification::AlreadyOptimized);
     }
 
-    #[test]
-    fn assessment_of_a_repeated_factory_routes_to_structuring() {
+    fn repeated_factory_rows() -> Vec<crate::decisions::prims::PrimRow> {
         let mut rows = vec![row("/F", "root", 61, 20)];
         for m in 0..20 {
             rows.push(row(&format!("/F/Machine_{m:02}"), "M", 3, 1));
             rows.push(row(&format!("/F/Machine_{m:02}/Geom"), "G", 1, 1));
             rows.push(row(&format!("/F/Machine_{m:02}/Tip"), "T", 1, 0));
         }
-        let table = PrimTable::from_rows(rows);
+        rows
+    }
+
+    #[test]
+    fn the_same_facts_in_any_row_order_give_the_same_artifacts() {
+        let rows = repeated_factory_rows();
+        let mut shuffled = rows.clone();
+        shuffled.reverse();
+        shuffled.rotate_left(7);
+        let (a, b) = (assess(&facts(61, 20, 1), &PrimTable::from_rows(rows)), assess(&facts(61, 20, 1), &PrimTable::from_rows(shuffled)));
+        assert_eq!(a.structure.to_string(), b.structure.to_string());
+        assert_eq!(a.candidates.to_string(), b.candidates.to_string());
+    }
+
+    #[test]
+    fn assessment_of_a_repeated_factory_routes_to_structuring() {
+        let table = PrimTable::from_rows(repeated_factory_rows());
         let result = assess(&facts(61, 20, 1), &table);
         let s = &result.structure;
         assert_eq!(s["classification"]["kind"], "monolithic-needs-restructure");
