@@ -191,6 +191,31 @@ pub fn preservation(before: &Value, after: &Value) -> Value {
     })
 }
 
+/// What the assessment found, in the report's words: class, reasons, the frontier's top
+/// groups and the containment pairs scoped for the occlusion probe.
+fn structure_summary(assessment: &Value, candidates: Option<&Value>) -> Value {
+    let groups: Vec<Value> = candidates
+        .and_then(|c| c["groups"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|g| g["selected"] == true)
+        .take(10)
+        .map(|g| json!({
+            "path_pattern": g["path_pattern"], "copies": g["copies"], "subtree_prims": g["subtree_prims"],
+            "estimated_prim_savings": g["estimated_prim_savings"], "readiness": g["readiness"], "content_flags": g["content_flags"],
+        }))
+        .collect();
+    json!({
+        "classification": assessment["classification"]["kind"],
+        "reasons": assessment["classification"]["reasons"],
+        "hierarchy_dedupe": assessment["hierarchy_dedupe"]["reason"],
+        "total_prim_savings": candidates.map_or(Value::Null, |c| c["total_prim_savings"].clone()),
+        "top_groups": groups,
+        "containment_pairs": assessment["validation_scope"]["cross_component_pairs"].as_array().map_or(0, |p| p.len()),
+        "kind_trusted": assessment["kind_hierarchy"]["trust"]["trusted"],
+    })
+}
+
 /// optimization-report.json, from the run's artifacts.
 pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     let preflight = read_opt(ws, "setup-preflight")?.unwrap_or(Value::Null);
@@ -346,6 +371,7 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         "target_coverage": {"complete": complete, "entries": coverage_entries},
         "untapped_options": untapped,
         "restructure": decision.unwrap_or(Value::Null),
+        "structure": structure_summary(&assessment, read_opt(ws, "dedupe-candidates")?.as_ref()),
         "artifacts": {},
     });
     if let (Some(b), Some(a)) = (&stage_facts_before, &stage_facts_after) {
@@ -385,6 +411,22 @@ pub fn markdown(report: &Value) -> String {
         md += &format!("> {}\n\n", s(&report["notes"]));
     }
     md += &format!("## Summary\n\n{}\n\n## Reasoning\n\n{}\n\n", s(&report["executive_summary"]), s(&report["reasoning"]));
+    let st = &report["structure"];
+    if st["classification"].is_string() {
+        let reasons: Vec<String> = st["reasons"].as_array().into_iter().flatten().map(s).collect();
+        md += &format!("## Structure\n\n**{}**: {}. {}; {} containment pairs scoped for the occlusion probe.\n\n",
+            s(&st["classification"]), reasons.join("; "), s(&st["hierarchy_dedupe"]), st["containment_pairs"]);
+        let groups = st["top_groups"].as_array().cloned().unwrap_or_default();
+        if !groups.is_empty() {
+            md += "| repeated subtree | copies | prims each | prims saved | readiness | flags |\n|---|---:|---:|---:|---|---|\n";
+            for g in groups {
+                let flags: Vec<String> = g["content_flags"].as_array().into_iter().flatten().map(s).collect();
+                md += &format!("| `{}` | {} | {} | {} | {} | {} |\n", s(&g["path_pattern"]), g["copies"], g["subtree_prims"],
+                    g["estimated_prim_savings"], s(&g["readiness"]), flags.join(", "));
+            }
+            md += "\n";
+        }
+    }
     md += "## Metrics\n\n| metric | before | after | change | verdict |\n|---|---:|---:|---:|---|\n";
     for m in report["metrics"].as_array().into_iter().flatten() {
         md += &format!("| {} | {} | {} | {:+.1}% | {}{} |\n", s(&m["name"]),
