@@ -2,8 +2,9 @@
 //!
 //! A task is leased to one idle executor that declares its kind. The lease ends with the
 //! executor's result, or with `executor_lost` when its stream closes (process killed,
-//! connection dropped) or when it stays silent longer than [`ExecutorHub::lost_after`]:
-//! a run never waits on a dead executor.
+//! connection dropped) or when it stays silent longer than [`ExecutorHub::lost_after`]
+//! ([`ExecutorHub::busy_lost_after`] while it runs a task): a run never waits on a dead
+//! executor.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -79,17 +80,21 @@ pub struct ExecutorHub {
     state: Mutex<HubState>,
     /// Silence longer than this (no heartbeat, no message) counts as a lost executor.
     pub lost_after: Duration,
+    /// The same for an executor inside a task. A native call that holds the GIL (a
+    /// usd-optimize analysis of a million-prim stage) silences its heartbeats for minutes;
+    /// a dead process still closes its stream at once, so only a hang waits this long.
+    pub busy_lost_after: Duration,
 }
 
 impl Default for ExecutorHub {
     fn default() -> Self {
-        Self::new(Duration::from_secs(20))
+        Self::new(Duration::from_secs(20), Duration::from_secs(30 * 60))
     }
 }
 
 impl ExecutorHub {
-    pub fn new(lost_after: Duration) -> Self {
-        Self { state: Mutex::new(HubState::default()), lost_after }
+    pub fn new(lost_after: Duration, busy_lost_after: Duration) -> Self {
+        Self { state: Mutex::new(HubState::default()), lost_after, busy_lost_after }
     }
 
     /// Register a connected executor. Returns the id it is known by (unique).
@@ -173,17 +178,18 @@ impl ExecutorHub {
 
     /// Drop executors that stopped talking; called periodically by the daemon.
     pub fn reap_silent(&self) {
-        let silent: Vec<String> = {
+        let silent: Vec<(String, Duration)> = {
             let state = self.state.lock().unwrap();
             state
                 .connections
                 .iter()
-                .filter(|(_, c)| c.last_seen.elapsed() > self.lost_after)
-                .map(|(id, _)| id.clone())
+                .map(|(id, c)| (id, c, if c.busy.is_some() { self.busy_lost_after } else { self.lost_after }))
+                .filter(|(_, c, limit)| c.last_seen.elapsed() > *limit)
+                .map(|(id, _, limit)| (id.clone(), limit))
                 .collect()
         };
-        for id in silent {
-            self.unregister(&id, &format!("no heartbeat for {:?}", self.lost_after));
+        for (id, limit) in silent {
+            self.unregister(&id, &format!("no heartbeat for {limit:?}"));
         }
     }
 
@@ -320,11 +326,29 @@ mod tests {
 
     #[tokio::test]
     async fn silent_executor_is_reaped() {
-        let hub = ExecutorHub::new(Duration::from_millis(10));
+        let hub = ExecutorHub::new(Duration::from_millis(10), Duration::from_secs(60));
         let (tx, _rx) = mpsc::unbounded_channel();
         hub.register(hello("a"), tx);
         tokio::time::sleep(Duration::from_millis(30)).await;
         hub.reap_silent();
         assert!(hub.connected().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_busy_executor_may_be_silent_longer() {
+        let hub = std::sync::Arc::new(ExecutorHub::new(Duration::from_millis(10), Duration::from_millis(200)));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        hub.register(hello("a"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
+        });
+        assert!(rx.recv().await.is_some(), "task was sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        hub.reap_silent();
+        assert_eq!(hub.connected().len(), 1, "busy in a native call, not lost");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hub.reap_silent();
+        assert_eq!(task.await.unwrap().1.unwrap_err().code, codes::EXECUTOR_LOST);
     }
 }

@@ -63,6 +63,9 @@ def report(scale: int, runs: list) -> list:
                          "bytes_after": runs[run_index]["after"].get("total_size_bytes", ""),
                          "warm_open_ms_before": runs[run_index]["before"].get("warm_open_ms", ""),
                          "warm_open_ms_after": runs[run_index]["after"].get("warm_open_ms", "")})
+    for r in runs:
+        if r["run"].get("state") != "completed" or r["run"].get("code"):
+            print(f"run ended {r['run'].get('state')}: {r['run'].get('code')}: {r['run'].get('message')}")
     total = median(r["wall"] for r in runs)
     size0, size1 = median(r["before"].get("total_size_bytes") for r in runs), median(r["after"].get("total_size_bytes") for r in runs)
     open0, open1 = median(r["before"].get("warm_open_ms") for r in runs), median(r["after"].get("warm_open_ms") for r in runs)
