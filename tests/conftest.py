@@ -29,16 +29,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def home(tmp_path):
-    """An isolated usdtune data dir; the executor env is the one `usdtune setup` made."""
-    data = tmp_path / "usdtune-home"
+def isolated_env(root: Path) -> dict:
+    """Environment for usdtune with its own data dir under `root`; the executor env is the one
+    `usdtune setup` made, and USDTUNE_DAEMON names a port where nothing listens (embedded mode
+    unless a test starts a daemon there)."""
+    data = root / "usdtune-home"
     data.mkdir()
     env = dict(os.environ)
     env["USDTUNE_HOME"] = str(data)
     env["USDTUNE_EXECUTOR_ENV"] = str(Path(sys.executable).resolve().parent.parent)
-    env["USDTUNE_DAEMON"] = f"127.0.0.1:{free_port()}"  # nothing listens: embedded unless a test starts a daemon
+    env["USDTUNE_DAEMON"] = f"127.0.0.1:{free_port()}"
     return env
+
+
+@pytest.fixture
+def home(tmp_path):
+    """An isolated usdtune data dir for one test."""
+    return isolated_env(tmp_path)
 
 
 def usdtune(env, *args, timeout=600, stdin=subprocess.DEVNULL):

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import FIXTURE, REPO, free_port, schema_for, usdtune
+from conftest import FIXTURE, REPO, isolated_env, schema_for, usdtune
 
 CORPUS = REPO.parent / "shared" / "corpus"
 USD_SUFFIXES = (".usd", ".usda", ".usdc", ".usdz")
@@ -26,15 +26,9 @@ pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found a
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """Every corpus stage assessed; returns {corpus-relative path: (run document, workspace)}."""
-    import os
-    import sys
-
+    """Every corpus stage assessed; returns ({corpus-relative path: run document}, stderr)."""
     root = tmp_path_factory.mktemp("sweep")
-    env = dict(os.environ)
-    env["USDTUNE_HOME"] = str(root / "home")
-    env["USDTUNE_EXECUTOR_ENV"] = str(Path(sys.executable).resolve().parent.parent)
-    env["USDTUNE_DAEMON"] = f"127.0.0.1:{free_port()}"
+    env = isolated_env(root)
     stages = sorted(str(p) for p in CORPUS.rglob("*") if p.suffix in USD_SUFFIXES and p.is_file())
     before = {s: hashlib.sha256(Path(s).read_bytes()).hexdigest() for s in stages}
     done = usdtune(env, "assess", *stages, "-o", str(root / "out"), "--json", timeout=1800)

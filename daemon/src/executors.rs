@@ -161,7 +161,11 @@ impl ExecutorHub {
                             .map_err(|e| TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}")))
                             .map(|mut value| {
                                 if !lease.records.is_empty() {
-                                    value[RECORDS_KEY] = serde_json::json!(lease.records);
+                                    // Moved, not copied: a million-prim table is a few hundred MB.
+                                    let tables = lease.records.into_iter().map(|(table, chunks)| {
+                                        (table, Value::Array(chunks.into_iter().map(Value::String).collect()))
+                                    });
+                                    value[RECORDS_KEY] = Value::Object(tables.collect());
                                 }
                                 value
                             })

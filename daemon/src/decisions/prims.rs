@@ -106,7 +106,7 @@ impl PrimTable {
     pub fn from_chunks<S: AsRef<str>>(chunks: &[S]) -> Result<Self, String> {
         let mut rows = Vec::new();
         for (n, text) in chunks.iter().enumerate() {
-            let c: Chunk = serde_json::from_str(text.as_ref()).map_err(|e| format!("prim table chunk {n}: {e}"))?;
+            let mut c: Chunk = serde_json::from_str(text.as_ref()).map_err(|e| format!("prim table chunk {n}: {e}"))?;
             let len = c.path.len();
             let lengths = [c.type_name.len(), c.kind.len(), c.hash.len(), c.prims.len(), c.meshes.len(), c.gprims.len(), c.bytes.len(),
                 c.ext.len(), c.ext_n.len(), c.reference.len(), c.variants.len(), c.overrides_below.len(), c.instance.len(),
@@ -117,18 +117,18 @@ impl PrimTable {
             }
             for i in 0..len {
                 rows.push(PrimRow {
-                    path: c.path[i].clone(),
-                    type_name: c.type_name[i].clone(),
-                    kind: c.kind[i].clone(),
-                    hash: c.hash[i].clone(),
+                    path: std::mem::take(&mut c.path[i]),
+                    type_name: std::mem::take(&mut c.type_name[i]),
+                    kind: std::mem::take(&mut c.kind[i]),
+                    hash: std::mem::take(&mut c.hash[i]),
                     prims: c.prims[i],
                     meshes: c.meshes[i],
                     gprims: c.gprims[i],
                     bytes: c.bytes[i],
-                    ext: c.ext[i].clone(),
+                    ext: std::mem::take(&mut c.ext[i]),
                     ext_n: c.ext_n[i],
-                    reference: c.reference[i].clone(),
-                    variants: c.variants[i].clone(),
+                    reference: std::mem::take(&mut c.reference[i]),
+                    variants: std::mem::take(&mut c.variants[i]),
                     overrides_below: c.overrides_below[i],
                     instance: c.instance[i],
                     physics: c.physics[i],
@@ -137,7 +137,7 @@ impl PrimTable {
                     animated_below: c.animated_below[i],
                     animated: c.animated[i],
                     articulation_root: c.articulation_root[i],
-                    material: c.material[i].clone(),
+                    material: std::mem::take(&mut c.material[i]),
                     bounds: c.bounds[i],
                 });
             }

@@ -24,7 +24,7 @@ from pxr import Usd, UsdGeom
 
 from ..errors import TaskError
 from ..stage_io import check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
-from .stage_walk import PRIM_COLUMNS, Totals, Walker, union, walk_subtrees
+from .stage_walk import PRIM_COLUMNS, Walker, union, walk_subtrees
 
 CHUNK_ROWS = 5000
 MAX_LISTED_PATHS = 50
@@ -166,8 +166,6 @@ def run(params, reporter):
     paths = [str(p.GetPath()) for p in prims]
     position = {path: i for i, path in enumerate(paths)}
     parent = [position.get(path.rsplit("/", 1)[0], -1) for path in paths]
-    totals = Totals()
-    tops = []
     session = stage.GetSessionLayer()
     layers = [layer for layer in stage.GetUsedLayers() if layer != session]
     if pool:
@@ -176,20 +174,13 @@ def run(params, reporter):
         (own, *others), upper = _cut(paths, parent, [OWN_SHARE] + [1.0] * (workers - 1))
         pool.send(others, paths)
         reporter.progress(0.1, f"{len(prims)} prims: walking {len(own)} subtrees here, the rest in {len(others)} workers")
-        own_tops, walked = walk_subtrees(stage, [(paths[i], i) for i in own], stream.add)
-        reporter.progress(0.5, "this process's share walked")
-        tops.extend(own_tops)
-        totals.merge(walked)
-        for rows, bin_tops, bin_totals in pool.results(reporter):
-            stream.add(rows)
-            tops.extend(bin_tops)
-            totals.merge(bin_totals)
     else:
-        upper = []
-        walked_tops, walked = walk_subtrees(stage, [(paths[i], i) for i in range(len(prims)) if parent[i] < 0],
-                                            stream.add)
-        tops.extend(walked_tops)
-        totals.merge(walked)
+        own, upper = [i for i in range(len(prims)) if parent[i] < 0], []
+    tops, totals = walk_subtrees(stage, [(paths[i], i) for i in own], stream.add)
+    for rows, bin_tops, bin_totals in (pool.results(reporter) if pool else ()):
+        stream.add(rows)
+        tops.extend(bin_tops)
+        totals.merge(bin_totals)
 
     # Finish the prims above the cut with the subtree summaries injected under their parents.
     upper_position = {i: j for j, i in enumerate(upper)}

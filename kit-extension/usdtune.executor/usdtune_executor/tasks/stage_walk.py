@@ -369,6 +369,7 @@ class Walker:
                 counts["material_count"] += 1
             elif type_name == "Xform":
                 counts["xform_count"] += 1
+            stack = None
             if self.composed and not is_instance:
                 stack = prim.GetPrimStack()
                 from_arc = any(spec.layer.identifier not in self.root_stack for spec in stack)
@@ -398,7 +399,7 @@ class Walker:
             brings_in = prim.HasAuthoredReferences() or prim.HasAuthoredPayloads()
             ref = self.references.of(sdf_path) if brings_in else ""
             if brings_in or variant_parts[j] or prim.HasAuthoredInherits() or prim.HasAuthoredSpecializes():
-                self._count_arcs(prim)
+                self._count_arcs(stack or prim.GetPrimStack())
             p = parent[j]
             if p >= 0:
                 name = sdf_path.name
@@ -552,11 +553,12 @@ class Walker:
         lo, hi = aligned.GetMin(), aligned.GetMax()
         return (lo[0], lo[1], lo[2], hi[0], hi[1], hi[2])
 
-    def _count_arcs(self, prim):
-        """Authored list-op items on the specs behind a prim with arcs; each spec counted once
-        however many prims it composes into (35 references of one asset count its arcs once)."""
+    def _count_arcs(self, stack):
+        """Authored list-op items on the specs behind a prim with arcs (its prim stack); each
+        spec counted once however many prims it composes into (35 references of one asset
+        count its arcs once)."""
         arcs = self.totals.arcs
-        for spec in prim.GetPrimStack():
+        for spec in stack:
             key = f"{spec.layer.identifier}<{spec.path}>"
             if key in arcs:
                 continue
