@@ -108,5 +108,6 @@ def stage_copy(tmp_path):
 
 
 def schema_for(artifact_name: str) -> dict:
-    base = artifact_name.removesuffix("-baseline").removesuffix("-after")
+    # Artifacts of one kind share a schema: profile-baseline/-after, validation-report-targets-after ...
+    base = artifact_name.removesuffix("-baseline").removesuffix("-after").removesuffix("-targets").removesuffix("-reverify")
     return json.loads((SCHEMAS / f"{base}.schema.json").read_text())

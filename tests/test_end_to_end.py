@@ -34,7 +34,8 @@ def test_optimize_through_daemon_and_headless_executor(home, headless_executor, 
     # Every JSON artifact in the workspace validates against its schema.
     artifacts = sorted(out.glob("*.json"))
     assert {p.stem for p in artifacts} >= {"setup-preflight", "profile-baseline", "structure-assessment",
-                                           "validation-report", "restructure-decision", "so-findings",
+                                           "validation-report", "validation-scope-note", "geometry-classes",
+                                           "validation-report-targets", "restructure-decision",
                                            "operation-plan", "operations-status", "profile-after",
                                            "compare-profiles", "optimization-report", "run"}
     for path in artifacts:

@@ -58,6 +58,10 @@ enum Command {
         /// usd-optimize operations the user asks for explicitly; a missing one blocks the run.
         #[arg(long = "operation")]
         operations: Vec<String>,
+        /// Approve full-stage validation: Tier 2/3 validators run over the whole stage instead
+        /// of one representative per geometry class and the flagged pairs (slow on large stages).
+        #[arg(long)]
+        approve_full_validation: bool,
     },
     /// Assess a stage read-only: facts, structure assessment and hierarchy-dedupe candidates
     /// (OUTDIR/structure-assessment.json, OUTDIR/dedupe-candidates.json). Never writes a stage.
@@ -185,13 +189,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             submit_and_follow(&cli.daemon, request, false, json).await
         }
         Command::Assess { stages, out, json } => assess_many(&cli.daemon, &stages, out.as_deref(), json).await,
-        Command::Optimize { stage, out, restructure, yes, json, operations } => {
+        Command::Optimize { stage, out, restructure, yes, json, operations, approve_full_validation } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
                 restructure_branch: restructure.unwrap_or_default(),
                 requested_operations: operations,
                 assess_only: false,
+                approve_full_validation,
             };
             submit_and_follow(&cli.daemon, request, yes, json).await
         }

@@ -172,6 +172,7 @@ impl Core {
         let branch = Some(request.restructure_branch).filter(|b| !b.is_empty());
         let mut record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
         record.route.assess_only = request.assess_only;
+        record.route.full_validation_approved = request.approve_full_validation;
         crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes()).map_err(|e| Status::internal(e.to_string()))?;
         self.persist_and_emit(&record, "snapshot", &record.milestone, "submitted");
         self.start(RunSlot::new(record.clone()));

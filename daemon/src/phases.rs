@@ -77,6 +77,9 @@ pub struct RouteFacts {
     /// The run ends after the structure assessment (`usdtune assess`).
     #[serde(default)]
     pub assess_only: bool,
+    /// The user approved full-stage validation up front (`--approve-full-validation`).
+    #[serde(default)]
+    pub full_validation_approved: bool,
 }
 
 pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str> {

@@ -44,112 +44,6 @@ pub fn preflight(probe: &Value, host: Value) -> Value {
     })
 }
 
-// ------------------------------------------------------------------ validation
-
-/// validation-report.json from the executor's openability result.
-pub fn validation_report(phase: &str, stage: &str, result: &Value) -> Value {
-    let findings = result["findings"].as_array().cloned().unwrap_or_default();
-    let errors = findings.iter().filter(|f| f["severity"] == "error").count();
-    let warnings = findings.iter().filter(|f| f["severity"] == "warning").count();
-    json!({
-        "schemaVersion": "1.0",
-        "stage": {"identifier": stage, "rootLayer": stage},
-        "phase": phase,
-        "validators": [{
-            "name": "minimum_openability", "kind": "openability",
-            "status": if errors == 0 { "PASS" } else { "FAIL" }, "issues": findings.len(),
-        }],
-        "summary": {"status": if errors == 0 { "PASS" } else { "FAIL" }, "errorCount": errors, "warningCount": warnings},
-        // No target is flagged for Tier 2/3 probes by the openability-only plan, so nothing is owed.
-        "coverage_ledger": {"complete": true, "entries": []},
-        "findings": findings,
-    })
-}
-
-/// meshCleanup analysis must enable only the fixes whose defects it should report: the op's
-/// default flag set pairs two passes that corrupt the heap in analysis (catalog §2 note).
-fn mesh_cleanup_probe(merge: bool, degenerate: bool, duplicate_faces: bool) -> Value {
-    json!({"operation": "meshCleanup", "args": {
-        "mergeVertices": merge, "tolerance": 0.0, "contractDegenerateEdges": false,
-        "removeDegenerateFaces": degenerate, "makeManifold": false, "removeIsolatedVertices": false,
-        "mergeBoundaries": merge && !degenerate, "mergeNeighbors": merge, "removeDuplicateFaces": duplicate_faces,
-    }})
-}
-
-/// The so-run-validators probe set for the lossless chain's evidence.
-pub fn so_probes(tolerance: f64) -> Vec<Value> {
-    vec![
-        mesh_cleanup_probe(true, false, false),
-        mesh_cleanup_probe(true, true, false),
-        mesh_cleanup_probe(false, false, true),
-        json!({"operation": "deduplicateGeometry", "args": {"tolerance": tolerance}}),
-        json!({"operation": "computeExtents", "args": {}}),
-    ]
-}
-
-/// Paths from an analysis list that the executor may have summarized as {count, first}.
-fn listed(value: &Value) -> (u64, Vec<Value>) {
-    match value {
-        Value::Array(items) => (items.len() as u64, items.clone()),
-        Value::Object(o) => (o.get("count").and_then(Value::as_u64).unwrap_or(0), o.get("first").and_then(Value::as_array).cloned().unwrap_or_default()),
-        Value::Number(n) => (n.as_u64().unwrap_or(0), vec![]),
-        _ => (0, vec![]),
-    }
-}
-
-/// Normalize usd-optimize analysis output into findings: concept, count, sites, op family.
-pub fn so_findings(stage: &str, result: &Value) -> Value {
-    let mut findings = Vec::new();
-    let mut push = |rule: &str, concept: &str, count: u64, sites: Vec<Value>, op: &str, message: String| {
-        if count > 0 {
-            findings.push(json!({
-                "rule": rule, "concept": concept, "severity": "warning", "count": count,
-                "sites": sites.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>(),
-                "message": message, "op_family": op,
-            }));
-        }
-    };
-    let results = result["results"].as_array().cloned().unwrap_or_default();
-    for probe in &results {
-        let analysis = &probe["analysis"];
-        match probe["operation"].as_str().unwrap_or_default() {
-            "meshCleanup" => {
-                let args = &probe["args"];
-                let pairs: &[(&str, &str, &str)] = if args["removeDuplicateFaces"] == true {
-                    &[("meshesWithDuplicateFacesPaths", "duplicate_faces", "duplicate faces")]
-                } else if args["removeDegenerateFaces"] == true {
-                    &[("meshesWithDegenerateFacesPaths", "degenerate_faces", "degenerate (zero-area) faces")]
-                } else {
-                    &[("meshesWithMergeableVerticesPaths", "colocated_vertices", "coincident (unwelded) vertices")]
-                };
-                for (key, concept, what) in pairs {
-                    let (count, sites) = listed(&analysis[*key]);
-                    push(&format!("usd_optimize.meshCleanup.{concept}"), concept, count, sites, "meshCleanup",
-                         format!("{count} meshes have {what}"));
-                }
-            }
-            "deduplicateGeometry" => {
-                let groups = analysis.as_array().cloned().unwrap_or_default();
-                let meshes: u64 = groups.iter().map(|g| listed(g).0).sum();
-                let sites = groups.iter().flat_map(|g| listed(g).1.into_iter().take(3)).take(50).collect();
-                push("usd_optimize.deduplicateGeometry", "duplicate_geometry", groups.len() as u64, sites, "deduplicateGeometry",
-                     format!("{} groups of identical meshes covering {meshes} meshes", groups.len()));
-            }
-            "computeExtents" => {
-                let (count, sites) = listed(&analysis["primsMissingExtent"]);
-                push("usd_optimize.computeExtents", "missing_extent", count, sites, "computeExtents",
-                     format!("{count} gprims have no authored extent"));
-            }
-            _ => {}
-        }
-    }
-    let probes: Vec<Value> = results
-        .iter()
-        .map(|p| json!({"operation": p["operation"], "args": p["args"], "ok": p["ok"], "error": p["error"]}))
-        .collect();
-    json!({"stage_path": stage, "probes": probes, "findings": findings})
-}
-
 // ------------------------------------------------------------------ the report
 
 fn read_opt(ws: &Workspace, name: &str) -> Result<Option<Value>, StoreError> {
@@ -295,18 +189,24 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     }
     let complete = coverage_entries.iter().all(|e| e["disposition"] != "blocked");
 
+    // One line per validation report, then one per concept that found something.
     let mut validators = Vec::new();
-    for name in ["validation-report", "validation-report-after"] {
-        if let Some(v) = read_opt(ws, name)? {
-            validators.push(json!({"name": format!("minimum_openability ({})", v["phase"].as_str().unwrap_or("")),
-                                   "issues": v["findings"].as_array().map_or(0, |f| f.len()),
-                                   "notes": format!("status {}", v["summary"]["status"].as_str().unwrap_or(""))}));
-        }
-    }
-    if let Some(f) = read_opt(ws, "so-findings")? {
-        for finding in f["findings"].as_array().into_iter().flatten() {
-            validators.push(json!({"name": finding["rule"], "issues": finding["count"],
-                                   "notes": finding["message"]}));
+    for name in ["validation-report", "validation-report-targets", "validation-report-targets-after", "validation-report-after"] {
+        let Some(v) = read_opt(ws, name)? else { continue };
+        let ledger = v["coverage_ledger"]["entries"].as_array().map_or(0, |e| e.len());
+        validators.push(json!({
+            "name": format!("{name} ({})", v["phase"].as_str().unwrap_or("")),
+            "issues": v["findings"].as_array().map_or(0, |f| f.len()),
+            "notes": format!("status {}, {ledger} (target, concept) pairs in the coverage ledger, complete {}, wall {} s",
+                             v["summary"]["status"].as_str().unwrap_or(""), v["coverage_ledger"]["complete"], v["runtime_context"]["wall_seconds"]),
+        }));
+        for finding in v["findings"].as_array().into_iter().flatten() {
+            validators.push(json!({
+                "name": format!("{} ({name})", finding["concept"].as_str().unwrap_or("")),
+                "issues": finding["site_count"],
+                "notes": format!("{}; addressed by {}", finding["message"].as_str().unwrap_or(""),
+                                 Some(finding["op_family"].as_str().unwrap_or("")).filter(|o| !o.is_empty()).unwrap_or("no operation")),
+            }));
         }
     }
 
@@ -465,24 +365,6 @@ pub fn markdown(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn so_findings_normalize_summarized_path_lists() {
-        let result = json!({"results": [
-            {"operation": "deduplicateGeometry", "args": {}, "ok": true, "error": "",
-             "analysis": [{"count": 172, "first": ["/a", "/b"]}, ["/c", "/d"]]},
-            {"operation": "computeExtents", "args": {}, "ok": true, "error": "", "analysis": {"primsMissingExtent": ["/x"]}},
-            {"operation": "meshCleanup", "args": {"mergeVertices": true}, "ok": true, "error": "",
-             "analysis": {"meshesWithMergeableVerticesPaths": {"count": 268, "first": ["/m"]}}},
-        ]});
-        let f = so_findings("/s.usda", &result);
-        crate::store::validate("so-findings", &f).unwrap();
-        let by = |c: &str| f["findings"].as_array().unwrap().iter().find(|x| x["concept"] == c).cloned().unwrap();
-        assert_eq!(by("duplicate_geometry")["count"], 2);
-        assert!(by("duplicate_geometry")["message"].as_str().unwrap().contains("174 meshes"));
-        assert_eq!(by("missing_extent")["sites"], json!(["/x"]));
-        assert_eq!(by("colocated_vertices")["count"], 268);
-    }
 
     #[test]
     fn preservation_detects_lost_triangles() {

@@ -18,6 +18,7 @@ use crate::executors::RECORDS_KEY;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
 use crate::decisions::restructure::{self, Branch, GatePlan};
+use crate::decisions::validation::{self, GeometryClasses, Placement, Plan, ValidationPhase};
 use crate::executors::TaskFailure;
 use crate::phases::{codes, skip_reason, Milestone, RouteFacts, PHASES};
 use crate::report;
@@ -375,7 +376,7 @@ async fn run_phase(core: &Arc<Core>, slot: &Arc<RunSlot>, milestone: Milestone) 
         Milestone::Setup => setup(&ctx).await,
         Milestone::ProfileBaseline => profile(&ctx, "profile-baseline", &ctx.record().stage_path).await,
         Milestone::StructureAssessment => structure_assessment(&ctx).await,
-        Milestone::ValidationRunner => validation(&ctx, "validation-report", "baseline", &ctx.record().stage_path).await,
+        Milestone::ValidationRunner => whole_stage_validation(&ctx, ValidationPhase::Baseline, &ctx.record().stage_path).await,
         Milestone::RestructureDecision => restructure_decision(&ctx),
         Milestone::ApplyRestructure => apply_restructure(&ctx),
         Milestone::SoRunValidators => so_run_validators(&ctx).await,
@@ -451,11 +452,13 @@ async fn structure_assessment(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let started = std::time::Instant::now();
     let table = PrimTable::from_chunks(&chunks).map_err(|e| Stop::fail("executor_protocol_error", e))?;
     let mut result = assessment::assess(&facts, &table);
+    let classes = GeometryClasses::from_table(&table);
     let decision_seconds = started.elapsed().as_secs_f64();
     result.structure["timing"] = json!({
         "fact_collection_seconds": facts_value["collection_seconds"], "decision_seconds": decision_seconds,
     });
     let candidates_path = ctx.write("dedupe-candidates", &result.candidates)?;
+    let classes_path = ctx.write("geometry-classes", &serde_json::to_value(&classes).expect("classes serialize"))?;
     let path = ctx.write("structure-assessment", &result.structure)?;
     let recommendation = result.structure["phase_recommendation"].as_str().unwrap_or_default().to_string();
     ctx.slot.update(|r| r.route.phase_recommendation = Some(recommendation.clone()));
@@ -463,19 +466,82 @@ async fn structure_assessment(ctx: &PhaseCtx<'_>) -> PhaseResult {
         "{}; phase_recommendation {recommendation}; {} dedupe groups on the frontier; facts {}s (executor), decisions {decision_seconds:.2}s (daemon)",
         result.structure["classification"]["kind"].as_str().unwrap_or(""), result.reuse.selected_groups, facts_value["collection_seconds"]
     );
-    Ok((vec![facts_path, candidates_path, path], note))
+    Ok((vec![facts_path, candidates_path, classes_path, path], note))
 }
 
 // ------------------------------------------------------------------ Phase 2c / 6b
 
-async fn validation(ctx: &PhaseCtx<'_>, artifact: &str, phase: &str, stage: &str) -> PhaseResult {
-    let result = ctx.task("validate", json!({"stage_path": stage})).await?;
-    let validation_report = report::validation_report(phase, stage, &result);
-    let path = ctx.write(artifact, &validation_report)?;
-    if validation_report["coverage_ledger"]["complete"] != json!(true) {
-        return Err(Stop::fail("coverage_ledger_incomplete", "a flagged validation target is unresolved"));
-    }
-    Ok((vec![path], format!("{} findings", validation_report["findings"].as_array().map_or(0, |f| f.len()))))
+/// The validation plan's inputs: the assessment, its geometry classes, the user's approval.
+fn validation_inputs(ctx: &PhaseCtx<'_>) -> Result<validation::PlanInputs, Stop> {
+    let assessment = ctx.ws.read_artifact("structure-assessment")?;
+    let facts: Facts = ctx.read("stage-facts")?;
+    let classes: GeometryClasses = ctx.read("geometry-classes")?;
+    let boundaries: std::collections::HashMap<&str, &str> = assessment["asset_boundary_suggestions"]["boundaries"]
+        .as_array().into_iter().flatten()
+        .filter_map(|b| Some((b["boundary_id"].as_str()?, b["prim_path"].as_str()?)))
+        .collect();
+    let pairs = assessment["validation_scope"]["cross_component_pairs"].as_array().into_iter().flatten()
+        .filter_map(|p| Some(validation::FlaggedPair {
+            enclosing: boundaries.get(p["enclosing_boundary_id"].as_str()?)?.to_string(),
+            enclosed: boundaries.get(p["enclosed_boundary_id"].as_str()?)?.to_string(),
+            enclosure_opaque: p["enclosure_opaque"].as_bool(),
+        }))
+        .collect();
+    let hints = facts.stage.authoring_hints.to_lowercase();
+    Ok(validation::PlanInputs {
+        phase_recommendation: assessment["phase_recommendation"].as_str().unwrap_or_default().to_string(),
+        prim_count: facts.counts.prim_count,
+        mesh_count: facts.counts.mesh_count,
+        stage_bytes: facts.stage.file_size_bytes,
+        converted_cad: validation::CONVERTER_WORDS.iter().any(|w| hints.contains(w)),
+        simulation_ready: assessment["asset_physical_context"]["physics_prim_count"].as_u64().unwrap_or(0) > 0,
+        hierarchy_dedupe_recommended: assessment["hierarchy_dedupe"]["recommended"].as_bool().unwrap_or(false),
+        pairs,
+        classes,
+        full_sweep_approved: ctx.record().route.full_validation_approved,
+    })
+}
+
+/// Run one plan on `stage`: write its scope note, run its jobs, write the report, apply the
+/// ledger gate. Returns the report and the artifact paths.
+async fn run_validation_plan(
+    ctx: &PhaseCtx<'_>, plan: &Plan, classes: &GeometryClasses, stage: &str, phase: ValidationPhase, note_name: &str, report_name: &str,
+) -> Result<(Value, Vec<String>), Stop> {
+    let mut note = plan.note.clone();
+    note["artifact_paths"] = json!([ctx.ws.path_of(report_name).display().to_string()]);
+    let note_path = ctx.write(note_name, &note)?;
+    let result = ctx.task("validate", plan.task_params(stage, classes)).await?;
+    let mut report = validation::report(phase, stage, plan, &result, classes);
+    report["artifacts"] = json!({"scope_note": note_path});
+    report["generated_at"] = json!(now_rfc3339());
+    let report_path = ctx.write(report_name, &report)?;
+    validation::ledger_gate(&report).map_err(|e| Stop::fail("coverage_ledger_incomplete", e))?;
+    Ok((report, vec![note_path, report_path]))
+}
+
+fn validation_note(report: &Value) -> String {
+    let by_tier = &report["runtime_context"]["job_seconds_by_tier"];
+    format!(
+        "{}: {} findings, {} ledger entries; wall {}s (jobs: {})",
+        report["summary"]["status"].as_str().unwrap_or(""),
+        report["findings"].as_array().map_or(0, |f| f.len()),
+        report["coverage_ledger"]["entries"].as_array().map_or(0, |e| e.len()),
+        report["runtime_context"]["wall_seconds"],
+        by_tier.as_object().map(|o| o.iter().map(|(k, v)| format!("{k} {v}s")).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+    )
+}
+
+/// Phase 2c (baseline) and 6b (after, the same plan on the output): openability + Tier 1.
+async fn whole_stage_validation(ctx: &PhaseCtx<'_>, phase: ValidationPhase, stage: &str) -> PhaseResult {
+    let inputs = validation_inputs(ctx)?;
+    let plan = validation::plan(&inputs, Placement::WholeStage);
+    let (note_name, report_name) = match phase {
+        ValidationPhase::Baseline => ("validation-scope-note", "validation-report"),
+        // 6b re-runs exactly the baseline plan, so its scope note is the baseline's.
+        ValidationPhase::After => ("validation-scope-note", "validation-report-after"),
+    };
+    let (report, artifacts) = run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, note_name, report_name).await?;
+    Ok((artifacts, validation_note(&report)))
 }
 
 // ------------------------------------------------------------------ Phase 2e / 2f
@@ -546,33 +612,32 @@ fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
 
 // ------------------------------------------------------------------ Phase 4
 
+/// Phase 4 evidence: the per-target plan (Tier 2 hygiene on one representative per geometry
+/// class, Tier 3 on flagged subtrees and pairs) on the optimization target, N=1 the stage.
 async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let assessment = ctx.ws.read_artifact("structure-assessment")?;
-    let mpu = assessment["stage"]["metersPerUnit"].as_f64().unwrap_or(1.0);
+    let inputs = validation_inputs(ctx)?;
+    let plan = validation::plan(&inputs, Placement::Target);
     let stage = ctx.record().stage_path;
-    let probes = report::so_probes(op_chain::coincidence_tolerance(mpu));
-    let result = ctx.task("analyze", json!({"stage_path": stage, "probes": probes})).await?;
-    let findings = report::so_findings(&stage, &result);
-    let path = ctx.write("so-findings", &findings)?;
-    Ok((vec![path], format!("{} findings from {} analysis probes", findings["findings"].as_array().map_or(0, |f| f.len()), probes.len())))
+    let (report, artifacts) = run_validation_plan(
+        ctx, &plan, &inputs.classes, &stage, ValidationPhase::Baseline, "validation-scope-note-targets", "validation-report-targets",
+    ).await?;
+    Ok((artifacts, validation_note(&report)))
 }
 
 fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let findings = ctx.ws.read_artifact("so-findings")?;
+    let findings = ctx.ws.read_artifact("validation-report-targets")?;
     let facts: Facts = ctx.read("stage-facts")?;
+    let classes: GeometryClasses = ctx.read("geometry-classes")?;
     let record = ctx.record();
-    let count = |concept: &str| -> u64 {
-        findings["findings"].as_array().into_iter().flatten()
-            .filter(|f| f["concept"] == concept)
-            .map(|f| f["count"].as_u64().unwrap_or(1))
-            .sum()
-    };
+    let count = |concept: &str| validation::site_count(&findings, concept, None);
     let evidence = Evidence {
         meters_per_unit: facts.stage.meters_per_unit,
-        meshes_with_mergeable_vertices: count("colocated_vertices"),
-        meshes_with_degenerate_or_duplicate_faces: count("degenerate_faces") + count("duplicate_faces"),
-        duplicate_geometry_groups: count("duplicate_geometry"),
-        prims_missing_extent: count("missing_extent"),
+        meshes_with_mergeable_vertices: count("vertex_weld"),
+        meshes_with_degenerate_or_duplicate_faces: count("topology_zero_area_faces") + count("topology_duplicate_faces"),
+        // Exact copies (geometry classes) plus what the validator groups among the distinct ones.
+        duplicate_geometry_groups: classes.shared.len() as u64
+            + findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
+        prims_missing_extent: facts.geometry.meshes_missing_extent,
         deduplicate_hierarchies: record.route.restructure_branch.as_deref() == Some("deduplicate-internally"),
         hierarchy_groups: ctx.ws.read_artifact("dedupe-candidates")?["selected_count"].as_u64().unwrap_or(0),
         instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0,
@@ -630,6 +695,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         ctx.write("stage-facts-after", &after)?;
         let proof = report::preservation(&ctx.ws.read_artifact("stage-facts")?, &after);
         if proof["passed"] == true {
+            target["reverify"] = reverify_output(ctx, &output).await?;
             target["output_path"] = json!(output);
             ctx.slot.update(|r| r.output_stage_path = output);
         } else {
@@ -655,13 +721,32 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
     Ok((vec![path], note))
 }
 
+/// Phase 4d cheap re-verify: the Phase 4 concepts that found something, re-run with the same
+/// scope on the output, to show what the operations resolved.
+async fn reverify_output(ctx: &PhaseCtx<'_>, output: &str) -> Result<Value, Stop> {
+    let inputs = validation_inputs(ctx)?;
+    let baseline = ctx.ws.read_artifact("validation-report-targets")?;
+    let plan = validation::reverify(&validation::plan(&inputs, Placement::Target), &baseline);
+    if plan.jobs.is_empty() {
+        return Ok(json!({"concepts": [], "note": "no Phase 4 concept had findings: nothing to re-verify"}));
+    }
+    let (after, _) = run_validation_plan(
+        ctx, &plan, &inputs.classes, output, ValidationPhase::After, "validation-scope-note-reverify", "validation-report-targets-after",
+    ).await?;
+    let concepts: Vec<Value> = plan.jobs.iter().flat_map(|j| j.concepts.iter().map(move |c| (c, &j.target))).map(|(c, target)| json!({
+        "concept": c, "target": target,
+        "sites_before": validation::site_count(&baseline, c, Some(target)), "sites_after": validation::site_count(&after, c, Some(target)),
+    })).collect();
+    Ok(json!({"concepts": concepts}))
+}
+
 // ------------------------------------------------------------------ Phase 6
 
 async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let record = ctx.record();
     let stage = if record.output_stage_path.is_empty() { record.stage_path.clone() } else { record.output_stage_path.clone() };
     let (mut artifacts, note) = profile(ctx, "profile-after", &stage).await?;
-    artifacts.extend(validation(ctx, "validation-report-after", "after", &stage).await?.0);
+    artifacts.extend(whole_stage_validation(ctx, ValidationPhase::After, &stage).await?.0);
     Ok((artifacts, note))
 }
 

@@ -41,6 +41,13 @@ pub struct StageFacts {
     pub up_axis: String,
     #[serde(default)]
     pub metadata_warnings: Vec<String>,
+    /// Bytes of the stage's layers (None when unknown).
+    #[serde(default)]
+    pub file_size_bytes: Option<u64>,
+    /// Authoring metadata text (layer doc, customLayerData, the default prim's customData
+    /// and assetInfo): where converters name themselves.
+    #[serde(default)]
+    pub authoring_hints: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -9,3 +9,4 @@ pub mod op_chain;
 pub mod prims;
 pub mod restructure;
 pub mod score;
+pub mod validation;

@@ -65,6 +65,17 @@ def stage_metrics(stage):
     return {"metersPerUnit": mpu, "upAxis": up_axis, "metadata_warnings": warnings}
 
 
+def authoring_hints(stage, limit: int = 2000) -> str:
+    """The metadata converters sign their output with (layer doc and customLayerData, the
+    default prim's customData and assetInfo), as bounded text."""
+    layer = stage.GetRootLayer()
+    parts = [layer.documentation, repr(dict(layer.customLayerData))]
+    prim = stage.GetDefaultPrim()
+    if prim:
+        parts += [repr(dict(prim.GetCustomData())), repr(dict(prim.GetAssetInfo()))]
+    return " ".join(p for p in parts if p and p != "{}")[:limit]
+
+
 def used_layer_paths(stage):
     return [layer.realPath for layer in stage.GetUsedLayers() if layer.realPath]
 

@@ -23,7 +23,7 @@ import time
 from pxr import Usd, UsdGeom
 
 from ..errors import TaskError
-from ..stage_io import check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
+from ..stage_io import authoring_hints, check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
 from .stage_walk import PRIM_COLUMNS, Walker, union, walk_subtrees
 
 CHUNK_ROWS = 5000
@@ -210,6 +210,7 @@ def run(params, reporter):
             **stage_metrics(stage),
             "file_size_bytes": total_file_bytes(used_layer_paths(stage)),
             "root_layer_format": os.path.splitext(stage.GetRootLayer().realPath)[1].lstrip("."),
+            "authoring_hints": authoring_hints(stage),
         },
         "counts": {
             "prim_count": counts["prim_count"],

@@ -1,16 +1,195 @@
-"""Phase 2c / 6b minimum openability: the stage opens, composes and resolves its dependencies."""
+"""Phases 2c, 4, 4d and 6b: minimum openability plus the validation jobs the daemon planned.
+
+The daemon decides which concepts run where (daemon/src/decisions/validation.rs); this task
+only executes the jobs and reports what each rule found, timed out on, or could not load.
+Jobs run in worker processes (validation_worker.py), several at once, each under a wall-clock
+limit: a rule that hangs or crashes costs its own job and a worker restart, nothing else.
+"""
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+
 from pxr import UsdUtils
 
 from ..stage_io import check_stage_path, open_stage
+from .facts import PACKAGE_ROOT
+from .validation_worker import StageCache, run_job
+
+DEFAULT_TIMEOUT_S = 300
+# A worker that has not said it is ready by then is treated like a crashed job.
+WORKER_START_TIMEOUT_S = 120
+
+
+def _openability(stage_path: str) -> dict:
+    stage, composition_errors = open_stage(stage_path)
+    findings = [{"rule": "minimum_openability.composition_error", "severity": "error", "site": stage_path,
+                 "message": message} for message in composition_errors]
+    _layers, _assets, unresolved = UsdUtils.ComputeAllDependencies(stage_path)
+    findings += [{"rule": "minimum_openability.unresolved_asset", "severity": "error", "site": str(path),
+                  "message": f"asset path does not resolve: {path}"} for path in unresolved]
+    return {"opens": stage is not None, "issues": findings}
+
+
+class _Worker:
+    def __init__(self, stage_path: str):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "usdtune_executor.tasks.validation_worker", stage_path],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
+        self.ready = False
+        self.job = None
+        self.deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+
+    def send(self, job: dict, timeout_s: float):
+        self.job = job
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
+        self.deadline = time.monotonic() + timeout_s
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        lines = [l for l in self.log.read().decode(errors="replace").splitlines() if l.strip() and "[INFO]" not in l]
+        return " | ".join(lines[-3:])[-400:]
+
+    def stop(self, kill: bool = False):
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _failed(job: dict, status: str, error: str, seconds: float) -> dict:
+    return {"id": job["id"], "status": status, "rules": [], "error": error, "seconds": round(seconds, 3)}
+
+
+def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waiting):
+    """Deal jobs to up to `workers` processes; a job past its limit is killed and recorded."""
+    pending = list(jobs)
+    results = {}
+    pool = [_Worker(stage_path) for _ in range(min(workers, len(pending)))]
+    selector = selectors.DefaultSelector()
+    for worker in pool:
+        selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
+    started_at = {}
+    while_waiting()
+    while len(results) < len(jobs):
+        for worker in pool:
+            if worker.ready and worker.job is None and pending:
+                job = pending.pop(0)
+                started_at[job["id"]] = time.monotonic()
+                worker.send(job, job.get("timeout_s", timeout_s))
+        now = time.monotonic()
+        wait = max(0.05, min([w.deadline for w in pool] + [now + 1.0]) - now)
+        for key, _ in selector.select(timeout=wait):
+            worker = key.data
+            line = worker.process.stdout.readline()
+            if line and not worker.ready:
+                worker.ready = True
+                worker.deadline = float("inf")
+                continue
+            job = worker.job
+            if line:
+                answer = json.loads(line)
+                results[answer["id"]] = answer
+                worker.job = None
+                worker.deadline = float("inf")
+                reporter.progress(len(results) / len(jobs), f"validation: {answer['id']} {answer['status']}")
+                continue
+            # The worker died: its job crashed it (or it never started).
+            code = worker.process.wait()
+            reason = f"validator process exited with code {code}: {worker.log_tail()}"
+            if job is not None:
+                results[job["id"]] = _failed(job, "crashed", reason, time.monotonic() - started_at[job["id"]])
+            elif not worker.ready:
+                for job in pending:
+                    results[job["id"]] = _failed(job, "crashed", f"validator worker did not start: {reason}", 0)
+                pending.clear()
+            pool = _replace(pool, worker, selector, stage_path, kill=False, restart=bool(pending))
+        now = time.monotonic()
+        for worker in list(pool):
+            if now < worker.deadline:
+                continue
+            job = worker.job
+            if job is not None:
+                limit = job.get("timeout_s", timeout_s)
+                results[job["id"]] = _failed(job, "timeout", f"no result within {limit} s; the validator process was killed",
+                                             now - started_at[job["id"]])
+            else:
+                for job in pending:
+                    results[job["id"]] = _failed(job, "crashed", "validator worker did not start in time", 0)
+                pending.clear()
+            pool = _replace(pool, worker, selector, stage_path, kill=True, restart=bool(pending))
+        if not pool and pending:
+            pool = [_Worker(stage_path)]
+            selector.register(pool[0].process.stdout, selectors.EVENT_READ, pool[0])
+    for worker in pool:
+        selector.unregister(worker.process.stdout)
+        worker.stop()
+    return [results[job["id"]] for job in jobs]
+
+
+def _replace(pool, worker, selector, stage_path, kill, restart):
+    selector.unregister(worker.process.stdout)
+    worker.stop(kill=kill)
+    pool = [w for w in pool if w is not worker]
+    if restart:
+        fresh = _Worker(stage_path)
+        selector.register(fresh.process.stdout, selectors.EVENT_READ, fresh)
+        pool.append(fresh)
+    return pool
+
+
+def _worker_count(params) -> int:
+    configured = os.environ.get("USDTUNE_VALIDATION_WORKERS", "")
+    count = int(configured) if configured.isdigit() else (os.cpu_count() or 1)
+    return max(1, min(count, params.get("max_workers", 8)))
 
 
 def run(params, reporter):
     stage_path = check_stage_path(params["stage_path"])
-    stage, composition_errors = open_stage(stage_path)
-    findings = [{"rule": "minimum_openability.composition_error", "concept": "openability", "severity": "error",
-                 "sites": [stage_path], "message": message} for message in composition_errors]
-    _layers, _assets, unresolved = UsdUtils.ComputeAllDependencies(stage_path)
-    findings += [{"rule": "minimum_openability.unresolved_asset", "concept": "openability", "severity": "error",
-                  "sites": [str(path)], "message": f"asset path does not resolve: {path}"} for path in unresolved]
-    return {"stage_path": stage_path, "opens": stage is not None, "validators_run": ["minimum_openability"],
-            "findings": findings}
+    jobs = params.get("jobs", [])
+    timeout_s = float(params.get("timeout_s", DEFAULT_TIMEOUT_S))
+    started = time.perf_counter()
+    openability = {}
+
+    def check_openability():
+        # Runs here while the workers start and validate: this process is otherwise idle.
+        t = time.perf_counter()
+        openability.update(_openability(stage_path))
+        openability["seconds"] = round(time.perf_counter() - t, 3)
+
+    in_kit = params.get("host", {}).get("runtime") == "kit"
+    if not jobs:
+        check_openability()
+        results, runner = [], "none"
+    elif in_kit:
+        # Inside Kit sys.executable is Kit itself: jobs run here, one after another, unbounded.
+        check_openability()
+        cache = StageCache(stage_path)
+        results = [run_job(job, cache) for job in jobs]
+        runner = "in_process"
+    else:
+        results = _run_in_workers(stage_path, jobs, _worker_count(params), timeout_s, reporter, check_openability)
+        runner = "subprocess"
+    return {
+        "stage_path": stage_path,
+        "openability": openability,
+        "jobs": results,
+        "runner": runner,
+        "timeout_s": timeout_s,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
