@@ -270,7 +270,8 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         "validators": validators,
         "target_coverage": {"complete": complete, "entries": coverage_entries},
         "untapped_options": untapped,
-        "restructure": decision.unwrap_or(Value::Null),
+        // No gate was asked when the assessment found nothing to restructure.
+        "restructure": decision.unwrap_or_else(|| json!({"chosen": null, "reason": "restructure-decision skipped"})),
         "structure": structure_summary(&assessment, read_opt(ws, "dedupe-candidates")?.as_ref()),
         "artifacts": {},
     });

@@ -520,7 +520,7 @@ async fn run_validation_plan(
 }
 
 fn validation_note(report: &Value) -> String {
-    let by_tier = &report["runtime_context"]["job_seconds_by_tier"];
+    let by_tier = &report["runtime_context"]["tier_wall_seconds"];
     format!(
         "{}: {} findings, {} ledger entries; wall {}s (jobs: {})",
         report["summary"]["status"].as_str().unwrap_or(""),
@@ -627,16 +627,14 @@ async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
 fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let findings = ctx.ws.read_artifact("validation-report-targets")?;
     let facts: Facts = ctx.read("stage-facts")?;
-    let classes: GeometryClasses = ctx.read("geometry-classes")?;
     let record = ctx.record();
     let count = |concept: &str| validation::site_count(&findings, concept, None);
     let evidence = Evidence {
         meters_per_unit: facts.stage.meters_per_unit,
         meshes_with_mergeable_vertices: count("vertex_weld"),
         meshes_with_degenerate_or_duplicate_faces: count("topology_zero_area_faces") + count("topology_duplicate_faces"),
-        // Exact copies (geometry classes) plus what the validator groups among the distinct ones.
-        duplicate_geometry_groups: classes.shared.len() as u64
-            + findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
+        // Exact copies (geometry classes) and what the validator groups among the distinct ones.
+        duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
         prims_missing_extent: facts.geometry.meshes_missing_extent,
         deduplicate_hierarchies: record.route.restructure_branch.as_deref() == Some("deduplicate-internally"),
         hierarchy_groups: ctx.ws.read_artifact("dedupe-candidates")?["selected_count"].as_u64().unwrap_or(0),

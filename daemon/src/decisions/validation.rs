@@ -55,6 +55,10 @@ pub const CONCEPTS: &[Concept] = &[
     nv("material_dangling_binding", "usd_validation_nvidia.rules._materials", "UsdDanglingMaterialBinding"),
     nv("texture_bind", "usd_validation_nvidia.rules._basic", "TextureChecker"),
     nv("texture_normalmap", "usd_validation_nvidia.rules._basic", "NormalMapTextureChecker"),
+    Concept {
+        name: "extents_general", tier: 1, provider: Provider::Nvidia, module: "usd_validation_nvidia.rules._basic",
+        class_name: "ExtentsChecker", op_family: "computeExtents", per_geometry: true,
+    },
     so("material_duplicates", 1, "usd_optimize.validators.duplicate_materials_checker", "DuplicateMaterialsChecker", "optimizeMaterials", false),
     so("structure_empty_leaf", 1, "usd_optimize.validators.empty_leaf_checker", "EmptyLeafChecker", "pruneLeaves", false),
     so("structure_invisible", 1, "usd_optimize.validators.invisible_prims_checker", "InvisiblePrimsChecker", "removePrims", false),
@@ -86,8 +90,10 @@ pub fn concept(name: &str) -> &'static Concept {
 
 /// The selection table's rows, in the contract's order.
 const SAFETY_GATE: &[&str] = &["composition_missing_ref", "material_path", "material_dangling_binding", "texture_bind", "texture_normalmap"];
+/// The contract's whole-stage row plus authored-extent checks (the lossless chain's
+/// computeExtents), which run once per geometry class like the per-mesh rows.
 const WHOLE_STAGE_OPTIMIZATION: &[&str] = &[
-    "material_duplicates", "structure_empty_leaf", "structure_invisible", "structure_flat_hierarchy", "extents_zero",
+    "extents_general", "material_duplicates", "structure_empty_leaf", "structure_invisible", "structure_flat_hierarchy", "extents_zero",
     "perf_small_mesh", "perf_sparse_mesh", "perf_rtx_mesh_count", "perf_redundant_timesamples", "perf_high_vertex_count",
 ];
 const PRIMVAR_CLEANUP: &[&str] = &["primvar_indexability", "primvar_unused"];
@@ -258,6 +264,8 @@ pub struct Job {
 pub struct Plan {
     pub note: Value,
     pub jobs: Vec<Job>,
+    /// Minimum openability runs with the whole-stage plan (2c, 6b), not per target.
+    pub openability: bool,
 }
 
 impl Plan {
@@ -282,7 +290,7 @@ impl Plan {
                 })
             })
             .collect();
-        json!({"stage_path": stage, "jobs": jobs, "timeout_s": JOB_TIMEOUT_S})
+        json!({"stage_path": stage, "jobs": jobs, "timeout_s": JOB_TIMEOUT_S, "openability": self.openability})
     }
 }
 
@@ -355,16 +363,23 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
     }
     match placement {
         Placement::WholeStage => {
-            // Tier 1 batches, one engine per provider so the two halves run side by side.
-            for provider in [Provider::Nvidia, Provider::UsdOptimize] {
-                let batch: Vec<_> = concepts.iter().copied().filter(|c| concept(c).provider == provider).collect();
-                if batch.is_empty() {
-                    continue;
+            // Tier 1 batches, one engine per provider so the two halves run side by side;
+            // per-geometry concepts get their own batch over the representatives.
+            let scope_of = |c: &str| if concept(c).per_geometry && !full { Scope::Representatives } else { Scope::WholeStage };
+            for (provider, scope, id) in [
+                (Provider::Nvidia, Scope::WholeStage, "tier1-usd-validation-nvidia"),
+                (Provider::UsdOptimize, Scope::WholeStage, "tier1-usd-optimize"),
+                (Provider::Nvidia, Scope::Representatives, "tier1-per-geometry"),
+            ] {
+                let batch: Vec<_> = concepts.iter().copied().filter(|c| concept(c).provider == provider && scope_of(c) == scope).collect();
+                if !batch.is_empty() {
+                    jobs.push(Job { id: id.into(), tier: 1, concepts: batch, scope, target: "/".into() });
                 }
-                let id = format!("tier1-{}", if provider == Provider::Nvidia { "usd-validation-nvidia" } else { "usd-optimize" });
-                jobs.push(Job { id, tier: 1, concepts: batch, scope: Scope::WholeStage, target: "/".into() });
             }
-            targets.extend(concepts.iter().map(|c| json!({"concept": c, "paths": ["/"]})));
+            targets.extend(concepts.iter().map(|c| match scope_of(c) {
+                Scope::Representatives if !inputs.classes.mask_paths.is_empty() => json!({"concept": c, "mask_paths": inputs.classes.mask_paths}),
+                _ => json!({"concept": c, "paths": ["/"]}),
+            }));
         }
         Placement::Target => {
             // Tier 2/3: one concept per engine and job, so one slow rule cannot hold the others.
@@ -432,7 +447,7 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
         "estimated_time": estimated_time,
         "artifact_paths": [],
     });
-    Plan { note, jobs }
+    Plan { note, jobs, openability: placement == Placement::WholeStage }
 }
 
 // ------------------------------------------------------------------ report
@@ -463,10 +478,12 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
             "message": issue["message"], "sites": [issue["site"]], "site_count": 1, "op_family": "", "target": "/",
         }));
     }
-    validators.push(json!({
-        "name": "minimum_openability", "kind": "openability",
-        "status": if open_issues.is_empty() { "PASS" } else { "FAIL" }, "issues": open_issues.len(),
-    }));
+    if plan.openability {
+        validators.push(json!({
+            "name": "minimum_openability", "kind": "openability",
+            "status": if open_issues.is_empty() { "PASS" } else { "FAIL" }, "issues": open_issues.len(),
+        }));
+    }
 
     for job in &plan.jobs {
         let Some(outcome) = results.get(job.id.as_str()) else {
@@ -480,7 +497,11 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
             let (ledger, validator_status, reason) = match (status, rule) {
                 ("ok", Some(rule)) => {
                     let issues = rule["issues"].as_array().cloned().unwrap_or_default();
-                    let normalized = normalize(c, job, &issues, classes, &index);
+                    let mut normalized = normalize(c, job, &issues, classes, &index);
+                    if c.name == "geom_duplicates" && job.scope == Scope::Representatives {
+                        // The validator saw one mesh per class; the classes themselves are the exact duplicates.
+                        normalized.extend(exact_copies(c, job, classes));
+                    }
                     let errors = normalized.iter().any(|f| f["severity"] == "error");
                     let found = !normalized.is_empty();
                     findings.extend(normalized);
@@ -515,11 +536,15 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
     } else {
         "PASS"
     };
-    let tier_seconds: BTreeMap<String, f64> = plan.jobs.iter().fold(BTreeMap::new(), |mut acc, job| {
-        let s = results.get(job.id.as_str()).and_then(|r| r["seconds"].as_f64()).unwrap_or(0.0);
-        *acc.entry(format!("tier{}", job.tier)).or_insert(0.0) += s;
-        acc
-    });
+    // Per tier: the span from its first job's start to its last job's end (jobs overlap).
+    let mut spans: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for job in &plan.jobs {
+        let Some(r) = results.get(job.id.as_str()) else { continue };
+        let (Some(start), Some(end)) = (r["started_s"].as_f64(), r["ended_s"].as_f64()) else { continue };
+        let span = spans.entry(format!("tier{}", job.tier)).or_insert((start, end));
+        *span = (span.0.min(start), span.1.max(end));
+    }
+    let tier_seconds: BTreeMap<String, f64> = spans.into_iter().map(|(k, (a, b))| (k, ((b - a) * 1000.0).round() / 1000.0)).collect();
     json!({
         "schemaVersion": "1.0",
         "phase": match phase { ValidationPhase::Baseline => "baseline", ValidationPhase::After => "after" },
@@ -531,7 +556,7 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
         "artifacts": {},
         "runtime_context": {
             "runner": result["runner"], "job_timeout_s": result["timeout_s"], "wall_seconds": result["seconds"],
-            "openability_seconds": openability["seconds"], "job_seconds_by_tier": tier_seconds,
+            "openability_seconds": openability["seconds"], "tier_wall_seconds": tier_seconds,
             "jobs": plan.jobs.len(), "unresolved": unresolved,
         },
     })
@@ -579,6 +604,20 @@ fn normalize(c: &Concept, job: &Job, issues: &[Value], classes: &GeometryClasses
         .collect()
 }
 
+/// One finding per geometry class with copies: meshes whose whole content hashes equal.
+fn exact_copies(c: &Concept, job: &Job, classes: &GeometryClasses) -> Vec<Value> {
+    classes.shared.iter().map(|class| {
+        let mut sites: Vec<String> = std::iter::once(class.representative.clone()).chain(class.copies.iter().cloned()).collect();
+        let count = sites.len();
+        sites.truncate(MAX_SITES);
+        json!({
+            "rule": "usdtune.geometry_classes (identical content hash)", "concept": c.name, "tier": job.tier, "severity": "warning",
+            "message": format!("{} has {} exact duplicate(s)", class.representative, class.copies.len()),
+            "sites": sites, "site_count": count, "op_family": c.op_family, "target": job.target, "shared_result": false,
+        })
+    }).collect()
+}
+
 /// The completion gate: advancing is refused while a flagged target is unresolved.
 pub fn ledger_gate(report: &Value) -> Result<(), String> {
     if report["coverage_ledger"]["complete"] == json!(true) {
@@ -613,7 +652,7 @@ pub fn reverify(plan: &Plan, baseline: &Value) -> Plan {
     note["targets"] = json!(note["targets"].as_array().into_iter().flatten().filter(|t| kept.iter().any(|c| t["concept"] == *c)).cloned().collect::<Vec<_>>());
     note["tier_assignments"] = json!(kept.iter().map(|c| (c.to_string(), concept(c).tier)).collect::<BTreeMap<_, _>>());
     note["selection_reason"] = json!(format!("re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings", jobs.len()));
-    Plan { note, jobs }
+    Plan { note, jobs, openability: false }
 }
 
 #[cfg(test)]
@@ -668,7 +707,7 @@ mod tests {
         assert_eq!(concepts(&structuring, Placement::WholeStage), ["composition_missing_ref"]);
         let optimization = inputs("optimization");
         let whole = concepts(&optimization, Placement::WholeStage);
-        assert_eq!(whole.len(), 15);
+        assert_eq!(whole.len(), 16);
         assert!(whole.iter().all(|c| concept(c).tier == 1));
         let target = concepts(&optimization, Placement::Target);
         // Shared geometry is a duplicate-geometry signal; no pairs, no physics, not CAD.
@@ -684,7 +723,7 @@ mod tests {
         i.prim_count = 100_000;
         let p = plan(&i, Placement::WholeStage);
         assert_eq!(p.jobs.iter().map(|j| (j.id.as_str(), j.concepts.len())).collect::<Vec<_>>(),
-                   [("tier1-usd-validation-nvidia", 5), ("tier1-usd-optimize", 10)]);
+                   [("tier1-usd-validation-nvidia", 5), ("tier1-usd-optimize", 10), ("tier1-per-geometry", 1)]);
         assert_eq!(p.note["full_sweep"]["status"], "skipped");
         assert!(p.note["full_sweep"]["reason"].as_str().unwrap().contains("100000 composed prims"));
         crate::store::validate("validation-scope-note", &p.note).unwrap();
@@ -778,6 +817,7 @@ mod tests {
         let entry = &r["coverage_ledger"]["entries"][0];
         assert_eq!(entry["status"], "blocked_validation_runtime");
         assert!(entry["reason"].as_str().unwrap().contains("code -11"));
+        assert_eq!(r["validators"][0]["name"], "minimum_openability");
         assert_eq!(r["validators"][1]["status"], "BLOCKED");
     }
 }

@@ -85,6 +85,7 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
     for worker in pool:
         selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
     started_at = {}
+    t0 = time.monotonic()
     while_waiting()
     while len(results) < len(jobs):
         for worker in pool:
@@ -104,6 +105,7 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
             job = worker.job
             if line:
                 answer = json.loads(line)
+                answer.update(started_s=round(started_at[job["id"]] - t0, 3), ended_s=round(time.monotonic() - t0, 3))
                 results[answer["id"]] = answer
                 worker.job = None
                 worker.deadline = float("inf")
@@ -168,6 +170,9 @@ def run(params, reporter):
 
     def check_openability():
         # Runs here while the workers start and validate: this process is otherwise idle.
+        if not params.get("openability", True):
+            openability.update(opens=True, issues=[], seconds=0.0, skipped="run with the whole-stage plan")
+            return
         t = time.perf_counter()
         openability.update(_openability(stage_path))
         openability["seconds"] = round(time.perf_counter() - t, 3)
@@ -180,7 +185,10 @@ def run(params, reporter):
         # Inside Kit sys.executable is Kit itself: jobs run here, one after another, unbounded.
         check_openability()
         cache = StageCache(stage_path)
-        results = [run_job(job, cache) for job in jobs]
+        results, clock = [], time.perf_counter()
+        for job in jobs:
+            begun = time.perf_counter() - clock
+            results.append({**run_job(job, cache), "started_s": round(begun, 3), "ended_s": round(time.perf_counter() - clock, 3)})
         runner = "in_process"
     else:
         results = _run_in_workers(stage_path, jobs, _worker_count(params), timeout_s, reporter, check_openability)
