@@ -233,8 +233,10 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     if verdict == "mixed" {
         notes.push("mixed verdict: some metrics improved and others regressed; this is not a plain success.".into());
     }
-    let mut untapped = vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass".to_string(),
-                            "Tier 2/3 usd-optimize validators were not run".to_string()];
+    let mut untapped = vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass".to_string()];
+    if read_opt(ws, "validation-scope-note")?.is_some_and(|n| n["full_sweep"]["status"] == "skipped") {
+        untapped.push("full-stage validation sweep (usdtune optimize --approve-full-validation)".into());
+    }
     if branch == "optimize-as-is" && classification == "monolithic-needs-restructure" {
         untapped.push("restructure (hierarchy dedupe) declined at the gate".into());
     }
