@@ -303,38 +303,66 @@ pub enum Placement {
     Target,
 }
 
-/// The selection table: (concepts, granularity) rows that fire for these inputs.
-pub fn select(inputs: &PlanInputs) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+/// Where a selection row's concepts apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// The whole stage: runs at Phase 2c (and 6b).
+    WholeStage,
+    /// Each optimization target: runs in Phase 4.
+    Target,
+    /// Each flagged cross-component pair: runs in Phase 4.
+    Pair,
+}
+
+/// One row of the selection table that fired, and why.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub why: &'static str,
+    pub granularity: Granularity,
+    pub concepts: &'static [&'static str],
+}
+
+/// The selection table, top to bottom: the rows that fire for these inputs.
+pub fn select(inputs: &PlanInputs) -> Vec<Row> {
+    use Granularity::*;
+    let row = |why, granularity, concepts| Row { why, granularity, concepts };
     let posture = inputs.phase_recommendation.as_str();
-    let optimizing = posture == "optimization";
-    let mut rows: Vec<(&'static str, &'static str, Vec<&'static str>)> = Vec::new();
+    let mut rows = Vec::new();
     match posture {
-        "optimization" | "already_optimized" => rows.push(("always: whole-stage safety gate", "whole", SAFETY_GATE.to_vec())),
+        "optimization" | "already_optimized" => rows.push(row("always: whole-stage safety gate", WholeStage, SAFETY_GATE)),
         // Do not validate geometry about to be restructured: structural blockers only.
-        _ => rows.push(("structuring: structural blockers only", "whole", vec!["composition_missing_ref"])),
+        _ => rows.push(row("structuring: structural blockers only", WholeStage, &["composition_missing_ref"])),
     }
-    if optimizing {
-        rows.push(("phase_recommendation optimization: whole-stage probes", "whole", WHOLE_STAGE_OPTIMIZATION.to_vec()));
+    if posture == "optimization" {
+        rows.push(row("phase_recommendation optimization: whole-stage probes", WholeStage, WHOLE_STAGE_OPTIMIZATION));
     }
     // The per-target rows run in Phase 4, on whatever target the restructure produced.
     if inputs.converted_cad {
-        rows.push(("converted CAD/BIM content: primitive fitting", "target", vec!["primitive_fit"]));
+        rows.push(row("converted CAD/BIM content: primitive fitting", Target, &["primitive_fit"]));
     }
-    rows.push(("any optimization target: lossless primvar cleanup", "target", PRIMVAR_CLEANUP.to_vec()));
-    rows.push(("any optimization target: geometry-intrinsic mesh hygiene", "target", MESH_HYGIENE.to_vec()));
+    rows.push(row("any optimization target: lossless primvar cleanup", Target, PRIMVAR_CLEANUP));
+    rows.push(row("any optimization target: geometry-intrinsic mesh hygiene", Target, MESH_HYGIENE));
     if inputs.hierarchy_dedupe_recommended || !inputs.classes.shared.is_empty() {
-        rows.push(("hierarchy_dedupe.recommended or duplicate geometry", "target", vec!["geom_duplicates"]));
+        rows.push(row("hierarchy_dedupe.recommended or duplicate geometry", Target, &["geom_duplicates"]));
     }
     if inputs.pairs.iter().any(|p| p.enclosure_opaque != Some(false)) {
-        rows.push(("cross-component pairs not explicitly transparent", "pair", vec!["spatial_occluded"]));
+        rows.push(row("cross-component pairs not explicitly transparent", Pair, &["spatial_occluded"]));
     }
     if !inputs.pairs.is_empty() {
-        rows.push(("cross-component pairs: routing and overlap", "pair", PAIR_ROUTING.to_vec()));
+        rows.push(row("cross-component pairs: routing and overlap", Pair, PAIR_ROUTING));
     }
     if inputs.simulation_ready {
-        rows.push(("simulation-ready content (physics)", "target", SIMULATION_READY.to_vec()));
+        rows.push(row("simulation-ready content (physics)", Target, SIMULATION_READY));
     }
     rows
+}
+
+/// A scope-note target entry: the representatives' mask, or the whole stage.
+fn note_target(name: &str, scope: &Scope, classes: &GeometryClasses) -> Value {
+    match scope {
+        Scope::Representatives if !classes.mask_paths.is_empty() => json!({"concept": name, "mask_paths": classes.mask_paths}),
+        _ => json!({"concept": name, "paths": ["/"]}),
+    }
 }
 
 fn pair_target(p: &FlaggedPair) -> String {
@@ -350,16 +378,17 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
     let mut targets = Vec::new();
     let mut reasons = Vec::new();
     let mut concepts: Vec<&'static str> = Vec::new();
-    for (why, granularity, names) in &rows {
-        let here = match placement {
-            Placement::WholeStage => *granularity == "whole",
-            Placement::Target => *granularity != "whole",
-        };
-        if !here {
+    let mut per_pair: Vec<&'static str> = Vec::new();
+    for row in &rows {
+        let whole = row.granularity == Granularity::WholeStage;
+        if whole != (placement == Placement::WholeStage) {
             continue;
         }
-        reasons.push(format!("{why}: {}", names.join(", ")));
-        concepts.extend(names.iter().copied());
+        reasons.push(format!("{}: {}", row.why, row.concepts.join(", ")));
+        concepts.extend(row.concepts.iter().copied());
+        if row.granularity == Granularity::Pair {
+            per_pair.extend(row.concepts.iter().copied());
+        }
     }
     match placement {
         Placement::WholeStage => {
@@ -376,16 +405,14 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
                     jobs.push(Job { id: id.into(), tier: 1, concepts: batch, scope, target: "/".into() });
                 }
             }
-            targets.extend(concepts.iter().map(|c| match scope_of(c) {
-                Scope::Representatives if !inputs.classes.mask_paths.is_empty() => json!({"concept": c, "mask_paths": inputs.classes.mask_paths}),
-                _ => json!({"concept": c, "paths": ["/"]}),
-            }));
+            targets.extend(concepts.iter().map(|c| note_target(c, &scope_of(c), &inputs.classes)));
         }
         Placement::Target => {
             // Tier 2/3: one concept per engine and job, so one slow rule cannot hold the others.
             for name in &concepts {
                 let c = concept(name);
-                if c.name.starts_with("spatial_") {
+                if per_pair.contains(name) {
+                    // Occlusion is not probed behind an enclosure known to be see-through.
                     let probed = inputs.pairs.iter().filter(|p| c.name != "spatial_occluded" || p.enclosure_opaque != Some(false));
                     if full {
                         jobs.push(Job { id: format!("t3-{}-stage", c.name), tier: 3, concepts: vec![c.name], scope: Scope::WholeStage, target: "/".into() });
@@ -400,11 +427,7 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
                     targets.push(json!({"concept": c.name, "pairs": pairs}));
                 } else {
                     let scope = if full || !c.per_geometry { Scope::WholeStage } else { Scope::Representatives };
-                    let entry = match scope {
-                        Scope::Representatives if !inputs.classes.mask_paths.is_empty() => json!({"concept": c.name, "mask_paths": inputs.classes.mask_paths}),
-                        _ => json!({"concept": c.name, "paths": ["/"]}),
-                    };
-                    targets.push(entry);
+                    targets.push(note_target(c.name, &scope, &inputs.classes));
                     jobs.push(Job { id: format!("t{}-{}", c.tier, c.name), tier: c.tier, concepts: vec![c.name], scope, target: "/".into() });
                 }
             }

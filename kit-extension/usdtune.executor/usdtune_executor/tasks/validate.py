@@ -97,6 +97,8 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
         wait = max(0.05, min([w.deadline for w in pool] + [now + 1.0]) - now)
         for key, _ in selector.select(timeout=wait):
             worker = key.data
+            # One line at most is outstanding per worker (it answers, then waits for the next
+            # job), so nothing is left in the read buffer that select() would not report.
             line = worker.process.stdout.readline()
             if line and not worker.ready:
                 worker.ready = True
@@ -116,11 +118,13 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
             reason = f"validator process exited with code {code}: {worker.log_tail()}"
             if job is not None:
                 results[job["id"]] = _failed(job, "crashed", reason, time.monotonic() - started_at[job["id"]])
-            elif not worker.ready:
+            elif not any(w.ready for w in pool if w is not worker):
+                # No worker could start (e.g. the validator runtime does not import): say so for all.
                 for job in pending:
                     results[job["id"]] = _failed(job, "crashed", f"validator worker did not start: {reason}", 0)
                 pending.clear()
-            pool = _replace(pool, worker, selector, stage_path, kill=False, restart=bool(pending))
+            # Replace a worker a job crashed; one that failed to start is not retried.
+            pool = _replace(pool, worker, selector, stage_path, kill=False, restart=bool(pending) and job is not None)
         now = time.monotonic()
         for worker in list(pool):
             if now < worker.deadline:
