@@ -14,12 +14,11 @@ use tokio::sync::mpsc;
 use crate::daemon::Core;
 use crate::decisions::assessment::{self, Classification, Facts};
 use crate::decisions::prims::PrimTable;
-use crate::executors::RECORDS_KEY;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
 use crate::decisions::restructure::{self, Branch, GatePlan};
 use crate::decisions::validation::{self, GeometryClasses, Placement, Plan, ValidationPhase};
-use crate::executors::TaskFailure;
+use crate::executors::{TaskFailure, RECORDS_KEY};
 use crate::phases::{codes, skip_reason, Milestone, RouteFacts, PHASES};
 use crate::report;
 use crate::store::Workspace;
@@ -503,12 +502,21 @@ fn validation_inputs(ctx: &PhaseCtx<'_>) -> Result<validation::PlanInputs, Stop>
 }
 
 /// Run one plan on `stage`: write its scope note, run its jobs, write the report, apply the
-/// ledger gate. Returns the report and the artifact paths.
+/// ledger gate. Returns the report and the artifact paths. A note that several runs of the
+/// same plan share (2c and 6b) lists every report written under it.
 async fn run_validation_plan(
     ctx: &PhaseCtx<'_>, plan: &Plan, classes: &GeometryClasses, stage: &str, phase: ValidationPhase, note_name: &str, report_name: &str,
 ) -> Result<(Value, Vec<String>), Stop> {
+    let mut reports: Vec<Value> = match ctx.ws.has_artifact(note_name) {
+        true => ctx.ws.read_artifact(note_name)?["artifact_paths"].as_array().cloned().unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let report_path = json!(ctx.ws.path_of(report_name).display().to_string());
+    if !reports.contains(&report_path) {
+        reports.push(report_path);
+    }
     let mut note = plan.note.clone();
-    note["artifact_paths"] = json!([ctx.ws.path_of(report_name).display().to_string()]);
+    note["artifact_paths"] = json!(reports);
     let note_path = ctx.write(note_name, &note)?;
     let result = ctx.task("validate", plan.task_params(stage, classes)).await?;
     let mut report = validation::report(phase, stage, plan, &result, classes);
@@ -535,12 +543,12 @@ fn validation_note(report: &Value) -> String {
 async fn whole_stage_validation(ctx: &PhaseCtx<'_>, phase: ValidationPhase, stage: &str) -> PhaseResult {
     let inputs = validation_inputs(ctx)?;
     let plan = validation::plan(&inputs, Placement::WholeStage);
-    let (note_name, report_name) = match phase {
-        ValidationPhase::Baseline => ("validation-scope-note", "validation-report"),
-        // 6b re-runs exactly the baseline plan, so its scope note is the baseline's.
-        ValidationPhase::After => ("validation-scope-note", "validation-report-after"),
+    let report_name = match phase {
+        ValidationPhase::Baseline => "validation-report",
+        ValidationPhase::After => "validation-report-after",
     };
-    let (report, artifacts) = run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, note_name, report_name).await?;
+    // 6b re-runs exactly the baseline plan, so both reports share one scope note.
+    let (report, artifacts) = run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, "validation-scope-note", report_name).await?;
     Ok((artifacts, validation_note(&report)))
 }
 

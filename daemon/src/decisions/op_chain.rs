@@ -103,7 +103,7 @@ pub struct Chain {
 }
 
 /// Geometric coincidence tolerance for "the same point": one micrometre, in stage units.
-pub fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
+fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
     1e-6 / meters_per_unit.max(1e-12)
 }
 

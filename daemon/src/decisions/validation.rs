@@ -517,7 +517,7 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
         for name in &job.concepts {
             let c = concept(name);
             let rule = outcome["rules"].as_array().into_iter().flatten().find(|r| r["concept"] == *name);
-            let (ledger, validator_status, reason) = match (status, rule) {
+            let (ledger, validator_status, reason, sites) = match (status, rule) {
                 ("ok", Some(rule)) => {
                     let issues = rule["issues"].as_array().cloned().unwrap_or_default();
                     let mut normalized = normalize(c, job, &issues, classes, &index);
@@ -526,19 +526,19 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
                         normalized.extend(exact_copies(c, job, classes));
                     }
                     let errors = normalized.iter().any(|f| f["severity"] == "error");
+                    let sites: u64 = normalized.iter().map(|f| f["site_count"].as_u64().unwrap_or(0)).sum();
                     let found = !normalized.is_empty();
                     findings.extend(normalized);
-                    (if found { "probed_with_findings" } else { "probed_clean" }, if errors { "FAIL" } else { "PASS" }, String::new())
+                    (if found { "probed_with_findings" } else { "probed_clean" }, if errors { "FAIL" } else { "PASS" }, String::new(), sites)
                 }
-                ("timeout", _) => ("timeout_recorded", "TIMEOUT", outcome["error"].as_str().unwrap_or("").to_string()),
-                ("blocked_runtime", _) => ("blocked_validation_runtime", "BLOCKED", outcome["error"].as_str().unwrap_or("").to_string()),
+                ("timeout", _) => ("timeout_recorded", "TIMEOUT", outcome["error"].as_str().unwrap_or("").to_string(), 0),
+                ("blocked_runtime", _) => ("blocked_validation_runtime", "BLOCKED", outcome["error"].as_str().unwrap_or("").to_string(), 0),
                 // A crash or an engine failure: the runtime could not validate this target.
-                _ => ("blocked_validation_runtime", "BLOCKED", format!("{status}: {}", outcome["error"].as_str().unwrap_or("no result for the rule"))),
+                _ => ("blocked_validation_runtime", "BLOCKED", format!("{status}: {}", outcome["error"].as_str().unwrap_or("no result for the rule")), 0),
             };
-            let issue_count = findings.iter().filter(|f| f["concept"] == c.name && f["target"] == job.target.as_str()).map(|f| f["site_count"].as_u64().unwrap_or(0)).sum::<u64>();
             let mut validator = json!({
                 "name": format!("{} ({})", c.name, job.target), "kind": "rule", "status": validator_status,
-                "canonical_name": c.name, "module": c.module, "class_name": c.class_name, "issues": issue_count,
+                "canonical_name": c.name, "module": c.module, "class_name": c.class_name, "issues": sites,
             });
             let mut entry = json!({"target": job.target, "concept": c.name, "tier": job.tier, "status": ledger});
             if !reason.is_empty() {

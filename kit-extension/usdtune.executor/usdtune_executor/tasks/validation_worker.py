@@ -109,6 +109,7 @@ def run_job(job: dict, cache: StageCache) -> dict:
     except RuntimeUnavailable as err:
         result.update(status="blocked_runtime", error=str(err))
         return result
+    # Composition errors are minimum openability's to report, once, not every job's.
     mark = Tf.Error.Mark()
     stage = cache.stage(job.get("mask_paths"))
     mark.Clear()
