@@ -110,4 +110,7 @@ def stage_copy(tmp_path):
 def schema_for(artifact_name: str) -> dict:
     # Artifacts of one kind share a schema: profile-baseline/-after, validation-report-targets-after ...
     base = artifact_name.removesuffix("-baseline").removesuffix("-after").removesuffix("-targets").removesuffix("-reverify")
+    base = {"ref-remap-manifest": "apply-restructure-manifest"}.get(base, base)
+    if base.startswith("preservation-"):
+        base = "preservation"
     return json.loads((SCHEMAS / f"{base}.schema.json").read_text())

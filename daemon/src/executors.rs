@@ -70,6 +70,16 @@ struct Lease {
 /// is the list of chunks (each a JSON object of equal-length columns), in arrival order.
 pub const RECORDS_KEY: &str = "records";
 
+/// Take the streamed tables out of a task result and return one table's chunks (none when
+/// it streamed none): they are decided on, not stored with the result.
+pub fn take_records(result: &mut Value, table: &str) -> Vec<String> {
+    result
+        .as_object_mut()
+        .and_then(|o| o.remove(RECORDS_KEY))
+        .and_then(|mut r| serde_json::from_value::<Vec<String>>(r[table].take()).ok())
+        .unwrap_or_default()
+}
+
 #[derive(Default)]
 struct HubState {
     connections: HashMap<String, Connection>,

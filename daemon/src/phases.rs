@@ -30,8 +30,6 @@ pub enum Skip {
     AlreadyOptimized,
     /// The user chose `exit` at the restructure gate: diagnosis-only report.
     ExitedAtGate,
-    /// Phase 2f runs only for branches that author a restructure before Phase 3.
-    NoRestructureAuthored,
     /// `usdtune assess`: a read-only diagnosis that ends with the structure assessment.
     AssessOnly,
 }
@@ -53,7 +51,7 @@ pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec { milestone: Milestone::StructureAssessment, label: "usd-structure-assessment", phase: "1b, 2a, 2b, 2d", skip_when: &[] },
     PhaseSpec { milestone: Milestone::ValidationRunner, label: "usd-validation-runner", phase: "2c", skip_when: &[AssessOnly] },
     PhaseSpec { milestone: Milestone::RestructureDecision, label: "restructure-decision", phase: "2e", skip_when: &[AssessOnly, AlreadyOptimized] },
-    PhaseSpec { milestone: Milestone::ApplyRestructure, label: "apply-restructure", phase: "2f, 3", skip_when: &[AssessOnly, AlreadyOptimized, ExitedAtGate, NoRestructureAuthored] },
+    PhaseSpec { milestone: Milestone::ApplyRestructure, label: "apply-restructure", phase: "2f, 3", skip_when: &[AssessOnly, AlreadyOptimized, ExitedAtGate] },
     PhaseSpec { milestone: Milestone::SoRunValidators, label: "so-run-validators", phase: "4 (evidence)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
     PhaseSpec { milestone: Milestone::SoInterpretValidators, label: "so-interpret-validators", phase: "4 (op chain)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
     PhaseSpec { milestone: Milestone::SoRunOperations, label: "so-run-operations", phase: "4, 4.5, 5", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
@@ -88,10 +86,6 @@ pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str>
             StructuralOnly => facts.so_available == Some(false),
             AlreadyOptimized => facts.phase_recommendation.as_deref() == Some("already_optimized"),
             ExitedAtGate => facts.restructure_branch.as_deref() == Some("exit"),
-            NoRestructureAuthored => !matches!(
-                facts.restructure_branch.as_deref(),
-                Some("extract-as-assets" | "decompose-for-selective-loading")
-            ),
             AssessOnly => facts.assess_only,
         };
         applies.then(|| skip_note(*skip))
@@ -103,7 +97,6 @@ fn skip_note(skip: Skip) -> &'static str {
         StructuralOnly => "structural-only: usd-optimize is not available in the executor runtime",
         AlreadyOptimized => "already_optimized: the assessment found nothing to restructure or optimize",
         ExitedAtGate => "exit chosen at the restructure gate: diagnosis-only report",
-        NoRestructureAuthored => "the chosen branch authors no restructure before Phase 4",
         AssessOnly => "assess only: the run ends with the structure assessment",
     }
 }
@@ -191,8 +184,9 @@ mod tests {
     }
 
     #[test]
-    fn apply_restructure_runs_only_for_authoring_branches() {
-        for (branch, runs) in [("optimize-as-is", false), ("deduplicate-internally", false), ("extract-as-assets", true)] {
+    fn apply_restructure_runs_for_every_branch_that_goes_on() {
+        // Branches that author no restructure still get Phase 3 (instancing flips).
+        for (branch, runs) in [("optimize-as-is", true), ("deduplicate-internally", true), ("extract-as-assets", true), ("exit", false)] {
             let facts = RouteFacts { so_available: Some(true), restructure_branch: Some(branch.into()), ..Default::default() };
             assert_eq!(ran(&facts).contains(&"apply-restructure"), runs, "{branch}");
         }

@@ -50,39 +50,23 @@ fn read_opt(ws: &Workspace, name: &str) -> Result<Option<Value>, StoreError> {
     if ws.has_artifact(name) { ws.read_artifact(name).map(Some) } else { Ok(None) }
 }
 
-/// The geometry-preservation proof: composed, world-space, before vs after.
-pub fn preservation(before: &Value, after: &Value) -> Value {
-    let g0 = &before["geometry"];
-    let g1 = &after["geometry"];
-    let rendered_before = before["counts"]["rendered_mesh_count"].as_u64().unwrap_or(0);
-    let rendered_after = after["counts"]["rendered_mesh_count"].as_u64().unwrap_or(0);
-    let triangles_same = g0["triangles_by_material"] == g1["triangles_by_material"];
-    let bounds = |g: &Value| -> Option<Vec<f64>> {
-        g["world_bounds"].as_array().map(|c| c.iter().flat_map(|p| p.as_array().into_iter().flatten().filter_map(Value::as_f64)).collect())
-    };
-    let (b0, b1) = (bounds(g0), bounds(g1));
-    let diagonal = b0.as_ref().map(|b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt()).unwrap_or(0.0);
-    let tolerance = 1e-6 * diagonal.max(1.0);
-    let bounds_same = match (&b0, &b1) {
-        (Some(a), Some(b)) => a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance),
-        (None, None) => true,
-        _ => false,
-    };
-    let passed = rendered_before == rendered_after && triangles_same && bounds_same;
-    json!({
-        "rendered_mesh_count": rendered_after,
-        "distinct_geometry_bytes_preserved": triangles_same,
-        "bounds_preserved": bounds_same,
+/// The report's preservation block (upstream shape) from the run's proofs: the restructure's
+/// (per mesh) and the mesh operations' (aggregate). None when no phase wrote one.
+pub fn preservation(proofs: &[Value]) -> Option<Value> {
+    let last = proofs.last()?;
+    let all = |key: &str| proofs.iter().all(|p| p[key] != false);
+    Some(json!({
+        "rendered_mesh_count": last["rendered_meshes"]["after"],
+        "distinct_geometry_bytes_preserved": all("passed"),
+        "bounds_preserved": all("world_bounds_preserved"),
         "dangling": 0,
-        "triangles_before": g0["triangles"], "triangles_after": g1["triangles"],
-        "triangles_by_material_preserved": triangles_same,
-        "tolerance": tolerance,
-        "passed": passed,
-        "notes": format!(
-            "rendered meshes {rendered_before} → {rendered_after}; triangles per bound material {}; world bounds {} (tolerance {tolerance:.1e} stage units)",
-            if triangles_same { "identical" } else { "CHANGED" }, if bounds_same { "identical" } else { "CHANGED" }
-        ),
-    })
+        "triangles_before": proofs[0]["triangles"]["before"], "triangles_after": last["triangles"]["after"],
+        "triangles_by_material_preserved": all("triangles_by_material_preserved"),
+        "tolerance": last["tolerance"],
+        "passed": all("passed"),
+        "notes": proofs.iter().map(|p| format!("{}: {}", p["phase"].as_str().unwrap_or(""), crate::decisions::preservation::summary(p)))
+            .collect::<Vec<_>>().join("; "),
+    }))
 }
 
 /// What the assessment found, in the report's words: class, reasons, the frontier's top
@@ -241,8 +225,8 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         untapped.push("restructure (hierarchy dedupe) declined at the gate".into());
     }
 
-    let stage_facts_before = read_opt(ws, "stage-facts")?;
-    let stage_facts_after = read_opt(ws, "stage-facts-after")?;
+    let proofs: Vec<Value> = ["preservation-apply-restructure", "preservation-so-run-operations"]
+        .into_iter().filter_map(|name| read_opt(ws, name).transpose()).collect::<Result<_, _>>()?;
     let asset_name = std::path::Path::new(&run.stage_path).file_stem().and_then(|s| s.to_str()).unwrap_or("stage").to_string();
     let mut report = json!({
         "asset_name": asset_name,
@@ -277,8 +261,8 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         "structure": structure_summary(&assessment, read_opt(ws, "dedupe-candidates")?.as_ref()),
         "artifacts": {},
     });
-    if let (Some(b), Some(a)) = (&stage_facts_before, &stage_facts_after) {
-        report["preservation"] = preservation(b, a);
+    if let Some(block) = preservation(&proofs) {
+        report["preservation"] = block;
         if report["preservation"]["passed"] != true {
             let mut text = report["notes"].as_str().unwrap_or("").to_string();
             text.push_str(" PRESERVATION FAILED: the lossless chain changed the composed geometry; its output was discarded (see target_coverage).");
@@ -370,12 +354,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn preservation_detects_lost_triangles() {
-        let facts = |tris: u64| json!({"counts": {"rendered_mesh_count": 2}, "geometry": {
-            "triangles": tris, "triangles_by_material": {"/M": tris}, "world_bounds": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]}});
-        assert_eq!(preservation(&facts(10), &facts(10))["passed"], true);
-        let changed = preservation(&facts(10), &facts(8));
-        assert_eq!(changed["passed"], false);
-        assert!(changed["notes"].as_str().unwrap().contains("CHANGED"));
+    fn preservation_block_fails_when_any_proof_failed() {
+        let proof = |passed: bool| json!({"phase": "p", "strength": "per_mesh", "passed": passed, "world_bounds_preserved": true,
+            "triangles_by_material_preserved": passed, "rendered_meshes": {"before": 2, "after": 2},
+            "triangles": {"before": 10, "after": 10}, "tolerance": 1e-6, "differing": 0, "differences": []});
+        assert!(preservation(&[]).is_none());
+        assert_eq!(preservation(&[proof(true), proof(true)]).unwrap()["passed"], true);
+        let block = preservation(&[proof(true), proof(false)]).unwrap();
+        assert_eq!(block["passed"], false);
+        assert_eq!(block["triangles_by_material_preserved"], false);
     }
 }

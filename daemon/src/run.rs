@@ -16,9 +16,10 @@ use crate::decisions::assessment::{self, Classification, Facts};
 use crate::decisions::prims::PrimTable;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
-use crate::decisions::restructure::{self, Branch, GatePlan};
+use crate::decisions::preservation::{self, Signature, Strength};
+use crate::decisions::restructure::{self, Branch, GatePlan, GroupCandidate};
 use crate::decisions::validation::{self, GeometryClasses, Placement, Plan, ValidationPhase};
-use crate::executors::{TaskFailure, RECORDS_KEY};
+use crate::executors::{take_records, TaskFailure};
 use crate::phases::{codes, skip_reason, Milestone, RouteFacts, PHASES};
 use crate::report;
 use crate::store::Workspace;
@@ -102,6 +103,10 @@ pub struct RunRecord {
     pub report_path: String,
     #[serde(default)]
     pub output_stage_path: String,
+    /// The stage Phase 4 optimizes: the restructured root or the instancing override layer
+    /// written in Phase 2f/3; empty until then (the source).
+    #[serde(default)]
+    pub working_stage_path: String,
     #[serde(default)]
     pub verdict: String,
     #[serde(default)]
@@ -126,6 +131,7 @@ impl RunRecord {
             gate: None,
             report_path: String::new(),
             output_stage_path: String::new(),
+            working_stage_path: String::new(),
             verdict: String::new(),
             workflow_mode: String::new(),
             requested_operations: requested,
@@ -140,6 +146,10 @@ impl RunRecord {
 
     pub fn workspace(&self) -> Workspace {
         Workspace::new(&self.output_dir)
+    }
+
+    pub fn working_stage(&self) -> &str {
+        if self.working_stage_path.is_empty() { &self.stage_path } else { &self.working_stage_path }
     }
 }
 
@@ -377,7 +387,7 @@ async fn run_phase(core: &Arc<Core>, slot: &Arc<RunSlot>, milestone: Milestone) 
         Milestone::StructureAssessment => structure_assessment(&ctx).await,
         Milestone::ValidationRunner => whole_stage_validation(&ctx, ValidationPhase::Baseline, &ctx.record().stage_path).await,
         Milestone::RestructureDecision => restructure_decision(&ctx),
-        Milestone::ApplyRestructure => apply_restructure(&ctx),
+        Milestone::ApplyRestructure => apply_restructure(&ctx).await,
         Milestone::SoRunValidators => so_run_validators(&ctx).await,
         Milestone::SoInterpretValidators => so_interpret_validators(&ctx),
         Milestone::SoRunOperations => so_run_operations(&ctx).await,
@@ -441,11 +451,7 @@ async fn profile(ctx: &PhaseCtx<'_>, artifact: &str, stage: &str) -> PhaseResult
 async fn structure_assessment(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let mut facts_value = ctx.task("facts", json!({"stage_path": ctx.record().stage_path})).await?;
     // The prim table streamed beside the result: decided on here, not stored.
-    let chunks: Vec<String> = facts_value
-        .as_object_mut()
-        .and_then(|o| o.remove(RECORDS_KEY))
-        .and_then(|mut r| serde_json::from_value::<Vec<String>>(r["prims"].take()).ok())
-        .unwrap_or_default();
+    let chunks = take_records(&mut facts_value, "prims");
     let facts_path = ctx.write("stage-facts", &facts_value)?;
     let facts: Facts = ctx.read("stage-facts")?;
     let started = std::time::Instant::now();
@@ -562,7 +568,8 @@ fn restructure_decision(ctx: &PhaseCtx<'_>) -> PhaseResult {
         class,
         assessment["hierarchy_dedupe"]["recommended"].as_bool().unwrap_or(false),
         assessment["summary_counts"]["payload_count"].as_u64().unwrap_or(0),
-        false,
+        // The assessment asks the user about selective loading when the boundaries are clear.
+        assessment["asset_boundary_suggestions"]["user_choice_required"].as_bool().unwrap_or(false),
     );
     let evidence = json!({
         "classification": assessment["classification"],
@@ -598,6 +605,10 @@ fn restructure_decision(ctx: &PhaseCtx<'_>) -> PhaseResult {
         }
     };
     let decision = json!({
+        "phase": "2e",
+        "choice": chosen.as_str(),
+        "reasoning": format!("{}; hierarchy dedupe: {}", class.as_str(), assessment["hierarchy_dedupe"]["reason"].as_str().unwrap_or("")),
+        "user_confirmed_at": (answered_by != "automatic").then(now_rfc3339),
         "classification": class.as_str(),
         "branches_offered": offered.iter().map(|b| b.as_str()).collect::<Vec<_>>(),
         "recommended": recommended.map(|b| b.as_str()),
@@ -610,12 +621,165 @@ fn restructure_decision(ctx: &PhaseCtx<'_>) -> PhaseResult {
     Ok((vec![path], format!("{} (by {answered_by})", chosen.as_str())))
 }
 
-fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let branch = ctx.record().route.restructure_branch.unwrap_or_default();
-    Err(Stop::fail(
-        codes::RESTRUCTURE_MODE_UNAVAILABLE,
-        format!("apply-restructure for '{branch}' is not available in this build; choose deduplicate-internally, optimize-as-is or exit"),
-    ))
+/// Phase 2f (the chosen branch's restructure) and Phase 3 (instancing flips), then the
+/// per-mesh preservation proof: a restructure that changes the composed geometry fails the
+/// run. Later phases work on the result (`working_stage_path`).
+async fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let record = ctx.record();
+    let branch = record.route.restructure_branch.as_deref().and_then(Branch::parse).unwrap_or(Branch::OptimizeAsIs);
+    let candidates = ctx.ws.read_artifact("dedupe-candidates")?;
+    let groups: Vec<GroupCandidate> = serde_json::from_value(candidates["groups"].clone())
+        .map_err(|e| Stop::fail(codes::ARTIFACT_INVALID, format!("dedupe-candidates groups: {e}")))?;
+    let stem = Path::new(&record.stage_path).file_stem().and_then(|s| s.to_str()).unwrap_or("stage").to_string();
+    let mut artifacts = Vec::new();
+    let (new_root, readiness, edit_target, note) = match branch.mode() {
+        Some(mode) => {
+            let plan = match mode {
+                restructure::Mode::SelectiveLoading => {
+                    // The shallowest candidate level holding geometry in two or more prims.
+                    let assessment = ctx.ws.read_artifact("structure-assessment")?;
+                    let level = &assessment["asset_boundary_suggestions"]["candidate_levels"][0];
+                    let boundaries: Vec<String> = level["prim_paths"].as_array().into_iter().flatten()
+                        .filter_map(|p| p.as_str().map(String::from)).collect();
+                    restructure::plan_selective(&boundaries)
+                }
+                _ => restructure::plan_dedupe(mode, &groups),
+            };
+            if plan.prototypes.is_empty() && plan.sites.is_empty() && plan.subassets.is_empty() {
+                return Err(Stop::fail("restructure_nothing_to_author", format!(
+                    "'{}' found nothing to author: no shareable group or boundary (skipped: {})", branch.as_str(),
+                    plan.skipped.iter().map(|s| format!("{} {}", s.group, s.reason)).collect::<Vec<_>>().join("; "))));
+            }
+            let output_dir = Path::new(&record.output_dir).join("restructured");
+            let root = output_dir.join(format!("{stem}.usdc"));
+            let mut params = serde_json::to_value(&plan).expect("plan serializes");
+            params["stage_path"] = json!(record.stage_path);
+            params["output_dir"] = json!(output_dir);
+            params["output_root"] = json!(root);
+            let result = ctx.task("restructure", params).await?;
+            let proof_path = ctx.ws.path_of("preservation-apply-restructure").display().to_string();
+            let manifest = restructure_manifest(&record, &plan, &result, &proof_path);
+            artifacts.push(ctx.write("apply-restructure-manifest", &manifest)?);
+            let flipped = plan.sites.iter().filter(|s| s.instanceable).count() + plan.flips.len();
+            let note = format!("{}: {} prototypes, {} sites rewritten ({flipped} instanceable), {} sub-assets",
+                               mode.as_str(), plan.prototypes.len(), plan.sites.len(), plan.subassets.len());
+            (result["new_assembly_root"].as_str().unwrap_or_default().to_string(), plan.readiness, "restructured_root", note)
+        }
+        None => {
+            let (flips, readiness) = restructure::plan_flips(&groups);
+            if flips.is_empty() {
+                let readiness_doc = readiness_artifact(&readiness, None, "none");
+                artifacts.push(ctx.write("instancing-readiness", &readiness_doc)?);
+                return Ok((artifacts, format!("{}: nothing authored; no placement ready to flip instanceable", branch.as_str())));
+            }
+            let output = Path::new(&record.output_dir).join("instancing").join(format!("{stem}.instancing.usda"));
+            let result = ctx.task("instancing", json!({"stage_path": record.stage_path, "output_path": output, "flips": flips})).await?;
+            let note = format!("{} placements flipped instanceable in an override layer ({} instances, {} prototypes)",
+                               flips.len(), result["instances"], result["prototypes"]);
+            (result["output_path"].as_str().unwrap_or_default().to_string(), readiness, "override_layer", note)
+        }
+    };
+    artifacts.push(ctx.write("instancing-readiness", &readiness_artifact(&readiness, Some(&new_root), edit_target))?);
+    let proof = prove_preservation(ctx, "apply-restructure", &record.stage_path, &new_root, Strength::PerMesh).await?;
+    artifacts.push(ctx.write("preservation-apply-restructure", &proof)?);
+    if proof["passed"] != true {
+        return Err(Stop::fail("restructure_not_lossless", format!(
+            "{} changed the composed geometry; its output {new_root} is not used: {}", branch.as_str(), preservation::summary(&proof))));
+    }
+    ctx.slot.update(|r| r.working_stage_path = new_root.clone());
+    Ok((artifacts, format!("{note}; {}", preservation::summary(&proof))))
+}
+
+fn readiness_artifact(rows: &[restructure::Readiness], authored_in: Option<&str>, edit_target: &str) -> Value {
+    let flipped: usize = rows.iter().map(|r| r.flipped.len()).sum();
+    json!({
+        "shares": rows,
+        "flipped": flipped,
+        "held_back": rows.iter().map(|r| r.held_back.len()).sum::<usize>(),
+        "authored_in": if flipped > 0 { json!(authored_in) } else { Value::Null },
+        "edit_target": if flipped > 0 { edit_target } else { "none" },
+    })
+}
+
+/// The apply-restructure manifest (mode restructure) from the plan and what the executor wrote.
+fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan, result: &Value, proof_path: &str) -> Value {
+    let outputs: Vec<Value> = result["outputs"].as_array().cloned().unwrap_or_default();
+    let root_output = outputs.iter().find(|o| o["kind"] == "new_root").cloned().unwrap_or(Value::Null);
+    let residual = root_output["mesh_count"].as_u64().unwrap_or(0);
+    let copies = |name: &str| plan.sites.iter().filter(|s| s.prototype == name).count();
+    let mut targets: Vec<Value> = Vec::new();
+    for output in &outputs {
+        let mesh_count = output["mesh_count"].as_u64().unwrap_or(0);
+        match output["kind"].as_str() {
+            Some("prototype") => {
+                let name = Path::new(output["path"].as_str().unwrap_or("")).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let proto = plan.prototypes.iter().find(|p| p.name == name);
+                targets.push(json!({
+                    "path": output["path"], "target_class": "prototype", "mesh_count": mesh_count, "dependency_group": "shared_first",
+                    "source": proto.map_or(String::new(), |p| format!("{} ({})", p.source, p.group)),
+                    "identity_disposition": "externalize_shared", "copy_count": copies(name).max(1),
+                    "weight_hints": {"size_bytes": output["size_bytes"], "mesh_count": mesh_count},
+                }));
+            }
+            Some("loadable_subasset") => targets.push(json!({
+                "path": output["path"], "target_class": "loadable_subasset", "mesh_count": mesh_count, "dependency_group": "independent",
+                "source": output["provenance"], "identity_disposition": "keep_local",
+                "weight_hints": {"size_bytes": output["size_bytes"], "mesh_count": mesh_count},
+            })),
+            _ => {}
+        }
+    }
+    // The assembly root is a Phase 4 target whenever it keeps meshes: residual ones, or (internal
+    // mode) the prototypes in its class namespace, which the op chain reaches once de-classed.
+    let namespace_meshes = root_output["prototype_namespace_meshes"].as_u64().unwrap_or(0);
+    if residual + namespace_meshes > 0 {
+        let mut target = json!({
+            "path": root_output["path"], "target_class": "assembly_root", "mesh_count": residual + namespace_meshes,
+            "dependency_group": "dependent_after", "source": record.stage_path,
+            "weight_hints": {"size_bytes": root_output["size_bytes"], "mesh_count": residual},
+        });
+        if namespace_meshes > 0 {
+            target["identity_disposition"] = json!("internal_share");
+            target["declass_namespace"] = json!(plan.namespace);
+            target["notes"] = json!(format!("{residual} meshes outside the prototypes, {namespace_meshes} in the class namespace {}", plan.namespace));
+        }
+        targets.push(target);
+    }
+    json!({
+        "mode": "restructure",
+        "materialization": plan.mode.as_str(),
+        "input_stage": record.stage_path,
+        "output_dir": Path::new(&record.output_dir).join("restructured"),
+        "new_assembly_root": result["new_assembly_root"],
+        "assembly_root": {"path": root_output["path"], "mesh_count": residual},
+        "outputs": outputs.iter().map(|o| json!({
+            "path": o["path"], "kind": o["kind"], "provenance": o["provenance"], "size_bytes": o["size_bytes"],
+            "validate_usd_minimum": o["validate_usd_minimum"], "notes": o["notes"].as_str().unwrap_or(""),
+        })).collect::<Vec<_>>(),
+        "phase4_targets": targets,
+        "rewrite_steps": [{
+            "step": if plan.mode == restructure::Mode::SelectiveLoading { "selective_loading_split" } else { "hierarchy_dedupe_rewrite" },
+            "result": "ok",
+            "notes": format!("{} prototypes, {} sites, {} sub-assets, {} reference placements flipped", plan.prototypes.len(), plan.sites.len(), plan.subassets.len(), plan.flips.len()),
+        }],
+        "material_rewrites": result["material_rewrites"],
+        "preservation": proof_path,
+        "warnings": plan.skipped.iter().map(|s| format!("group {} not shared: {}", s.group, s.reason)).collect::<Vec<_>>(),
+    })
+}
+
+/// Geometry signatures of two stages, compared (decisions::preservation).
+async fn prove_preservation(ctx: &PhaseCtx<'_>, phase: &str, before: &str, after: &str, strength: Strength) -> Result<Value, Stop> {
+    let mut signatures = Vec::new();
+    for stage in [before, after] {
+        let mut result = ctx.task("geometry", json!({"stage_path": stage})).await?;
+        let chunks = take_records(&mut result, "meshes");
+        signatures.push(Signature::from_task(&result, &chunks).map_err(|e| Stop::fail("executor_protocol_error", e))?);
+    }
+    let mut proof = preservation::prove(phase, &signatures[0], &signatures[1], strength);
+    proof["before"] = json!(before);
+    proof["after"] = json!(after);
+    Ok(proof)
 }
 
 // ------------------------------------------------------------------ Phase 4
@@ -644,23 +808,49 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         // Exact copies (geometry classes) and what the validator groups among the distinct ones.
         duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
         prims_missing_extent: facts.geometry.meshes_missing_extent,
-        deduplicate_hierarchies: record.route.restructure_branch.as_deref() == Some("deduplicate-internally"),
-        hierarchy_groups: ctx.ws.read_artifact("dedupe-candidates")?["selected_count"].as_u64().unwrap_or(0),
-        instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0,
+        instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0
+            || !record.working_stage_path.is_empty(),
     };
     let chain = op_chain::lossless_chain(&evidence).map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
-    let output = optimized_output_path(&record.stage_path, &record.output_dir);
+    let targets = phase4_targets(ctx)?;
+    let optimized_dir = Path::new(&record.output_dir).join("optimized");
+    let targets: Vec<Value> = targets.into_iter().map(|mut t| {
+        let path = t["path"].as_str().unwrap_or_default().to_string();
+        t["output_path"] = json!(optimized_output_path(&path, &optimized_dir.display().to_string()));
+        t
+    }).collect();
     let plan = json!({
-        "target": record.stage_path,
-        "role": "monolith",
-        "output_path": output.display().to_string(),
+        "target": record.working_stage(),
+        "role": targets.first().map_or(json!("monolith"), |t| t["target_class"].clone()),
+        "output_path": targets.last().map_or(Value::Null, |t| t["output_path"].clone()),
+        "targets": targets,
         "operations": chain.operations,
         "skipped": chain.skipped,
         "invariants_checked": chain.invariants_checked,
     });
     let path = ctx.write("operation-plan", &plan)?;
     let names: Vec<&str> = chain.operations.iter().map(|o| o.operation).collect();
-    Ok((vec![path], if names.is_empty() { "no operation selected by evidence".into() } else { names.join(" → ") }))
+    let chain_text = if names.is_empty() { "no operation selected by evidence".to_string() } else { names.join(" → ") };
+    Ok((vec![path], format!("{chain_text} on {} target(s)", plan["targets"].as_array().map_or(0, |t| t.len()))))
+}
+
+/// Phase 4 targets: the restructure manifest's (shared prototypes first, the assembly root
+/// last), or the working stage itself.
+fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Value>, Stop> {
+    let record = ctx.record();
+    if ctx.ws.has_artifact("apply-restructure-manifest") {
+        let manifest = ctx.ws.read_artifact("apply-restructure-manifest")?;
+        let mut targets = manifest["phase4_targets"].as_array().cloned().unwrap_or_default();
+        let order = |t: &Value| match t["dependency_group"].as_str() {
+            Some("shared_first") => 0,
+            Some("dependent_after") => 2,
+            _ => 1,
+        };
+        targets.sort_by_key(order);
+        return Ok(targets);
+    }
+    let facts: Facts = ctx.read("stage-facts")?;
+    Ok(vec![json!({"path": record.working_stage(), "target_class": "monolith", "mesh_count": facts.counts.mesh_count})])
 }
 
 /// `<outdir>/<stem>.optimized.<ext>`: never the source path.
@@ -671,9 +861,11 @@ pub fn optimized_output_path(stage: &str, output_dir: &str) -> PathBuf {
     Path::new(output_dir).join(format!("{stem}.optimized.{ext}"))
 }
 
+/// Phase 4 (each target through the chain, to a new path), Phase 5 (the assemblies above
+/// optimized children remapped to a new root) and the aggregate preservation proof of the
+/// whole against the source.
 async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let plan = ctx.ws.read_artifact("operation-plan")?;
-    let facts: Facts = ctx.read("stage-facts")?;
     let operations: Vec<Value> = plan["operations"]
         .as_array()
         .into_iter()
@@ -681,50 +873,95 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .map(|op| json!({"operation": op["operation"], "args": op["args"]}))
         .collect();
     let record = ctx.record();
-    let mut target = json!({
-        "path": record.stage_path, "role": "monolith", "mesh_count": facts.counts.mesh_count,
-        "disposition": "optimized", "output_path": null, "operations": [],
-    });
-    if operations.is_empty() {
-        let disposition = if facts.counts.mesh_count > 0 { "skipped_user_declined" } else { "skipped_zero_meshes" };
-        target["disposition"] = json!(disposition);
-        target["reason"] = json!("evidence selected no operation");
-    } else {
-        let result = ctx.task("operations", json!({
-            "stage_path": record.stage_path, "output_path": plan["output_path"], "operations": operations,
-        })).await?;
-        target["operations"] = result["operations"].clone();
-        target["export_seconds"] = result["export_seconds"].clone();
-        let output = result["output_path"].as_str().unwrap_or_default().to_string();
-        // Phase 4d cheap re-verify: the lossless chain must leave the composed geometry as it was.
-        let after = ctx.task("facts", json!({"stage_path": output, "prim_table": false})).await?;
-        ctx.write("stage-facts-after", &after)?;
-        let proof = report::preservation(&ctx.ws.read_artifact("stage-facts")?, &after);
-        if proof["passed"] == true {
-            target["reverify"] = reverify_output(ctx, &output).await?;
-            target["output_path"] = json!(output);
-            ctx.slot.update(|r| r.output_stage_path = output);
+    let mut statuses = Vec::new();
+    let mut optimized: serde_json::Map<String, Value> = serde_json::Map::new();
+    for target in plan["targets"].as_array().into_iter().flatten() {
+        let path = target["path"].as_str().unwrap_or_default();
+        let mesh_count = target["mesh_count"].as_u64().unwrap_or(0);
+        let mut status = json!({
+            "path": path, "role": target["target_class"], "mesh_count": mesh_count,
+            "disposition": "optimized", "output_path": null, "operations": [],
+        });
+        if mesh_count == 0 {
+            status["disposition"] = json!("skipped_zero_meshes");
+            status["reason"] = json!("no mesh reachable with the target opened standalone");
+        } else if operations.is_empty() {
+            status["disposition"] = json!("skipped_user_declined");
+            status["reason"] = json!("evidence selected no operation");
         } else {
-            // Discard the output so nothing that looks complete is left behind.
-            let discarded = Path::new(&output).with_extension(format!(
-                "{}.failed-verify",
-                Path::new(&output).extension().and_then(|e| e.to_str()).unwrap_or("usd")
-            ));
+            let result = ctx.task("operations", json!({
+                "stage_path": path, "output_path": target["output_path"], "operations": operations,
+                "declass_namespace": target["declass_namespace"],
+            })).await?;
+            status["operations"] = result["operations"].clone();
+            status["export_seconds"] = result["export_seconds"].clone();
+            status["output_path"] = result["output_path"].clone();
+            optimized.insert(path.to_string(), result["output_path"].clone());
+        }
+        statuses.push(status);
+    }
+    let mut artifacts = Vec::new();
+    let mut note = format!("{} operation(s) on {} of {} target(s)", operations.len(), optimized.len(), statuses.len());
+    if !optimized.is_empty() {
+        let working = record.working_stage().to_string();
+        let output = match optimized.get(&working) {
+            Some(single) if optimized.len() == 1 => single.as_str().unwrap_or_default().to_string(),
+            _ => {
+                // Phase 5: assemblies above the optimized children, rewritten to a new root.
+                let remap = ctx.task("remap", json!({
+                    "root": working, "optimized": optimized, "output_dir": Path::new(&record.output_dir).join("optimized"),
+                })).await?;
+                let manifest = remap_manifest(&record, &remap, &optimized);
+                artifacts.push(ctx.write("ref-remap-manifest", &manifest)?);
+                note.push_str(&format!("; {} assemblies remapped", remap["rewritten"].as_array().map_or(0, |r| r.len())));
+                remap["new_assembly_root"].as_str().unwrap_or_default().to_string()
+            }
+        };
+        // Phase 4d: lossless ops may weld or re-index, so the proof is aggregate.
+        let proof = prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, Strength::Aggregate).await?;
+        artifacts.push(ctx.write("preservation-so-run-operations", &proof)?);
+        if proof["passed"] == true {
+            let reverify = reverify_output(ctx, &output).await?;
+            for status in statuses.iter_mut().filter(|s| s["disposition"] == "optimized") {
+                status["reverify"] = reverify.clone();
+            }
+            ctx.slot.update(|r| r.output_stage_path = output.clone());
+            note.push_str("; geometry preservation proof passed");
+        } else {
+            // Set the output aside so nothing that looks complete is left behind.
+            let discarded = format!("{output}.failed-verify");
             let _ = std::fs::rename(&output, &discarded);
-            target["disposition"] = json!("blocked");
-            target["reason"] = json!(format!(
-                "geometry preservation proof failed, output discarded (kept as {} for inspection): {}",
-                discarded.display(), proof["notes"].as_str().unwrap_or("")
-            ));
+            for status in statuses.iter_mut().filter(|s| s["disposition"] == "optimized") {
+                status["disposition"] = json!("blocked");
+                status["reason"] = json!(format!(
+                    "geometry preservation proof failed, output set aside as {discarded}: {}", preservation::summary(&proof)));
+            }
+            note = format!("targets blocked: {}", preservation::summary(&proof));
         }
     }
-    let status = json!({"targets": [target]});
-    let path = ctx.write("operations-status", &status)?;
-    let note = match target["disposition"].as_str() {
-        Some("blocked") => format!("target blocked: {}", target["reason"].as_str().unwrap_or("")),
-        _ => format!("{} operation(s) on 1 target; geometry preservation proof passed", operations.len()),
-    };
-    Ok((vec![path], note))
+    artifacts.insert(0, ctx.write("operations-status", &json!({"targets": statuses}))?);
+    Ok((artifacts, note))
+}
+
+/// The apply-restructure manifest of Phase 5 (mode ref_remap).
+fn remap_manifest(record: &RunRecord, remap: &Value, optimized: &serde_json::Map<String, Value>) -> Value {
+    let root = remap["new_assembly_root"].clone();
+    json!({
+        "mode": "ref_remap",
+        "input_stage": record.working_stage(),
+        "output_dir": Path::new(&record.output_dir).join("optimized"),
+        "new_assembly_root": root,
+        "assembly_root": {"path": root, "mesh_count": remap["mesh_count"]},
+        "outputs": remap["rewritten"].as_array().into_iter().flatten().map(|r| json!({
+            "path": r["path"], "kind": r["kind"], "provenance": r["source"],
+            "size_bytes": std::fs::metadata(r["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
+            "validate_usd_minimum": if remap["composition_errors"].as_array().is_some_and(|e| e.is_empty()) { "pass" } else { "fail" },
+        })).collect::<Vec<_>>(),
+        "phase4_targets": [],
+        "rewrite_steps": [{"step": "reference_remap", "result": "ok",
+                           "notes": format!("{} optimized children: {}", optimized.len(), optimized.keys().cloned().collect::<Vec<_>>().join(", "))}],
+        "warnings": remap["composition_errors"],
+    })
 }
 
 /// Phase 4d cheap re-verify: the Phase 4 concepts that found something, re-run with the same
@@ -759,7 +996,9 @@ async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
 fn compare_profiles(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let before: Profile = ctx.read("profile-baseline")?;
     let after: Profile = ctx.read("profile-after")?;
-    let comparison = compare::compare(&before, &after).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
+    let split = ctx.record().route.restructure_branch.as_deref().and_then(Branch::parse)
+        .and_then(Branch::mode).is_some_and(|m| m != restructure::Mode::InternalReference);
+    let comparison = compare::compare(&before, &after, split).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
     let value = serde_json::to_value(&comparison).expect("comparison serializes");
     let path = ctx.write("compare-profiles", &value)?;
     Ok((vec![path], format!("{}: {}", comparison.verdict.as_str(), comparison.summary)))

@@ -217,6 +217,9 @@ pub struct Assessment {
     pub reuse: Reuse,
 }
 
+/// Prim paths listed per candidate level (the count is always complete).
+pub const LEVEL_PATHS_LISTED: usize = 2000;
+
 /// Candidate asset-boundary levels: per depth, the prims holding geometry and how many
 /// selected groups cut there (hash-backed boundaries are promoted).
 fn candidate_levels(table: &PrimTable, groups: &[Group], placements: &[Placement]) -> Vec<Value> {
@@ -242,6 +245,8 @@ fn candidate_levels(table: &PrimTable, groups: &[Group], placements: &[Placement
                 "child_count": rows.len(),
                 "hash_matched_groups": matched.len(),
                 "promoted": promoted,
+                // What selective loading would cut into sub-assets at this level.
+                "prim_paths": rows.iter().take(LEVEL_PATHS_LISTED).map(|i| table.rows[*i].path.as_str()).collect::<Vec<_>>(),
             });
             if promoted {
                 level["reason"] = json!(format!("{} repeated groups cover {covered} of {} subtrees at this cut: immediate dedupe wins on extraction", matched.len(), rows.len()));

@@ -112,7 +112,9 @@ fn delta(name: &'static str, kind: Kind, before: f64, after: f64, inconclusive: 
     MetricDelta { name, before, after, change_pct: pct, verdict, severity, notes }
 }
 
-pub fn compare(before: &Profile, after: &Profile) -> Result<Comparison, String> {
+/// `layers_split_on_purpose`: the user chose a restructure that writes files of its own
+/// (extract-as-assets, selective loading), so more layers is the intent, not a regression.
+pub fn compare(before: &Profile, after: &Profile, layers_split_on_purpose: bool) -> Result<Comparison, String> {
     if before.mode != after.mode {
         return Err(format!("cannot compare a {} profile with a {} profile", before.mode, after.mode));
     }
@@ -133,7 +135,8 @@ pub fn compare(before: &Profile, after: &Profile) -> Result<Comparison, String> 
         delta("transform_ms", Kind::Timing, before.transform_ms, after.transform_ms, None),
         delta("prim_count_authored", Kind::Count, before.prim_count_authored as f64, after.prim_count_authored as f64, None),
         delta("prim_count", Kind::Count, before.prim_count as f64, after.prim_count as f64, None),
-        delta("layer_count", Kind::Count, before.layer_count as f64, after.layer_count as f64, None),
+        delta("layer_count", Kind::Count, before.layer_count as f64, after.layer_count as f64,
+              layers_split_on_purpose.then(|| "layers written by the chosen restructure (files per prototype or sub-asset): intended".to_string())),
         delta("total_size_bytes", Kind::Count, before.total_size_bytes as f64, after.total_size_bytes as f64, None),
     ];
     let improved: Vec<&MetricDelta> = metrics.iter().filter(|m| m.verdict == Verdict::Improved).collect();
@@ -198,14 +201,14 @@ mod tests {
 
     #[test]
     fn fewer_prims_and_faster_open_is_improved() {
-        let c = compare(&profile(100.0, 2.0, 1000), &profile(50.0, 2.0, 100)).unwrap();
+        let c = compare(&profile(100.0, 2.0, 1000), &profile(50.0, 2.0, 100), false).unwrap();
         assert_eq!(c.verdict, Verdict::Improved);
         assert!(c.regressions.is_empty());
     }
 
     #[test]
     fn slower_open_beyond_20_percent_is_critical() {
-        let c = compare(&profile(100.0, 2.0, 1000), &profile(130.0, 2.0, 1000)).unwrap();
+        let c = compare(&profile(100.0, 2.0, 1000), &profile(130.0, 2.0, 1000), false).unwrap();
         assert_eq!(c.verdict, Verdict::Regressed);
         assert!(c.critical);
         let cold = c.metrics.iter().find(|m| m.name == "cold_open_ms").unwrap();
@@ -214,7 +217,7 @@ mod tests {
 
     #[test]
     fn regression_between_5_and_20_percent_warns() {
-        let c = compare(&profile(100.0, 1.0, 1000), &profile(110.0, 1.0, 1000)).unwrap();
+        let c = compare(&profile(100.0, 1.0, 1000), &profile(110.0, 1.0, 1000), false).unwrap();
         assert_eq!(c.verdict, Verdict::Regressed);
         assert!(!c.critical);
         assert!(c.regressions.iter().all(|r| r.ends_with("warning)")));
@@ -222,7 +225,7 @@ mod tests {
 
     #[test]
     fn noisy_warm_samples_are_inconclusive_not_regressed() {
-        let c = compare(&profile(100.0, 30.0, 1000), &profile(110.0, 30.0, 1000)).unwrap();
+        let c = compare(&profile(100.0, 30.0, 1000), &profile(110.0, 30.0, 1000), false).unwrap();
         let warm = c.metrics.iter().find(|m| m.name == "warm_open_ms").unwrap();
         assert_eq!(warm.verdict, Verdict::Neutral);
         assert!(warm.notes.contains("inconclusive"));
@@ -230,7 +233,7 @@ mod tests {
 
     #[test]
     fn improved_and_regressed_together_is_mixed() {
-        let c = compare(&profile(100.0, 1.0, 1000), &profile(150.0, 1.0, 100)).unwrap();
+        let c = compare(&profile(100.0, 1.0, 1000), &profile(150.0, 1.0, 100), false).unwrap();
         assert_eq!(c.verdict, Verdict::Mixed);
     }
 
@@ -240,7 +243,7 @@ mod tests {
         after.transform_ms = 10.5; // +5.0 % but 0.5 ms
         let mut before = profile(100.0, 1.0, 1000);
         before.transform_ms = 9.9;
-        let c = compare(&before, &after).unwrap();
+        let c = compare(&before, &after, false).unwrap();
         assert_eq!(c.verdict, Verdict::Neutral);
     }
 
@@ -248,7 +251,7 @@ mod tests {
     fn modes_must_match() {
         let mut full = profile(1.0, 1.0, 1);
         full.mode = "full".into();
-        assert!(compare(&profile(1.0, 1.0, 1), &full).is_err());
+        assert!(compare(&profile(1.0, 1.0, 1), &full, false).is_err());
     }
 
     #[test]

@@ -294,6 +294,27 @@ pub fn kind_trust(table: &PrimTable) -> KindTrust {
     }
 }
 
+/// Every copy of a group with what restructure and instancing need of it: which
+/// representative (value-variant) it shares, whether it overrides what an arc brings in,
+/// and what it already references.
+fn sites(table: &PrimTable, group: &Group) -> Vec<Value> {
+    let variant_of: HashMap<&str, usize> =
+        group.representatives.iter().enumerate().map(|(k, r)| (table.rows[*r].variants.as_str(), k)).collect();
+    group
+        .members
+        .iter()
+        .map(|m| {
+            let row = &table.rows[*m];
+            json!({
+                "path": row.path,
+                "prototype": variant_of.get(row.variants.as_str()).copied().unwrap_or(0),
+                "overrides": row.overrides_below > 0,
+                "ref": row.reference,
+            })
+        })
+        .collect()
+}
+
 /// The dedupe-candidates artifact (schemas/dedupe-candidates.schema.json).
 pub fn candidates_artifact(table: &PrimTable, groups: &[Group], placements: &[Placement], trust: &KindTrust, stage: &str) -> Value {
     let id = |g: usize| format!("g{:03}", g + 1);
@@ -336,6 +357,8 @@ pub fn candidates_artifact(table: &PrimTable, groups: &[Group], placements: &[Pl
                 "not_selected_reason": if place.selected { Value::Null } else { json!(place.reason) },
                 "representatives": group.representatives.iter().map(|m| table.rows[*m].path.as_str()).collect::<Vec<_>>(),
                 "members": paths.iter().take(LISTED_MEMBERS).collect::<Vec<_>>(),
+                // Every copy of a selected group, for apply-restructure (Phase 2f/3).
+                "sites": if place.selected { json!(sites(table, group)) } else { Value::Null },
             })
         })
         .collect();

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod containment;
 pub mod dedupe;
 pub mod op_chain;
+pub mod preservation;
 pub mod prims;
 pub mod restructure;
 pub mod score;

@@ -1,6 +1,7 @@
 //! so-interpret-validators: evidence → op chain, checked against the seed's ordering
 //! invariants before anything runs. This build selects lossless ops only; each op carries
-//! the evidence that selected it.
+//! the evidence that selected it. Hierarchy reuse is not an op here: apply-restructure
+//! authors it in Phase 2f.
 
 use serde::Serialize;
 
@@ -75,9 +76,6 @@ pub struct Evidence {
     pub meshes_with_degenerate_or_duplicate_faces: u64,
     pub duplicate_geometry_groups: u64,
     pub prims_missing_extent: u64,
-    /// The restructure branch: deduplicate-internally puts deduplicateHierarchies first.
-    pub deduplicate_hierarchies: bool,
-    pub hierarchy_groups: u64,
     pub instancing_in_play: bool,
 }
 
@@ -119,9 +117,6 @@ pub fn lossless_chain(e: &Evidence) -> Result<Chain, String> {
         }
     };
     let tolerance = coincidence_tolerance(e.meters_per_unit);
-    pick("deduplicateHierarchies", e.deduplicate_hierarchies, json!({"tolerance": tolerance}),
-         format!("restructure branch deduplicate-internally; {} repeated subtree groups", e.hierarchy_groups),
-         "restructure branch is not deduplicate-internally".into());
     let cleanup = e.meshes_with_mergeable_vertices + e.meshes_with_degenerate_or_duplicate_faces;
     pick("meshCleanup", cleanup > 0, json!({"tolerance": 0.0}),
          format!("{} meshes with coincident vertices, {} with degenerate or duplicate faces",
@@ -150,7 +145,6 @@ mod tests {
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["meshCleanup", "deduplicateGeometry", "computeExtents"]);
         assert!(chain.operations[0].evidence.contains("268 meshes"));
-        assert_eq!(chain.skipped[0].operation, "deduplicateHierarchies");
         assert!(chain.operations.iter().all(|o| o.safety == Safety::Lossless));
     }
 
@@ -158,14 +152,7 @@ mod tests {
     fn clean_stage_gets_an_empty_chain() {
         let chain = lossless_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }).unwrap();
         assert!(chain.operations.is_empty());
-        assert_eq!(chain.skipped.len(), 4);
-    }
-
-    #[test]
-    fn hierarchy_dedupe_comes_first() {
-        let e = Evidence { meters_per_unit: 1.0, deduplicate_hierarchies: true, duplicate_geometry_groups: 1, ..Default::default() };
-        let chain = lossless_chain(&e).unwrap();
-        assert_eq!(chain.operations[0].operation, "deduplicateHierarchies");
+        assert_eq!(chain.skipped.len(), 3);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 """Opening stages with errors turned into stable codes, and small shared USD helpers."""
 import os
 
-from pxr import Sdf, Tf, Usd, UsdGeom
+from pxr import Sdf, Tf, Usd, UsdGeom, UsdUtils
 
 from .errors import TaskError
 
@@ -82,3 +82,23 @@ def used_layer_paths(stage):
 
 def total_file_bytes(paths):
     return sum(os.path.getsize(p) for p in set(paths) if os.path.isfile(p))
+
+
+def reanchor_asset_paths(layer, source_dir: str, output_dir: str) -> None:
+    """Rewrite a layer's file-relative asset paths (./, ../) so they resolve from `output_dir`
+    as they did from `source_dir`. Search-path style and absolute paths stay as they are."""
+    def reanchor(asset_path: str) -> str:
+        if not asset_path or os.path.isabs(asset_path) or ":" in asset_path.split("/")[0]:
+            return asset_path
+        if not asset_path.startswith(("./", "../")):
+            return asset_path
+        return os.path.relpath(os.path.normpath(os.path.join(source_dir, asset_path)), output_dir)
+
+    UsdUtils.ModifyAssetPaths(layer, reanchor)
+
+
+def standalone_mesh_count(path: str) -> int:
+    """Meshes a default-predicate walk reaches with the file opened on its own and its
+    payloads unloaded: what usd-optimize sees when this file is its own target."""
+    stage = Usd.Stage.Open(path, Usd.Stage.LoadNone)
+    return sum(1 for prim in Usd.PrimRange.Stage(stage, Usd.PrimDefaultPredicate) if prim.IsA(UsdGeom.Mesh))

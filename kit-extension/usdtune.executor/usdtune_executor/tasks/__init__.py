@@ -1,5 +1,5 @@
 """One module per task kind. Each exposes run(params: dict, reporter) -> dict (JSON-ready)."""
-from . import facts, operations, probe, profile, validate
+from . import facts, geometry, instancing, operations, probe, profile, remap, restructure, validate
 
 TASK_HANDLERS = {
     "probe": probe.run,
@@ -7,4 +7,8 @@ TASK_HANDLERS = {
     "facts": facts.run,
     "validate": validate.run,
     "operations": operations.run,
+    "geometry": geometry.run,
+    "restructure": restructure.run,
+    "instancing": instancing.run,
+    "remap": remap.run,
 }

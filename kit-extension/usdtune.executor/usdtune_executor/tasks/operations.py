@@ -8,22 +8,11 @@ written beside its final name and renamed only after every op succeeded.
 import os
 import time
 
-from pxr import Sdf, UsdUtils
+from pxr import Sdf
 
 from ..errors import TaskError
-from ..stage_io import open_stage
+from ..stage_io import open_stage, reanchor_asset_paths
 from .so_runtime import check_operation_args, core
-
-
-def _reanchor_asset_paths(layer, source_dir: str, output_dir: str) -> None:
-    def reanchor(asset_path: str) -> str:
-        if not asset_path or os.path.isabs(asset_path) or ":" in asset_path.split("/")[0]:
-            return asset_path
-        if not asset_path.startswith(("./", "../")):
-            return asset_path  # search-path style: the resolver looks it up, not relative to the file
-        return os.path.relpath(os.path.normpath(os.path.join(source_dir, asset_path)), output_dir)
-
-    UsdUtils.ModifyAssetPaths(layer, reanchor)
 
 
 def run(params, reporter):
@@ -40,6 +29,11 @@ def run(params, reporter):
     if os.path.abspath(source_layer.realPath) == output_path:
         raise TaskError("output_is_source", "refusing to write the optimized stage over its source", output_path)
     stage.SetEditTarget(stage.GetRootLayer())
+    # usd-optimize walks with the default predicate, which skips abstract (class) prims: an
+    # internal prototype namespace is defined for the chain and made abstract again after.
+    namespace = source_layer.GetPrimAtPath(params["declass_namespace"]) if params.get("declass_namespace") else None
+    if namespace:
+        namespace.specifier = Sdf.SpecifierDef
 
     context = ExecutionContext()
     context.set_stage(stage)
@@ -55,6 +49,8 @@ def run(params, reporter):
                             "error": error or ""})
             if not ok:
                 raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
+        if namespace:
+            namespace.specifier = Sdf.SpecifierClass
         os.makedirs(os.path.dirname(output_path), exist_ok=True)
         base, extension = os.path.splitext(output_path)
         partial = f"{base}.partial{extension}"
@@ -62,7 +58,7 @@ def run(params, reporter):
         if not source_layer.Export(partial):
             raise TaskError("export_failed", f"could not write {partial}", partial)
         exported = Sdf.Layer.FindOrOpen(partial)
-        _reanchor_asset_paths(exported, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
+        reanchor_asset_paths(exported, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
         exported.Save()
         os.replace(partial, output_path)
         export_seconds = time.perf_counter() - started

@@ -1,0 +1,250 @@
+//! The preservation proof: is the composed world-space geometry of a stage the same after a
+//! phase as before it? Compared over the executor's `geometry` signatures (every rendered
+//! mesh, instance proxies included).
+//!
+//! Two strengths, one per kind of phase:
+//! - [`Strength::PerMesh`] (restructure, instancing, reference remap: nothing may change):
+//!   every rendered mesh is still there at its composed path, with identical local points
+//!   and topology, the same bound material (by name and network) and world-space bounds
+//!   within tolerance. The composed prim count with instance proxies must not change either
+//!   (material networks copied into standalone prototypes are counted apart).
+//! - [`Strength::Aggregate`] (lossless mesh operations, which may weld or re-index): the
+//!   rendered mesh count, triangles per bound material and the world bounds of the whole.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// World-space tolerance: this fraction of the scene's bounding-box diagonal (at least 1 unit).
+pub const RELATIVE_TOLERANCE: f64 = 1e-6;
+/// Differences listed in the proof (the counts are always complete).
+const LISTED: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strength {
+    PerMesh,
+    Aggregate,
+}
+
+impl Strength {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PerMesh => "per_mesh",
+            Self::Aggregate => "aggregate",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshSignature {
+    pub points: String,
+    pub topology: String,
+    pub triangles: u64,
+    pub material: String,
+    pub bounds: Vec<f64>,
+}
+
+/// The geometry task's result and its streamed `meshes` table.
+#[derive(Clone, Debug, Default)]
+pub struct Signature {
+    pub prims_with_proxies: u64,
+    pub material_closure_prims: u64,
+    pub authored_prim_specs: u64,
+    pub file_bytes: u64,
+    pub meshes: BTreeMap<String, MeshSignature>,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    path: Vec<String>,
+    points: Vec<String>,
+    topology: Vec<String>,
+    triangles: Vec<u64>,
+    material: Vec<String>,
+    bounds: Vec<Vec<f64>>,
+}
+
+impl Signature {
+    pub fn from_task(result: &Value, chunks: &[String]) -> Result<Self, String> {
+        let mut meshes = BTreeMap::new();
+        for text in chunks {
+            let chunk: Chunk = serde_json::from_str(text).map_err(|e| format!("geometry table chunk: {e}"))?;
+            for (i, path) in chunk.path.into_iter().enumerate() {
+                meshes.insert(path, MeshSignature {
+                    points: chunk.points[i].clone(),
+                    topology: chunk.topology[i].clone(),
+                    triangles: chunk.triangles[i],
+                    material: chunk.material[i].clone(),
+                    bounds: chunk.bounds[i].clone(),
+                });
+            }
+        }
+        let count = |key: &str| result[key].as_u64().unwrap_or(0);
+        Ok(Self {
+            prims_with_proxies: count("prim_count_with_instance_proxies"),
+            material_closure_prims: count("material_closure_prims"),
+            authored_prim_specs: count("authored_prim_specs"),
+            file_bytes: count("file_bytes"),
+            meshes,
+        })
+    }
+
+    fn world_bounds(&self) -> Option<[f64; 6]> {
+        self.meshes.values().filter(|m| m.bounds.len() == 6).fold(None, |acc, m| {
+            let b = &m.bounds;
+            Some(match acc {
+                None => [b[0], b[1], b[2], b[3], b[4], b[5]],
+                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].min(b[2]), a[3].max(b[3]), a[4].max(b[4]), a[5].max(b[5])],
+            })
+        })
+    }
+
+    fn triangles_by_material(&self) -> BTreeMap<&str, u64> {
+        let mut by = BTreeMap::new();
+        for mesh in self.meshes.values() {
+            *by.entry(mesh.material.as_str()).or_default() += mesh.triangles;
+        }
+        by
+    }
+}
+
+fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance)
+}
+
+/// Compare two signatures; the result is the proof record (schemas/preservation.schema.json).
+pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Strength) -> Value {
+    let world = before.world_bounds();
+    let diagonal = world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
+    let tolerance = RELATIVE_TOLERANCE * diagonal.max(1.0);
+    let mut differences: Vec<Value> = Vec::new();
+    let mut differing = 0usize;
+    let mut note = |path: &str, what: String| {
+        differing += 1;
+        if differences.len() < LISTED {
+            differences.push(json!({"path": path, "difference": what}));
+        }
+    };
+    let by_material_before = before.triangles_by_material();
+    let by_material_after = after.triangles_by_material();
+    let triangles_same = by_material_before == by_material_after;
+    let bounds_same = match (world, after.world_bounds()) {
+        (Some(a), Some(b)) => close(&a, &b, tolerance),
+        (None, None) => true,
+        _ => false,
+    };
+    let prims_after = after.prims_with_proxies - after.material_closure_prims;
+    match strength {
+        Strength::PerMesh => {
+            for (path, was) in &before.meshes {
+                match after.meshes.get(path) {
+                    None => note(path, "missing after".into()),
+                    Some(now) if now.points != was.points => note(path, "local points changed".into()),
+                    Some(now) if now.topology != was.topology => note(path, "topology changed".into()),
+                    Some(now) if now.material != was.material => note(path, format!("bound material {} → {}", was.material, now.material)),
+                    Some(now) if !close(&now.bounds, &was.bounds, tolerance) => note(path, "world-space bounds moved beyond tolerance".into()),
+                    Some(_) => {}
+                }
+            }
+            for path in after.meshes.keys().filter(|p| !before.meshes.contains_key(*p)) {
+                note(path, "new after".into());
+            }
+            if prims_after != before.prims_with_proxies {
+                note("/", format!("composed prims with instance proxies {} → {prims_after}", before.prims_with_proxies));
+            }
+        }
+        Strength::Aggregate => {
+            if before.meshes.len() != after.meshes.len() {
+                note("/", format!("rendered meshes {} → {}", before.meshes.len(), after.meshes.len()));
+            }
+            if !triangles_same {
+                note("/", "triangles per bound material changed".into());
+            }
+            if !bounds_same {
+                note("/", "world bounds moved beyond tolerance".into());
+            }
+        }
+    }
+    let passed = differing == 0;
+    let sum = |s: &Signature| s.meshes.values().map(|m| m.triangles).sum::<u64>();
+    json!({
+        "phase": phase,
+        "strength": strength.as_str(),
+        "passed": passed,
+        "tolerance": tolerance,
+        "tolerance_basis": format!("{RELATIVE_TOLERANCE:e} × scene bounds diagonal ({diagonal:.4} stage units), at least {RELATIVE_TOLERANCE:e}"),
+        "rendered_meshes": {"before": before.meshes.len(), "after": after.meshes.len()},
+        "triangles": {"before": sum(before), "after": sum(after)},
+        "triangles_by_material_preserved": triangles_same,
+        "world_bounds_preserved": bounds_same,
+        "prims_with_instance_proxies": {"before": before.prims_with_proxies, "after": after.prims_with_proxies,
+                                        "material_closure_prims": after.material_closure_prims},
+        "authored_prim_specs": {"before": before.authored_prim_specs, "after": after.authored_prim_specs},
+        "file_bytes": {"before": before.file_bytes, "after": after.file_bytes},
+        "differing": differing,
+        "differences": differences,
+    })
+}
+
+/// The proof's one-line summary for run notes and errors.
+pub fn summary(proof: &Value) -> String {
+    let first: Vec<String> = proof["differences"].as_array().into_iter().flatten().take(3)
+        .map(|d| format!("{} ({})", d["path"].as_str().unwrap_or(""), d["difference"].as_str().unwrap_or("")))
+        .collect();
+    format!(
+        "{} proof {}: {} rendered meshes, {} differences{}",
+        proof["strength"].as_str().unwrap_or(""),
+        if proof["passed"] == true { "passed" } else { "FAILED" },
+        proof["rendered_meshes"]["after"],
+        proof["differing"],
+        if first.is_empty() { String::new() } else { format!(" (first: {})", first.join("; ")) },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature(meshes: &[(&str, &str, f64)]) -> Signature {
+        Signature {
+            prims_with_proxies: 10,
+            meshes: meshes.iter().map(|(path, points, x)| (path.to_string(), MeshSignature {
+                points: points.to_string(), topology: "t".into(), triangles: 12, material: "M#1".into(),
+                bounds: vec![*x, 0.0, 0.0, x + 1.0, 1.0, 1.0],
+            })).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn identical_geometry_passes_both_strengths() {
+        let a = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
+        for strength in [Strength::PerMesh, Strength::Aggregate] {
+            assert_eq!(prove("x", &a, &a.clone(), strength)["passed"], true);
+        }
+    }
+
+    #[test]
+    fn a_moved_copy_fails_per_mesh_but_not_aggregate_when_bounds_hold() {
+        let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0), ("/W/C/m", "p1", 2.0)]);
+        let after = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0), ("/W/C/m", "p1", 3.0)]);
+        let proof = prove("apply-restructure", &before, &after, Strength::PerMesh);
+        assert_eq!(proof["passed"], false);
+        assert_eq!(proof["differences"][0]["path"], "/W/C/m");
+        assert!(summary(&proof).contains("FAILED"));
+        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], true);
+    }
+
+    #[test]
+    fn lost_meshes_or_prims_fail() {
+        let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
+        let mut after = signature(&[("/W/A/m", "p1", 0.0)]);
+        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], false);
+        after = before.clone();
+        after.prims_with_proxies = 12;
+        assert_eq!(prove("x", &before, &after, Strength::PerMesh)["passed"], false);
+        after.material_closure_prims = 2; // copied material networks are counted apart
+        assert_eq!(prove("x", &before, &after, Strength::PerMesh)["passed"], true);
+    }
+}

@@ -1,0 +1,282 @@
+"""Phase 2f: author a restructure plan the daemon computed, with Sdf, into new files.
+
+Three materializations of one idea (copies of a subtree become references to one prototype):
+
+  * internal_reference: prototypes live in the output root under an abstract `class`
+    namespace; every duplicate site becomes an internal reference to its prototype;
+  * external_prototype: each prototype is its own file under `prototypes/`; sites in the
+    assembly root payload it, sites inside another prototype reference it;
+  * selective_loading: each boundary subtree becomes its own file under `subassets/`,
+    payloaded from the assembly root (no sharing: the split is for loading, not instancing).
+
+Prototype content is copied from the fully composed (flattened) source, so a copy whose
+content arrived through an arc is reproduced exactly and no arc can loop back. A site keeps
+its composed placement (`xformOp:*`, `xformOpOrder`) and nothing else; everything below
+comes from the prototype. The output root is the source's root layer stack, flattened into
+one layer with its arcs kept. The source is only read.
+
+Files appear atomically: each is written beside its final name and renamed into place only
+after every file was written. The daemon checks the result (openability, mesh counts, the
+preservation proof) and writes the manifest.
+"""
+import os
+import time
+
+from pxr import Sdf, Usd, UsdGeom, UsdShade, UsdUtils
+
+from ..errors import TaskError
+from ..stage_io import open_stage, reanchor_asset_paths, standalone_mesh_count
+
+PLACEMENT = ("xformOp:", "xformOpOrder")
+SHADING_TYPES = {"Material", "Shader", "NodeGraph"}
+CLOSURE_MARK = "usdtune_material_closure"
+
+
+def _is_placement(name: str) -> bool:
+    return name.startswith(PLACEMENT)
+
+
+def _clear_site(spec: Sdf.PrimSpec) -> None:
+    """Empty a site's spec (properties, children, arcs, variants) keeping its type: what it
+    holds next comes from its prototype and its own composed placement."""
+    type_name = spec.typeName
+    for prop in list(spec.properties):
+        spec.RemoveProperty(prop)
+    for child in list(spec.nameChildren):
+        del spec.nameChildren[child.name]
+    for variant_set in list(spec.variantSets):
+        del spec.variantSets[variant_set.name]
+    spec.variantSelections.clear()
+    spec.referenceList.ClearEditsAndMakeExplicit()
+    spec.payloadList.ClearEditsAndMakeExplicit()
+    spec.inheritPathList.ClearEditsAndMakeExplicit()
+    spec.specializesList.ClearEditsAndMakeExplicit()
+    for key in ("instanceable", "kind"):
+        if spec.HasInfo(key):
+            spec.ClearInfo(key)
+    spec.specifier = Sdf.SpecifierDef
+    spec.typeName = type_name
+
+
+def _set_placement(flat: Sdf.Layer, member: Sdf.Path, layer: Sdf.Layer, site: Sdf.Path) -> None:
+    """Author the composed placement of `member` on `site` (it may have come through an arc)."""
+    spec = flat.GetPrimAtPath(member)
+    for prop in spec.properties if spec else []:
+        if _is_placement(prop.name):
+            Sdf.CopySpec(flat, prop.path, layer, site.AppendProperty(prop.name))
+
+
+def _strip_placement(spec: Sdf.PrimSpec) -> None:
+    """A prototype's root carries no placement: each site keeps its own."""
+    for prop in [p for p in spec.properties if _is_placement(p.name)]:
+        spec.RemoveProperty(prop)
+    spec.specifier = Sdf.SpecifierDef
+
+
+def _copy_subtree(flat, source: Sdf.Path, layer, destination: Sdf.Path) -> None:
+    Sdf.CreatePrimInLayer(layer, destination.GetParentPath())
+    if not Sdf.CopySpec(flat, source, layer, destination):
+        raise TaskError("restructure_copy_failed", f"could not copy {source} into {layer.identifier}", str(source))
+    _strip_placement(layer.GetPrimAtPath(destination))
+
+
+def _outside_targets(layer, root: Sdf.Path):
+    """(owner property spec, target path) for every relationship target and attribute
+    connection under `root` that points outside it."""
+    found = []
+
+    def visit(path):
+        if not path.IsPropertyPath():
+            return
+        spec = layer.GetPropertyAtPath(path)
+        items = spec.targetPathList if isinstance(spec, Sdf.RelationshipSpec) else spec.connectionPathList
+        for target in items.GetAddedOrExplicitItems():
+            if not target.HasPrefix(root):
+                found.append((spec, target))
+
+    layer.Traverse(root, visit)
+    return found
+
+
+def _close_materials(flat, layer, root: Sdf.Path, closure_scope: str = "Looks") -> list:
+    """Copy the material networks a standalone prototype binds outside itself into
+    `<root>/Looks` and retarget the bindings (the default `inline_local_external` policy).
+    Returns (source, copy) pairs. A target outside the prototype that is not shading is an
+    error: the subtree cannot stand alone."""
+    copied = {}
+    rewrites = []
+    pending = _outside_targets(layer, root)
+    while pending:
+        spec, target = pending.pop()
+        prim_path = target.GetPrimPath()
+        network = prim_path
+        while network != Sdf.Path.absoluteRootPath:  # the whole Material (or NodeGraph) it belongs to
+            network_spec = flat.GetPrimAtPath(network)
+            if network_spec and network_spec.typeName == "Material":
+                break
+            network = network.GetParentPath()
+        if network == Sdf.Path.absoluteRootPath:
+            network = prim_path
+        network_spec = flat.GetPrimAtPath(network)
+        if not network_spec or network_spec.typeName not in SHADING_TYPES:
+            raise TaskError("restructure_outside_target",
+                            f"{spec.path} targets {target}, outside the subtree and not a material: "
+                            "the subtree cannot become a standalone file", str(spec.path))
+        if network not in copied:
+            name, k = network.name, 1
+            while layer.GetPrimAtPath(root.AppendChild(closure_scope).AppendChild(name)):
+                k += 1
+                name = f"{network.name}_{k}"
+            destination = root.AppendChild(closure_scope).AppendChild(name)
+            scope = Sdf.CreatePrimInLayer(layer, destination.GetParentPath())
+            scope.specifier = Sdf.SpecifierDef
+            scope.typeName = scope.typeName or "Scope"
+            scope.customData = {CLOSURE_MARK: True}  # the preservation proof counts what closure added
+            Sdf.CopySpec(flat, network, layer, destination)
+            copied[network] = destination
+            rewrites.append({"source": str(network), "prototype_target": str(destination), "result": "inlined"})
+            pending.extend(_outside_targets(layer, destination))
+        new_target = target.ReplacePrefix(network, copied[network])
+        items = spec.targetPathList if isinstance(spec, Sdf.RelationshipSpec) else spec.connectionPathList
+        items.ReplaceItemEdits(target, new_target)
+    return rewrites
+
+
+def _write_atomically(layer: Sdf.Layer, path: str, pending: list) -> None:
+    base, extension = os.path.splitext(path)
+    partial = f"{base}.partial{extension}"
+    if not layer.Export(partial):
+        raise TaskError("export_failed", f"could not write {partial}", partial)
+    pending.append((partial, path))
+
+
+def _class_namespace_meshes(layer_path: str, namespace: str) -> int:
+    stage = Usd.Stage.Open(layer_path, Usd.Stage.LoadNone)
+    prim = stage.GetPrimAtPath(namespace)
+    if not prim:
+        return 0
+    return sum(1 for p in Usd.PrimRange(prim, Usd.PrimAllPrimsPredicate) if p.IsA(UsdGeom.Mesh))
+
+
+def _check_outputs(outputs: list) -> None:
+    for output in outputs:
+        stage, errors = None, []
+        try:
+            stage, errors = open_stage(output["path"])
+            output["validate_usd_minimum"] = "pass" if not errors else "fail"
+            output["notes"] = "; ".join(errors[:3])
+        except TaskError as err:
+            output["validate_usd_minimum"] = "fail"
+            output["notes"] = err.message
+        output["size_bytes"] = os.path.getsize(output["path"])
+        del stage
+
+
+def run(params, reporter):
+    started = time.perf_counter()
+    mode = params["mode"]
+    if mode not in ("internal_reference", "external_prototype", "selective_loading"):
+        raise TaskError("restructure_mode_unavailable", f"unknown restructure mode '{mode}'")
+    stage, _ = open_stage(params["stage_path"])
+    source_dir = os.path.dirname(stage.GetRootLayer().realPath)
+    output_dir = os.path.abspath(params["output_dir"])
+    root_path = os.path.abspath(params["output_root"])
+    if os.path.dirname(root_path) == source_dir or root_path == stage.GetRootLayer().realPath:
+        raise TaskError("output_is_source", "the restructured stage must not be written beside or over its source",
+                        root_path)
+    reporter.progress(0.05, "flattening the source for prototype content")
+    flat = stage.Flatten()
+    root = UsdUtils.FlattenLayerStack(stage)
+    reanchor_asset_paths(root, source_dir, os.path.dirname(root_path))
+    missing = [p for p in [*(x["source"] for x in params.get("prototypes", [])),
+                           *(x["source"] for x in params.get("subassets", []))]
+               if not flat.GetPrimAtPath(p)]
+    if missing:
+        raise TaskError("restructure_plan_stale", f"{len(missing)} planned source prims do not exist on the stage "
+                        f"(first: {missing[0]}); refresh the assessment", missing[0])
+
+    namespace = Sdf.Path(params.get("namespace", "/__usdtune_prototypes"))
+    layers = {"": root}  # prototype name ("" = the assembly root) -> the layer its sites live in
+    roots = {}           # prototype name -> its root path in that layer
+    outputs, material_rewrites = [], []
+    pending_files = []
+    prototypes = params.get("prototypes", [])
+    for k, proto in enumerate(prototypes):
+        reporter.progress(0.1 + 0.4 * k / max(1, len(prototypes)), f"prototype {proto['name']}")
+        source = Sdf.Path(proto["source"])
+        if mode == "internal_reference":
+            if k == 0:
+                scope = Sdf.CreatePrimInLayer(root, namespace)
+                scope.specifier = Sdf.SpecifierClass
+            destination = namespace.AppendChild(proto["name"])
+            _copy_subtree(flat, source, root, destination)
+            layers[proto["name"]], roots[proto["name"]] = root, destination
+        else:
+            layer = Sdf.Layer.CreateAnonymous(".usdc")
+            destination = Sdf.Path.absoluteRootPath.AppendChild(proto["name"])
+            _copy_subtree(flat, source, layer, destination)
+            layer.defaultPrim = proto["name"]
+            material_rewrites += _close_materials(flat, layer, destination)
+            layers[proto["name"]], roots[proto["name"]] = layer, destination
+
+    def file_of(name: str) -> str:
+        return os.path.join(output_dir, "prototypes", f"{name}.usdc")
+
+    for site in params.get("sites", []):
+        layer = layers[site["in"]]
+        path = roots[site["in"]].AppendPath(site["path"]) if site["in"] else Sdf.Path(site["path"])
+        spec = layer.GetPrimAtPath(path) or Sdf.CreatePrimInLayer(layer, path)
+        _clear_site(spec)
+        _set_placement(flat, Sdf.Path(site["member"]), layer, path)
+        proto = site["prototype"]
+        if mode == "internal_reference":
+            spec.referenceList.Prepend(Sdf.Reference("", roots[proto]))
+        else:
+            here = os.path.join(output_dir, "prototypes") if site["in"] else os.path.dirname(root_path)
+            asset = "./" + os.path.relpath(file_of(proto), here)
+            arcs = spec.payloadList if site["in"] == "" else spec.referenceList
+            arcs.Prepend(Sdf.Payload(asset) if site["in"] == "" else Sdf.Reference(asset))
+        if site.get("instanceable"):
+            spec.instanceable = True
+
+    for k, sub in enumerate(params.get("subassets", [])):
+        reporter.progress(0.5 + 0.2 * k / max(1, len(params["subassets"])), f"sub-asset {sub['name']}")
+        layer = Sdf.Layer.CreateAnonymous(".usdc")
+        destination = Sdf.Path.absoluteRootPath.AppendChild(sub["name"])
+        _copy_subtree(flat, Sdf.Path(sub["source"]), layer, destination)
+        layer.defaultPrim = sub["name"]
+        material_rewrites += _close_materials(flat, layer, destination)
+        site = root.GetPrimAtPath(sub["source"]) or Sdf.CreatePrimInLayer(root, sub["source"])
+        _clear_site(site)
+        _set_placement(flat, Sdf.Path(sub["source"]), root, site.path)
+        path = os.path.join(output_dir, "subassets", f"{sub['name']}.usdc")
+        site.payloadList.Prepend(Sdf.Payload("./" + os.path.relpath(path, os.path.dirname(root_path))))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _write_atomically(layer, path, pending_files)
+        outputs.append({"path": path, "kind": "loadable_subasset", "provenance": sub["source"]})
+
+    reporter.progress(0.75, "writing")
+    if mode == "external_prototype":
+        os.makedirs(os.path.join(output_dir, "prototypes"), exist_ok=True)
+        for proto in prototypes:
+            _write_atomically(layers[proto["name"]], file_of(proto["name"]), pending_files)
+            outputs.append({"path": file_of(proto["name"]), "kind": "prototype", "provenance": proto["source"]})
+    os.makedirs(os.path.dirname(root_path), exist_ok=True)
+    _write_atomically(root, root_path, pending_files)
+    for partial, final in pending_files:
+        os.replace(partial, final)
+    outputs.append({"path": root_path, "kind": "new_root", "provenance": params["stage_path"]})
+
+    reporter.progress(0.85, "checking the outputs")
+    _check_outputs(outputs)
+    for output in outputs:
+        output["mesh_count"] = standalone_mesh_count(output["path"])
+    if mode == "internal_reference" and prototypes:
+        outputs[-1]["prototype_namespace_meshes"] = _class_namespace_meshes(root_path, str(namespace))
+    return {
+        "mode": mode,
+        "new_assembly_root": root_path,
+        "outputs": outputs,
+        "material_rewrites": material_rewrites,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
