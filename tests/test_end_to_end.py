@@ -49,7 +49,7 @@ def test_optimize_through_daemon_and_headless_executor(home, headless_executor, 
     assert report["target_coverage"] == {"complete": True, "entries": report["target_coverage"]["entries"]}
 
     output = Path(report["output_path"])
-    assert output.is_file() and output.parent == out
+    assert output.is_file() and output.parent == out / "optimized"
     assert authored_mesh_count(output) < authored_mesh_count(stage_copy)
     assert stage_copy.read_bytes() == source_bytes, "the source stage must never be written"
 

@@ -113,7 +113,6 @@ pub mod codes {
     pub const AWAITING_RESTRUCTURE_DECISION: &str = "awaiting_restructure_decision";
     pub const EXECUTOR_LOST: &str = "executor_lost";
     pub const NO_EXECUTOR: &str = "no_executor";
-    pub const RESTRUCTURE_MODE_UNAVAILABLE: &str = "restructure_mode_unavailable";
     pub const ORDERING_INVARIANT_VIOLATED: &str = "ordering_invariant_violated";
     pub const ARTIFACT_INVALID: &str = "artifact_schema_violation";
     pub const CANCELLED: &str = "cancelled";

@@ -721,6 +721,12 @@ fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan,
                     "weight_hints": {"size_bytes": output["size_bytes"], "mesh_count": mesh_count},
                 }));
             }
+            Some("shared_layer") => targets.push(json!({
+                "path": output["path"], "target_class": "shared_layer", "mesh_count": mesh_count, "dependency_group": "shared_first",
+                "source": output["provenance"], "identity_disposition": "externalize_shared",
+                "notes": "the scope holding prototypes the sites already referenced, with the materials it binds",
+                "weight_hints": {"size_bytes": output["size_bytes"], "mesh_count": mesh_count},
+            })),
             Some("loadable_subasset") => targets.push(json!({
                 "path": output["path"], "target_class": "loadable_subasset", "mesh_count": mesh_count, "dependency_group": "independent",
                 "source": output["provenance"], "identity_disposition": "keep_local",
@@ -996,9 +1002,9 @@ async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
 fn compare_profiles(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let before: Profile = ctx.read("profile-baseline")?;
     let after: Profile = ctx.read("profile-after")?;
-    let split = ctx.record().route.restructure_branch.as_deref().and_then(Branch::parse)
-        .and_then(Branch::mode).is_some_and(|m| m != restructure::Mode::InternalReference);
-    let comparison = compare::compare(&before, &after, split).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
+    // Files written by apply-restructure (prototypes, sub-assets, an override layer) add layers on purpose.
+    let layers_on_purpose = !ctx.record().working_stage_path.is_empty();
+    let comparison = compare::compare(&before, &after, layers_on_purpose).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
     let value = serde_json::to_value(&comparison).expect("comparison serializes");
     let path = ctx.write("compare-profiles", &value)?;
     Ok((vec![path], format!("{}: {}", comparison.verdict.as_str(), comparison.summary)))

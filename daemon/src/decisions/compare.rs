@@ -112,9 +112,9 @@ fn delta(name: &'static str, kind: Kind, before: f64, after: f64, inconclusive: 
     MetricDelta { name, before, after, change_pct: pct, verdict, severity, notes }
 }
 
-/// `layers_split_on_purpose`: the user chose a restructure that writes files of its own
-/// (extract-as-assets, selective loading), so more layers is the intent, not a regression.
-pub fn compare(before: &Profile, after: &Profile, layers_split_on_purpose: bool) -> Result<Comparison, String> {
+/// `layers_added_on_purpose`: apply-restructure wrote files of its own (prototypes,
+/// sub-assets, an instancing override layer), so more layers is the intent, not a regression.
+pub fn compare(before: &Profile, after: &Profile, layers_added_on_purpose: bool) -> Result<Comparison, String> {
     if before.mode != after.mode {
         return Err(format!("cannot compare a {} profile with a {} profile", before.mode, after.mode));
     }
@@ -136,7 +136,7 @@ pub fn compare(before: &Profile, after: &Profile, layers_split_on_purpose: bool)
         delta("prim_count_authored", Kind::Count, before.prim_count_authored as f64, after.prim_count_authored as f64, None),
         delta("prim_count", Kind::Count, before.prim_count as f64, after.prim_count as f64, None),
         delta("layer_count", Kind::Count, before.layer_count as f64, after.layer_count as f64,
-              layers_split_on_purpose.then(|| "layers written by the chosen restructure (files per prototype or sub-asset): intended".to_string())),
+              layers_added_on_purpose.then(|| "layers written by apply-restructure (prototypes, sub-assets or an override layer): intended".to_string())),
         delta("total_size_bytes", Kind::Count, before.total_size_bytes as f64, after.total_size_bytes as f64, None),
     ];
     let improved: Vec<&MetricDelta> = metrics.iter().filter(|m| m.verdict == Verdict::Improved).collect();

@@ -210,12 +210,13 @@ pub fn readiness(group: &GroupCandidate) -> Vec<Readiness> {
         .collect()
 }
 
-/// A prototype the executor authors: copied from `source` (or used where it is).
+/// A prototype: copied from `source`, or (`in_place`) the prim at `source` itself.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlannedPrototype {
     pub name: String,
     pub group: String,
     pub source: String,
+    pub in_place: bool,
 }
 
 /// A copy rewritten to reference its prototype. `within` names the prototype whose copied
@@ -278,11 +279,13 @@ fn is_below(path: &str, root: &str) -> bool {
 
 /// Prototypes and rewritten sites for a dedupe materialization (internal or external).
 ///
-/// One prototype per value-variant of each group. In internal mode a copy that the others
-/// already reference (a hidden library prim of a BIM export) stays where it is as the
-/// prototype; otherwise the representative is copied. A copy lying inside a copied
-/// prototype's source is rewritten inside the prototype, where that content now lives
-/// (the nested library: parent prototypes reference child prototypes).
+/// One prototype per value-variant of each group. A copy that the others already
+/// reference (a hidden library prim of a BIM export) stays where it is as the prototype, in
+/// both modes: the sharing exists, and extracting it would only scatter it into files
+/// (unless, in external mode, a copy lies inside another extracted prototype, which cannot
+/// reference back into the assembly). Otherwise the representative is copied. A copy lying
+/// inside a copied prototype's source is rewritten inside the prototype, where that content
+/// now lives (the nested library: parent prototypes reference child prototypes).
 pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
     let mut plan = RestructurePlan {
         mode, namespace: PROTOTYPE_NAMESPACE, prototypes: vec![], sites: vec![], subassets: vec![], flips: vec![], readiness: vec![], skipped: vec![],
@@ -312,19 +315,27 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
             });
             let variant = if group.representatives.len() > 1 { format!("_v{k}") } else { String::new() };
             let name = identifier(&format!("{}_{}{variant}", leaf(representative), group.id));
-            let (source, copied) = match (mode, in_place) {
-                (Mode::InternalReference, Some(site)) => (site.path.clone(), false),
-                _ => (representative.clone(), true),
+            let (source, copied) = match in_place {
+                Some(site) => (site.path.clone(), false),
+                None => (representative.clone(), true),
             };
             shares.push((group, k, name, source, copied));
         }
         plan.readiness.extend(readiness);
     }
+    if mode == Mode::ExternalPrototype {
+        let roots: Vec<String> = shares.iter().filter(|s| s.4).map(|s| s.3.clone()).collect();
+        for share in shares.iter_mut().filter(|s| !s.4) {
+            let nested = share.0.sites.iter().flatten().any(|site| roots.iter().any(|root| is_below(&site.path, root)));
+            if nested {
+                share.3 = share.0.representatives[share.1].clone();
+                share.4 = true;
+            }
+        }
+    }
     let copied: Vec<(&str, &str)> = shares.iter().filter(|s| s.4).map(|s| (s.2.as_str(), s.3.as_str())).collect();
     for (group, k, name, source, is_copied) in &shares {
-        if *is_copied {
-            plan.prototypes.push(PlannedPrototype { name: name.clone(), group: group.id.clone(), source: source.clone() });
-        }
+        plan.prototypes.push(PlannedPrototype { name: name.clone(), group: group.id.clone(), source: source.clone(), in_place: !*is_copied });
         let flipped: std::collections::HashSet<&str> = plan
             .readiness
             .iter()
@@ -482,12 +493,16 @@ mod tests {
             site("/A/Library/node_0", 0, false, ""), site("/A/Scene/node_0", 0, false, "</A/Library/node_0>"),
         ]);
         let internal = plan_dedupe(Mode::InternalReference, std::slice::from_ref(&g));
-        assert!(internal.prototypes.is_empty());
+        assert!(internal.prototypes[0].in_place && internal.prototypes[0].source == "/A/Library/node_0");
         assert_eq!(internal.sites.len(), 1);
         assert_eq!(internal.sites[0].member, "/A/Scene/node_0");
-        let external = plan_dedupe(Mode::ExternalPrototype, &[g]);
-        assert_eq!(external.prototypes.len(), 1);
-        assert_eq!(external.sites.len(), 2);
+        let external = plan_dedupe(Mode::ExternalPrototype, std::slice::from_ref(&g));
+        assert!(external.prototypes[0].in_place, "an existing sharing is not scattered into files");
+        assert_eq!(external.sites.len(), 1);
+        // ...unless a copy lies inside an extracted prototype, which cannot reach back.
+        let outer = group("g001", "hash", &["/A/Scene"], vec![site("/A/Scene", 0, false, ""), site("/A/Other", 0, false, "")]);
+        let nested = plan_dedupe(Mode::ExternalPrototype, &[outer, g]);
+        assert!(nested.prototypes.iter().all(|p| !p.in_place));
     }
 
     #[test]

@@ -37,12 +37,16 @@ def open_stage(path: str, load_payloads: bool = True):
 
 
 def _first_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    # Tf errors start with "Error in 'function' at line N in file X :" noise; keep the message.
-    for line in lines:
-        if not line.startswith("Error in"):
+    """The first human message in Tf error text: "Error in 'fn' at line N in file X : 'msg'"
+    noise is cut down to msg."""
+    for line in str(text).strip().splitlines():
+        line = line.strip()
+        if line.startswith("Error in") and " : '" in line:
+            line = line.split(" : '", 1)[1]
+        line = line.strip("'").strip()
+        if line:
             return line
-    return lines[0] if lines else ""
+    return ""
 
 
 def is_prototype_path(path: Sdf.Path) -> bool:

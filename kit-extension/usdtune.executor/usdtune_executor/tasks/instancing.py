@@ -26,7 +26,9 @@ def run(params, reporter):
         raise TaskError("restructure_plan_stale", f"{len(missing)} placements to flip are not on the stage "
                         f"(first: {missing[0]}); refresh the assessment", missing[0])
     layer = Sdf.Layer.CreateAnonymous(os.path.splitext(output_path)[1])
-    layer.subLayerPaths.append(os.path.relpath(source.realPath, os.path.dirname(output_path)))
+    # Relative when source and output share a tree, so both can move together; else absolute.
+    shared = os.path.commonpath([source.realPath, output_path]) != os.sep
+    layer.subLayerPaths.append(os.path.relpath(source.realPath, os.path.dirname(output_path)) if shared else source.realPath)
     for key in ("defaultPrim", "metersPerUnit", "upAxis", "startTimeCode", "endTimeCode", "timeCodesPerSecond"):
         if source.pseudoRoot.HasInfo(key):  # stage metadata is read from the root layer only
             layer.pseudoRoot.SetInfo(key, source.pseudoRoot.GetInfo(key))

@@ -43,6 +43,8 @@ def run(params, reporter):
             continue
         try:
             layer = Sdf.Layer.FindOrOpen(path)
+            if layer is not None and not layer.dirty:
+                layer.Reload()  # a layer this process opened earlier may have changed on disk since
         except Tf.ErrorException:
             layer = None
         if layer is None:
@@ -59,7 +61,8 @@ def run(params, reporter):
         if path in trail:
             raise TaskError("ref_remap_cycle", f"cyclic reference graph through {path}: remap it by hand", path)
         if path not in impacted:
-            impacted[path] = any(reaches(dep, trail | {path}) for dep in graph.get(path, {}).values())
+            # Every dependency is followed (no short cut), so a cycle is found wherever it is.
+            impacted[path] = any([reaches(dep, trail | {path}) for dep in graph.get(path, {}).values()])
         return impacted[path]
 
     for path in order:

@@ -9,7 +9,9 @@ Three materializations of one idea (copies of a subtree become references to one
   * selective_loading: each boundary subtree becomes its own file under `subassets/`,
     payloaded from the assembly root (no sharing: the split is for loading, not instancing).
 
-Prototype content is copied from the fully composed (flattened) source, so a copy whose
+A copy the others already reference (a BIM library prim) stays where it is as the
+prototype, in either mode; sites then reference it internally. Other prototype content is
+copied from the fully composed (flattened) source, so a copy whose
 content arrived through an arc is reproduced exactly and no arc can loop back. A site keeps
 its composed placement (`xformOp:*`, `xformOpOrder`) and nothing else; everything below
 comes from the prototype. The output root is the source's root layer stack, flattened into
@@ -142,6 +144,78 @@ def _close_materials(flat, layer, root: Sdf.Path, closure_scope: str = "Looks") 
     return rewrites
 
 
+def _move_spec(source: Sdf.Layer, path: Sdf.Path, destination: Sdf.Layer) -> None:
+    """Move a prim spec subtree to the same path in another layer; ancestors there are
+    typeless `def`s, so the layer opened alone still defines (and usd-optimize reaches) it."""
+    for ancestor in reversed(path.GetParentPath().GetPrefixes()):
+        Sdf.CreatePrimInLayer(destination, ancestor).specifier = Sdf.SpecifierDef
+    Sdf.CopySpec(source, path, destination, path)
+    parent = source.GetPrimAtPath(path.GetParentPath()) if path.GetParentPath() != Sdf.Path.absoluteRootPath \
+        else source.pseudoRoot
+    del parent.nameChildren[path.name]
+
+
+def _internal_arc_targets(layer: Sdf.Layer, root: Sdf.Path) -> list:
+    """Prim paths that specs under `root` reach by internal reference, payload, inherit or
+    specialize."""
+    found = []
+
+    def visit(path):
+        if not path.IsPrimPath():
+            return
+        spec = layer.GetPrimAtPath(path)
+        for arc in [*spec.referenceList.GetAddedOrExplicitItems(), *spec.payloadList.GetAddedOrExplicitItems()]:
+            if not arc.assetPath and arc.primPath:
+                found.append(arc.primPath)
+        found.extend(spec.inheritPathList.GetAddedOrExplicitItems())
+        found.extend(spec.specializesList.GetAddedOrExplicitItems())
+
+    layer.Traverse(root, visit)
+    return found
+
+
+def _promote_library(root: Sdf.Layer, in_place: list) -> tuple:
+    """External mode, prototypes that stay where they are (a BIM library): move the scope that
+    holds them, and the materials it binds outside itself, into a shared layer the root
+    sublayers. Internal references and bindings still resolve (same layer stack), and the
+    library becomes one Phase 4 target whose optimization reaches every site.
+    Returns (shared layer, scope path) or (None, None)."""
+    if not in_place:
+        return None, None
+    scope = Sdf.Path(in_place[0])
+    for path in in_place[1:]:
+        scope = scope.GetCommonPrefix(Sdf.Path(path))
+    if Sdf.Path(in_place[0]) == scope or len(in_place) == 1:
+        scope = Sdf.Path(in_place[0]).GetParentPath() if len(in_place) == 1 else scope
+    # Grow the scope until the internal arcs inside it (library nodes referencing library
+    # meshes) stay inside it.
+    while scope.pathElementCount >= 2:
+        outside = [t for t in _internal_arc_targets(root, scope) if not t.HasPrefix(scope)]
+        if not outside:
+            break
+        for target in outside:
+            scope = scope.GetCommonPrefix(target)
+    if scope.pathElementCount < 2:
+        return None, None  # the common scope is a top-level prim: the whole stage, not a library
+    shared = Sdf.Layer.CreateAnonymous(".usdc")
+    materials = {target.GetPrimPath() for _, target in _outside_targets(root, scope)}
+    networks = set()
+    for prim_path in materials:
+        network = prim_path
+        while network.pathElementCount > 1:
+            spec = root.GetPrimAtPath(network)
+            if spec and spec.typeName == "Material":
+                break
+            network = network.GetParentPath()
+        spec = root.GetPrimAtPath(network)
+        if spec and spec.typeName == "Material":
+            networks.add(network)
+    _move_spec(root, scope, shared)
+    for network in sorted(networks):
+        _move_spec(root, network, shared)
+    return shared, scope
+
+
 def _write_atomically(layer: Sdf.Layer, path: str, pending: list) -> None:
     base, extension = os.path.splitext(path)
     partial = f"{base}.partial{extension}"
@@ -204,8 +278,10 @@ def run(params, reporter):
     for k, proto in enumerate(prototypes):
         reporter.progress(0.1 + 0.4 * k / max(1, len(prototypes)), f"prototype {proto['name']}")
         source = Sdf.Path(proto["source"])
-        if mode == "internal_reference":
-            if k == 0:
+        if proto.get("in_place"):  # a copy the others already reference stays the prototype
+            layers[proto["name"]], roots[proto["name"]] = root, source
+        elif mode == "internal_reference":
+            if not root.GetPrimAtPath(namespace):
                 scope = Sdf.CreatePrimInLayer(root, namespace)
                 scope.specifier = Sdf.SpecifierClass
             destination = namespace.AppendChild(proto["name"])
@@ -222,6 +298,7 @@ def run(params, reporter):
     def file_of(name: str) -> str:
         return os.path.join(output_dir, "prototypes", f"{name}.usdc")
 
+    proto_in_place = {p["name"]: bool(p.get("in_place")) for p in prototypes}
     for site in params.get("sites", []):
         layer = layers[site["in"]]
         path = roots[site["in"]].AppendPath(site["path"]) if site["in"] else Sdf.Path(site["path"])
@@ -229,7 +306,7 @@ def run(params, reporter):
         _clear_site(spec)
         _set_placement(flat, Sdf.Path(site["member"]), layer, path)
         proto = site["prototype"]
-        if mode == "internal_reference":
+        if mode == "internal_reference" or proto_in_place.get(proto):  # in-place prototypes live in the root
             spec.referenceList.Prepend(Sdf.Reference("", roots[proto]))
         else:
             here = os.path.join(output_dir, "prototypes") if site["in"] else os.path.dirname(root_path)
@@ -258,9 +335,17 @@ def run(params, reporter):
     reporter.progress(0.75, "writing")
     if mode == "external_prototype":
         os.makedirs(os.path.join(output_dir, "prototypes"), exist_ok=True)
-        for proto in prototypes:
+        for proto in (p for p in prototypes if not p.get("in_place")):
             _write_atomically(layers[proto["name"]], file_of(proto["name"]), pending_files)
             outputs.append({"path": file_of(proto["name"]), "kind": "prototype", "provenance": proto["source"]})
+        shared, scope = _promote_library(root, [p["source"] for p in prototypes if p.get("in_place")])
+        if shared:
+            # Beside the root, so relative asset paths resolve from it as they do from the root.
+            stem, extension = os.path.splitext(os.path.basename(root_path))
+            shared_path = os.path.join(os.path.dirname(root_path), f"{stem}.{scope.name}{extension}")
+            root.subLayerPaths.insert(0, "./" + os.path.basename(shared_path))
+            _write_atomically(shared, shared_path, pending_files)
+            outputs.append({"path": shared_path, "kind": "shared_layer", "provenance": str(scope)})
     os.makedirs(os.path.dirname(root_path), exist_ok=True)
     _write_atomically(root, root_path, pending_files)
     for partial, final in pending_files:

@@ -1,0 +1,266 @@
+"""Apply-restructure (Phases 2f, 3, 5) on real scenes through `usdtune optimize`: the shipped
+monolithic factory and the Duplex BIM export in both dedupe materializations, the Teapot
+DrawModes scene (35 references of one asset, flipped in an override layer), a scene whose
+copies carry overrides or their own variant, and the reference remap through two levels."""
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from pxr import Usd, UsdGeom
+
+from conftest import EXTENSION_DIR, FIXTURE, REPO, isolated_env, schema_for, usdtune
+
+CORPUS = REPO.parent / "shared" / "corpus"
+DUPLEX = CORPUS / "bim_Duplex_ifc2usd" / "Duplex_A_20110907.usdc"
+TEAPOT = CORPUS / "usdwg_Teapot"
+SCENES = {"factory": FIXTURE, "duplex": DUPLEX}
+BRANCHES = ["deduplicate-internally", "extract-as-assets"]
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def artifact(out: Path, name: str) -> dict:
+    value = json.loads((out / f"{name}.json").read_text())
+    jsonschema.validate(value, schema_for(name))
+    return value
+
+
+def standalone_meshes(path: str, include_abstract: bool = False) -> int:
+    stage = Usd.Stage.Open(path, Usd.Stage.LoadNone)
+    predicate = Usd.PrimAllPrimsPredicate if include_abstract else Usd.PrimDefaultPredicate
+    return sum(1 for p in Usd.PrimRange.Stage(stage, predicate) if p.IsA(UsdGeom.Mesh))
+
+
+@pytest.fixture(scope="module")
+def restructured(tmp_path_factory):
+    """Each scene through each dedupe branch once (copies of the sources; their bytes are kept)."""
+    root = tmp_path_factory.mktemp("restructure")
+    env = isolated_env(root)
+    runs = {}
+    for name, source in SCENES.items():
+        stage = root / "input" / name / source.name
+        stage.parent.mkdir(parents=True)
+        shutil.copy2(source, stage)
+        before = stage.read_bytes()
+        for branch in BRANCHES:
+            out = root / f"{name}-{branch}"
+            done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", branch, "--json")
+            runs[(name, branch)] = (done, out, stage, before)
+    return runs
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
+@pytest.mark.parametrize("scene", list(SCENES))
+def test_restructure_is_lossless_and_reduces_authored_prims(restructured, scene, branch):
+    done, out, stage, source_bytes = restructured[(scene, branch)]
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    assert json.loads(done.stdout)["state"] == "completed", done.stderr[-3000:]
+    assert stage.read_bytes() == source_bytes, "the source stage must never be written"
+
+    proof = artifact(out, "preservation-apply-restructure")
+    assert proof["strength"] == "per_mesh" and proof["passed"], proof["differences"]
+    prims = proof["prims_with_instance_proxies"]
+    assert prims["after"] - prims["material_closure_prims"] == prims["before"]
+    assert proof["authored_prim_specs"]["after"] < proof["authored_prim_specs"]["before"]
+    assert proof["rendered_meshes"]["before"] == proof["rendered_meshes"]["after"] > 0
+
+    manifest = artifact(out, "apply-restructure-manifest")
+    mode = {"deduplicate-internally": "internal_reference", "extract-as-assets": "external_prototype"}[branch]
+    assert manifest["materialization"] == mode
+    root = manifest["new_assembly_root"]
+    opened = Usd.Stage.Open(root)
+    assert opened and opened.GetPrototypes(), "duplicate sites must compose as instances"
+    assert all(o["validate_usd_minimum"] == "pass" for o in manifest["outputs"])
+    assert all(Path(o["path"]).is_file() for o in manifest["outputs"])
+    # Every target's mesh count is what a default-predicate walk of it standalone reaches
+    # (plus, in internal mode, the class namespace it is de-classed from for Phase 4).
+    for target in manifest["phase4_targets"]:
+        namespace = target.get("declass_namespace")
+        expected = standalone_meshes(target["path"])
+        if namespace:
+            expected = standalone_meshes(target["path"], include_abstract=True)
+        assert target["mesh_count"] == expected, target
+    if mode == "external_prototype":
+        # Copies become prototype files; a library the copies already referenced (Duplex)
+        # becomes one shared layer. Either way the shared targets go first in Phase 4.
+        shared = [t for t in manifest["phase4_targets"] if t["target_class"] in ("prototype", "shared_layer")]
+        assert shared and all(t["dependency_group"] == "shared_first" and t["mesh_count"] > 0 for t in shared)
+        for target in (t for t in shared if t["target_class"] == "prototype"):
+            prototype = Usd.Stage.Open(target["path"])
+            assert prototype.GetDefaultPrim().IsValid(), target["path"]
+    assert manifest["assembly_root"]["mesh_count"] == standalone_meshes(root)
+
+    readiness = artifact(out, "instancing-readiness")
+    assert readiness["flipped"] > 0 and readiness["authored_in"] == root
+
+
+def test_restructured_outputs_flow_through_phase_4_and_the_remap(restructured):
+    done, out, _, _ = restructured[("factory", "extract-as-assets")]
+    status = artifact(out, "operations-status")
+    assert {t["role"] for t in status["targets"]} >= {"prototype", "assembly_root"}
+    assert all(t["disposition"] in ("optimized", "skipped_zero_meshes") for t in status["targets"])
+    remap = artifact(out, "ref-remap-manifest")
+    report = json.loads((out / "optimization-report.json").read_text())
+    assert report["output_path"] == remap["new_assembly_root"]
+    final = Usd.Stage.Open(report["output_path"])
+    assert final.GetPrototypes()
+    assert report["preservation"]["passed"] is True
+    assert artifact(out, "preservation-so-run-operations")["strength"] == "aggregate"
+
+
+def test_drawmodes_flips_land_in_an_override_layer(tmp_path):
+    env = isolated_env(tmp_path)
+    before = tree_digest(TEAPOT)
+    out = tmp_path / "out"
+    done = usdtune(env, "optimize", str(TEAPOT / "DrawModes.usd"), "-o", str(out), "--json")
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    assert tree_digest(TEAPOT) == before, "the Teapot sources must be byte-identical afterwards"
+
+    readiness = artifact(out, "instancing-readiness")
+    assert readiness["edit_target"] == "override_layer"
+    assert readiness["flipped"] == 35 and readiness["held_back"] == 0
+    assert {s["readiness"] for s in readiness["shares"]} == {"variant_divergence"}
+    layer = Path(readiness["authored_in"])
+    assert layer.parent.parent == out
+    text = layer.read_text()
+    assert "def " not in text and text.count("instanceable = true") == 35, "only `over`s with the flag"
+    stage = Usd.Stage.Open(str(layer))
+    assert sum(p.IsInstance() for p in stage.GetPseudoRoot().GetChildren()[0].GetChildren()) == 35
+    assert artifact(out, "preservation-apply-restructure")["passed"]
+
+
+ASSET = """#usda 1.0
+(
+    defaultPrim = "Lamp"
+)
+
+def Xform "Lamp" (
+    variants = {
+        string color = "red"
+    }
+    prepend variantSets = "color"
+)
+{
+    def Cube "Base"
+    {
+        double size = 2
+    }
+
+    def Sphere "Bulb"
+    {
+        double radius = 0.5
+    }
+    variantSet "color" = {
+        "blue" {
+            def Cube "Shade"
+            {
+                color3f[] primvars:displayColor = [(0, 0, 1)]
+            }
+        }
+        "red" {
+            def Cube "Shade"
+            {
+                color3f[] primvars:displayColor = [(1, 0, 0)]
+            }
+        }
+    }
+}
+"""
+OVERRIDE = """        over "Bulb"
+        {
+            double radius = 2
+        }
+"""
+
+
+def lamp(name: str, x: int, body: str = "", variant: str = "") -> str:
+    variants = f"""
+        variants = {{
+            string color = "{variant}"
+        }}""" if variant else ""
+    return f"""    def "{name}" (
+        references = @./lamp.usda@{variants}
+    )
+    {{
+        double3 xformOp:translate = ({x}, 0, 0)
+        uniform token[] xformOpOrder = ["xformOp:translate"]
+{body}    }}
+
+"""
+
+
+def test_copies_with_overrides_or_their_own_variant_are_not_flipped(tmp_path):
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    (scene / "lamp.usda").write_text(ASSET)
+    lamps = [lamp("Clean_0", 0), lamp("Clean_1", 3), lamp("Overridden_0", 6, OVERRIDE),
+             lamp("Overridden_1", 9, OVERRIDE), lamp("Blue_0", 12, variant="blue")]
+    (scene / "room.usda").write_text('#usda 1.0\n(defaultPrim = "World")\ndef Xform "World"\n{\n' + "".join(lamps) + "}\n")
+    before = tree_digest(scene)
+    env = isolated_env(tmp_path)
+    out = tmp_path / "out"
+    done = usdtune(env, "optimize", str(scene / "room.usda"), "-o", str(out), "--json")
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    readiness = artifact(out, "instancing-readiness")
+    flipped = {path for share in readiness["shares"] for path in share["flipped"]}
+    held = {h["path"]: h["reason"] for share in readiness["shares"] for h in share["held_back"]}
+    assert flipped == {"/World/Clean_0", "/World/Clean_1"}
+    assert "opinions on descendants" in held["/World/Overridden_0"] and "/World/Overridden_1" in held
+    assert "variant" in held["/World/Blue_0"]
+    verdicts = {s["prototype"]: s["readiness"] for s in readiness["shares"]}
+    assert "overrides_found" in verdicts.values()
+    stage = Usd.Stage.Open(readiness["authored_in"])
+    assert [p.GetName() for p in stage.GetPrimAtPath("/World").GetChildren() if p.IsInstance()] == ["Clean_0", "Clean_1"]
+    assert tree_digest(scene) == before
+
+
+def test_reference_remap_propagates_through_two_levels(tmp_path):
+    sys.path.insert(0, str(EXTENSION_DIR / "usdtune.executor"))
+    from usdtune_executor.errors import TaskError
+    from usdtune_executor.tasks import remap
+
+    class Reporter:
+        def progress(self, *_):
+            pass
+
+    source, optimized = tmp_path / "source", tmp_path / "optimized"
+    source.mkdir()
+    optimized.mkdir()
+    child = '#usda 1.0\n(defaultPrim = "Child")\ndef Xform "Child"\n{\n    def Cube "Box"\n    {\n        double size = SIZE\n    }\n}\n'
+    (source / "child.usda").write_text(child.replace("SIZE", "1"))
+    (optimized / "child.optimized.usda").write_text(child.replace("SIZE", "2"))
+    (source / "cell.usda").write_text('#usda 1.0\n(defaultPrim = "Cell")\ndef Xform "Cell"\n{\n'
+                                      '    def "A" (references = @./child.usda@)\n    {\n    }\n}\n')
+    (source / "plant.usda").write_text('#usda 1.0\n(defaultPrim = "Plant")\ndef Xform "Plant"\n{\n'
+                                       '    def "Cell_0" (payload = @./cell.usda@)\n    {\n    }\n'
+                                       '    def Cube "Untouched"\n    {\n    }\n}\n')
+    before = tree_digest(source)
+    result = remap.run({"root": str(source / "plant.usda"),
+                        "optimized": {str(source / "child.usda"): str(optimized / "child.optimized.usda")},
+                        "output_dir": str(tmp_path / "out")}, Reporter())
+    assert {r["kind"] for r in result["rewritten"]} == {"new_root", "parent_assembly"}
+    assert len(result["rewritten"]) == 2 and not result["composition_errors"]
+    stage = Usd.Stage.Open(result["new_assembly_root"])
+    assert stage.GetPrimAtPath("/Plant/Cell_0/A/Box").GetAttribute("size").Get() == 2
+    assert stage.GetPrimAtPath("/Plant/Untouched")
+    assert tree_digest(source) == before
+    original = Usd.Stage.Open(str(source / "plant.usda"))
+    assert original.GetPrimAtPath("/Plant/Cell_0/A/Box").GetAttribute("size").Get() == 1
+
+    # A cycle among the impacted layers stops the remap instead of guessing.
+    (source / "cell.usda").write_text((source / "cell.usda").read_text().replace(
+        "    def \"A\"", "    def \"Loop\" (references = @./plant.usda@)\n    {\n    }\n    def \"A\""))
+    with pytest.raises(TaskError) as raised:
+        remap.run({"root": str(source / "plant.usda"),
+                   "optimized": {str(source / "child.usda"): str(optimized / "child.optimized.usda")},
+                   "output_dir": str(tmp_path / "out2")}, Reporter())
+    assert raised.value.code == "ref_remap_cycle"
