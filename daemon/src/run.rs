@@ -172,6 +172,9 @@ pub struct RunSlot {
     pub cancelled: std::sync::atomic::AtomicBool,
     /// Executor cost of the phase in progress, summed as its tasks finish.
     pub usage: Mutex<PhaseUsage>,
+    /// The source stage's geometry signature, measured once for every preservation proof of
+    /// the run (the source is never written, so it cannot change under the run).
+    pub source_signature: Mutex<Option<Arc<Signature>>>,
 }
 
 impl RunSlot {
@@ -183,6 +186,7 @@ impl RunSlot {
             answer_tx,
             cancelled: Default::default(),
             usage: Default::default(),
+            source_signature: Default::default(),
         })
     }
 
@@ -776,16 +780,28 @@ fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan,
 
 /// Geometry signatures of two stages, compared (decisions::preservation).
 async fn prove_preservation(ctx: &PhaseCtx<'_>, phase: &str, before: &str, after: &str, strength: Strength) -> Result<Value, Stop> {
-    let mut signatures = Vec::new();
-    for stage in [before, after] {
-        let mut result = ctx.task("geometry", json!({"stage_path": stage})).await?;
-        let chunks = take_records(&mut result, "meshes");
-        signatures.push(Signature::from_task(&result, &chunks).map_err(|e| Stop::fail("executor_protocol_error", e))?);
-    }
-    let mut proof = preservation::prove(phase, &signatures[0], &signatures[1], strength);
+    let cached = ctx.slot.source_signature.lock().unwrap().clone();
+    let before_signature = match cached {
+        Some(cached) if before == ctx.record().stage_path => cached,
+        _ => {
+            let measured = Arc::new(geometry_signature(ctx, before).await?);
+            if before == ctx.record().stage_path {
+                *ctx.slot.source_signature.lock().unwrap() = Some(measured.clone());
+            }
+            measured
+        }
+    };
+    let after_signature = geometry_signature(ctx, after).await?;
+    let mut proof = preservation::prove(phase, &before_signature, &after_signature, strength);
     proof["before"] = json!(before);
     proof["after"] = json!(after);
     Ok(proof)
+}
+
+async fn geometry_signature(ctx: &PhaseCtx<'_>, stage: &str) -> Result<Signature, Stop> {
+    let mut result = ctx.task("geometry", json!({"stage_path": stage})).await?;
+    let chunks = take_records(&mut result, "meshes");
+    Signature::from_task(&result, &chunks).map_err(|e| Stop::fail("executor_protocol_error", e))
 }
 
 // ------------------------------------------------------------------ Phase 4

@@ -54,14 +54,16 @@ class _Materials:
         return self._seen[key]
 
 
-def _world_bounds(points, matrix) -> list:
-    if points is None or len(points) == 0:
-        return []
-    local = np.asarray(points, dtype=np.float64)
-    lo, hi = local.min(axis=0), local.max(axis=0)
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    world = corners @ np.asarray(matrix, dtype=np.float64)  # USD matrices act on row vectors
-    return [round(float(v), 9) for v in (*world[:, :3].min(axis=0), *world[:, :3].max(axis=0))]
+def _world_bounds(lo: np.ndarray, hi: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """World-space axis-aligned bounds (N×6) of N local boxes (N×3 corners) under N matrices
+    (N×4×4; USD matrices act on row vectors). Rows without points are NaN."""
+    pick = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])  # 8 corners: 0 = lo, 1 = hi
+    boxes = np.stack([lo, hi], axis=1)                                           # N×2×3
+    corners = np.take_along_axis(boxes[:, None, :, :].repeat(8, axis=1),
+                                 pick[None, :, None, :].repeat(len(lo), axis=0), axis=2)[:, :, 0, :]  # N×8×3
+    homogeneous = np.concatenate([corners, np.ones(corners.shape[:2] + (1,))], axis=2)
+    world = np.einsum("nci,nij->ncj", homogeneous, matrices)[:, :, :3]
+    return np.concatenate([world.min(axis=1), world.max(axis=1)], axis=1)
 
 
 def authored_prim_specs(stage) -> int:
@@ -81,7 +83,7 @@ def run(params, reporter):
     xforms = UsdGeom.XformCache()
     materials = _Materials()
     local_of = {}  # prototype mesh path -> (points digest, topology digest, triangles, points)
-    rows, prims, closure_prims, hidden, closures = [], 0, 0, set(), set()
+    meshes, prims, closure_prims, hidden, closures = [], 0, 0, set(), set()
     for prim in Usd.PrimRange.Stage(stage, Usd.TraverseInstanceProxies()):
         prims += 1
         if prim.GetCustomDataByKey(CLOSURE_MARK):
@@ -91,23 +93,30 @@ def run(params, reporter):
         imageable = UsdGeom.Imageable(prim)
         if imageable and imageable.GetVisibilityAttr().Get() == UsdGeom.Tokens.invisible:
             hidden.add(prim.GetPath())  # hidden meshes do not render: not part of the proof
-        if not prim.IsA(UsdGeom.Mesh) or (hidden and any(p in hidden for p in prim.GetPath().GetPrefixes())):
-            continue
-        key = prim.GetPrimInPrototype().GetPath() if prim.IsInstanceProxy() else prim.GetPath()
+        if prim.IsA(UsdGeom.Mesh) and not (hidden and any(p in hidden for p in prim.GetPath().GetPrefixes())):
+            meshes.append(prim)
+    # One batched binding resolution for every mesh (much cheaper than one call per mesh).
+    bound, _ = UsdShade.MaterialBindingAPI.ComputeBoundMaterials(meshes)
+    keys = [prim.GetPrimInPrototype().GetPath() if prim.IsInstanceProxy() else prim.GetPath() for prim in meshes]
+    for prim, key in zip(meshes, keys):
         if key not in local_of:
             mesh = UsdGeom.Mesh(prim)
             points = mesh.GetPointsAttr().Get()
             counts = mesh.GetFaceVertexCountsAttr().Get()
             indices = mesh.GetFaceVertexIndicesAttr().Get()
-            points = np.asarray(points, dtype=np.float32) if points is not None else None
+            points = np.asarray(points, dtype=np.float64) if points is not None and len(points) else None
             counts = np.asarray(counts, dtype=np.int32) if counts is not None else None
             triangles = int(np.maximum(counts - 2, 0).sum()) if counts is not None else 0
-            local_of[key] = (_digest(points), _digest(counts, None if indices is None else np.asarray(indices, np.int32)),
-                             triangles, points)
-        points_digest, topology_digest, triangles, points = local_of[key]
-        material, _ = UsdShade.MaterialBindingAPI(prim).ComputeBoundMaterial()
-        rows.append((str(prim.GetPath()), points_digest, topology_digest, triangles, materials.identity(material),
-                     _world_bounds(points, xforms.GetLocalToWorldTransform(prim))))
+            box = (points.min(axis=0), points.max(axis=0)) if points is not None else (np.full(3, np.nan),) * 2
+            local_of[key] = (_digest(None if points is None else points.astype(np.float32)),
+                             _digest(counts, None if indices is None else np.asarray(indices, np.int32)), triangles, *box)
+    local = [local_of[key] for key in keys]
+    matrices = np.array([xforms.GetLocalToWorldTransform(prim) for prim in meshes]).reshape(-1, 4, 4)
+    bounds = _world_bounds(np.array([l[3] for l in local]).reshape(-1, 3), np.array([l[4] for l in local]).reshape(-1, 3),
+                           matrices).round(9)
+    rows = [(str(prim.GetPath()), entry[0], entry[1], entry[2], materials.identity(material),
+             [] if np.isnan(box[0]) else box.tolist())
+            for prim, entry, material, box in zip(meshes, local, bound, bounds)]
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start:start + CHUNK_ROWS]
         reporter.records("meshes", dict(zip(COLUMNS, map(list, zip(*chunk)))))

@@ -11,7 +11,7 @@ Three materializations of one idea (copies of a subtree become references to one
 
 A copy the others already reference (a BIM library prim) stays where it is as the
 prototype, in either mode; sites then reference it internally. Other prototype content is
-copied from the fully composed (flattened) source, so a copy whose
+copied from the composed source (flattened where arcs bring content in), so a copy whose
 content arrived through an arc is reproduced exactly and no arc can loop back. A site keeps
 its composed placement (`xformOp:*`, `xformOpOrder`) and nothing else; everything below
 comes from the prototype. The output root is the source's root layer stack, flattened into
@@ -32,6 +32,40 @@ from ..stage_io import open_stage, reanchor_asset_paths, standalone_mesh_count
 PLACEMENT = ("xformOp:", "xformOpOrder")
 SHADING_TYPES = {"Material", "Shader", "NodeGraph"}
 CLOSURE_MARK = "usdtune_material_closure"
+
+
+class _Content:
+    """Where a prim's composed content is read from. A subtree authored without arcs in a
+    single-layer stack is its own composed content: read it from a pristine copy of that
+    layer. Anything else comes from the fully flattened stage, made once on first need
+    (flattening a 100k-prim stage costs seconds)."""
+
+    def __init__(self, stage):
+        self._stage = stage
+        single = len(stage.GetLayerStack(includeSessionLayers=False)) == 1
+        self._pristine = Sdf.Layer.OpenAsAnonymous(stage.GetRootLayer().realPath) if single else None
+        self._flat = None
+
+    def layer_for(self, path) -> Sdf.Layer:
+        path = Sdf.Path(path)
+        if self._pristine and self._pristine.GetPrimAtPath(path) and not _has_arcs(self._pristine, path):
+            return self._pristine
+        if self._flat is None:
+            self._flat = self._stage.Flatten()
+        return self._flat
+
+
+def _has_arcs(layer: Sdf.Layer, root: Sdf.Path) -> bool:
+    found = []
+
+    def visit(path):
+        if path.IsPrimPath() and not found:
+            spec = layer.GetPrimAtPath(path)
+            if spec.hasReferences or spec.hasPayloads or spec.hasInheritPaths or spec.hasSpecializes or spec.variantSets:
+                found.append(path)
+
+    layer.Traverse(root, visit)
+    return bool(found)
 
 
 def _is_placement(name: str) -> bool:
@@ -60,12 +94,13 @@ def _clear_site(spec: Sdf.PrimSpec) -> None:
     spec.typeName = type_name
 
 
-def _set_placement(flat: Sdf.Layer, member: Sdf.Path, layer: Sdf.Layer, site: Sdf.Path) -> None:
+def _set_placement(content: _Content, member: Sdf.Path, layer: Sdf.Layer, site: Sdf.Path) -> None:
     """Author the composed placement of `member` on `site` (it may have come through an arc)."""
-    spec = flat.GetPrimAtPath(member)
+    source = content.layer_for(member)
+    spec = source.GetPrimAtPath(member)
     for prop in spec.properties if spec else []:
         if _is_placement(prop.name):
-            Sdf.CopySpec(flat, prop.path, layer, site.AppendProperty(prop.name))
+            Sdf.CopySpec(source, prop.path, layer, site.AppendProperty(prop.name))
 
 
 def _strip_placement(spec: Sdf.PrimSpec) -> None:
@@ -75,9 +110,9 @@ def _strip_placement(spec: Sdf.PrimSpec) -> None:
     spec.specifier = Sdf.SpecifierDef
 
 
-def _copy_subtree(flat, source: Sdf.Path, layer, destination: Sdf.Path) -> None:
+def _copy_subtree(content: _Content, source: Sdf.Path, layer, destination: Sdf.Path) -> None:
     Sdf.CreatePrimInLayer(layer, destination.GetParentPath())
-    if not Sdf.CopySpec(flat, source, layer, destination):
+    if not Sdf.CopySpec(content.layer_for(source), source, layer, destination):
         raise TaskError("restructure_copy_failed", f"could not copy {source} into {layer.identifier}", str(source))
     _strip_placement(layer.GetPrimAtPath(destination))
 
@@ -100,7 +135,7 @@ def _outside_targets(layer, root: Sdf.Path):
     return found
 
 
-def _close_materials(flat, layer, root: Sdf.Path, closure_scope: str = "Looks") -> list:
+def _close_materials(content: _Content, layer, root: Sdf.Path, closure_scope: str = "Looks") -> list:
     """Copy the material networks a standalone prototype binds outside itself into
     `<root>/Looks` and retarget the bindings (the default `inline_local_external` policy).
     Returns (source, copy) pairs. A target outside the prototype that is not shading is an
@@ -113,13 +148,13 @@ def _close_materials(flat, layer, root: Sdf.Path, closure_scope: str = "Looks") 
         prim_path = target.GetPrimPath()
         network = prim_path
         while network != Sdf.Path.absoluteRootPath:  # the whole Material (or NodeGraph) it belongs to
-            network_spec = flat.GetPrimAtPath(network)
+            network_spec = content.layer_for(network).GetPrimAtPath(network) if network.IsPrimPath() else None
             if network_spec and network_spec.typeName == "Material":
                 break
             network = network.GetParentPath()
         if network == Sdf.Path.absoluteRootPath:
             network = prim_path
-        network_spec = flat.GetPrimAtPath(network)
+        network_spec = content.layer_for(network).GetPrimAtPath(network)
         if not network_spec or network_spec.typeName not in SHADING_TYPES:
             raise TaskError("restructure_outside_target",
                             f"{spec.path} targets {target}, outside the subtree and not a material: "
@@ -134,7 +169,7 @@ def _close_materials(flat, layer, root: Sdf.Path, closure_scope: str = "Looks") 
             scope.specifier = Sdf.SpecifierDef
             scope.typeName = scope.typeName or "Scope"
             scope.customData = {CLOSURE_MARK: True}  # the preservation proof counts what closure added
-            Sdf.CopySpec(flat, network, layer, destination)
+            Sdf.CopySpec(content.layer_for(network), network, layer, destination)
             copied[network] = destination
             rewrites.append({"source": str(network), "prototype_target": str(destination), "result": "inlined"})
             pending.extend(_outside_targets(layer, destination))
@@ -258,13 +293,18 @@ def run(params, reporter):
     if os.path.dirname(root_path) == source_dir or root_path == stage.GetRootLayer().realPath:
         raise TaskError("output_is_source", "the restructured stage must not be written beside or over its source",
                         root_path)
-    reporter.progress(0.05, "flattening the source for prototype content")
-    flat = stage.Flatten()
-    root = UsdUtils.FlattenLayerStack(stage)
+    reporter.progress(0.05, "reading the source")
+    content = _Content(stage)
+    # The output root: the root layer stack as one layer, arcs kept (a plain copy when the
+    # stack is one layer: flattening it would cost seconds and change nothing).
+    if len(stage.GetLayerStack(includeSessionLayers=False)) == 1:
+        root = Sdf.Layer.OpenAsAnonymous(stage.GetRootLayer().realPath)
+    else:
+        root = UsdUtils.FlattenLayerStack(stage)
     reanchor_asset_paths(root, source_dir, os.path.dirname(root_path))
     missing = [p for p in [*(x["source"] for x in params.get("prototypes", [])),
                            *(x["source"] for x in params.get("subassets", []))]
-               if not flat.GetPrimAtPath(p)]
+               if not stage.GetPrimAtPath(p)]
     if missing:
         raise TaskError("restructure_plan_stale", f"{len(missing)} planned source prims do not exist on the stage "
                         f"(first: {missing[0]}); refresh the assessment", missing[0])
@@ -285,14 +325,14 @@ def run(params, reporter):
                 scope = Sdf.CreatePrimInLayer(root, namespace)
                 scope.specifier = Sdf.SpecifierClass
             destination = namespace.AppendChild(proto["name"])
-            _copy_subtree(flat, source, root, destination)
+            _copy_subtree(content, source, root, destination)
             layers[proto["name"]], roots[proto["name"]] = root, destination
         else:
             layer = Sdf.Layer.CreateAnonymous(".usdc")
             destination = Sdf.Path.absoluteRootPath.AppendChild(proto["name"])
-            _copy_subtree(flat, source, layer, destination)
+            _copy_subtree(content, source, layer, destination)
             layer.defaultPrim = proto["name"]
-            material_rewrites += _close_materials(flat, layer, destination)
+            material_rewrites += _close_materials(content, layer, destination)
             layers[proto["name"]], roots[proto["name"]] = layer, destination
 
     def file_of(name: str) -> str:
@@ -304,7 +344,7 @@ def run(params, reporter):
         path = roots[site["in"]].AppendPath(site["path"]) if site["in"] else Sdf.Path(site["path"])
         spec = layer.GetPrimAtPath(path) or Sdf.CreatePrimInLayer(layer, path)
         _clear_site(spec)
-        _set_placement(flat, Sdf.Path(site["member"]), layer, path)
+        _set_placement(content, Sdf.Path(site["member"]), layer, path)
         proto = site["prototype"]
         if mode == "internal_reference" or proto_in_place.get(proto):  # in-place prototypes live in the root
             spec.referenceList.Prepend(Sdf.Reference("", roots[proto]))
@@ -320,12 +360,12 @@ def run(params, reporter):
         reporter.progress(0.5 + 0.2 * k / max(1, len(params["subassets"])), f"sub-asset {sub['name']}")
         layer = Sdf.Layer.CreateAnonymous(".usdc")
         destination = Sdf.Path.absoluteRootPath.AppendChild(sub["name"])
-        _copy_subtree(flat, Sdf.Path(sub["source"]), layer, destination)
+        _copy_subtree(content, Sdf.Path(sub["source"]), layer, destination)
         layer.defaultPrim = sub["name"]
-        material_rewrites += _close_materials(flat, layer, destination)
+        material_rewrites += _close_materials(content, layer, destination)
         site = root.GetPrimAtPath(sub["source"]) or Sdf.CreatePrimInLayer(root, sub["source"])
         _clear_site(site)
-        _set_placement(flat, Sdf.Path(sub["source"]), root, site.path)
+        _set_placement(content, Sdf.Path(sub["source"]), root, site.path)
         path = os.path.join(output_dir, "subassets", f"{sub['name']}.usdc")
         site.payloadList.Prepend(Sdf.Payload("./" + os.path.relpath(path, os.path.dirname(root_path))))
         os.makedirs(os.path.dirname(path), exist_ok=True)
