@@ -34,8 +34,10 @@ def artifact(out: Path, name: str) -> dict:
     return value
 
 
-def standalone_meshes(path: str, include_abstract: bool = False) -> int:
+def standalone_meshes(path: str, include_abstract: bool = False, mute=()) -> int:
     stage = Usd.Stage.Open(path, Usd.Stage.LoadNone)
+    for layer in mute:
+        stage.MuteLayer(layer)
     predicate = Usd.PrimAllPrimsPredicate if include_abstract else Usd.PrimDefaultPredicate
     return sum(1 for p in Usd.PrimRange.Stage(stage, predicate) if p.IsA(UsdGeom.Mesh))
 
@@ -84,10 +86,8 @@ def test_restructure_is_lossless_and_reduces_authored_prims(restructured, scene,
     # Every target's mesh count is what a default-predicate walk of it standalone reaches
     # (plus, in internal mode, the class namespace it is de-classed from for Phase 4).
     for target in manifest["phase4_targets"]:
-        namespace = target.get("declass_namespace")
-        expected = standalone_meshes(target["path"])
-        if namespace:
-            expected = standalone_meshes(target["path"], include_abstract=True)
+        mute = target.get("mute_layers", [])
+        expected = standalone_meshes(target["path"], include_abstract=bool(target.get("declass_namespace")), mute=mute)
         assert target["mesh_count"] == expected, target
     if mode == "external_prototype":
         # Copies become prototype files; a library the copies already referenced (Duplex)
@@ -97,7 +97,8 @@ def test_restructure_is_lossless_and_reduces_authored_prims(restructured, scene,
         for target in (t for t in shared if t["target_class"] == "prototype"):
             prototype = Usd.Stage.Open(target["path"])
             assert prototype.GetDefaultPrim().IsValid(), target["path"]
-    assert manifest["assembly_root"]["mesh_count"] == standalone_meshes(root)
+    shared = [o["path"] for o in manifest["outputs"] if o["kind"] == "shared_layer"]
+    assert manifest["assembly_root"]["mesh_count"] == standalone_meshes(root, mute=shared)
 
     readiness = artifact(out, "instancing-readiness")
     assert readiness["flipped"] > 0 and readiness["authored_in"] == root

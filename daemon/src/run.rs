@@ -746,6 +746,7 @@ fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan,
         let mut target = json!({
             "path": root_output["path"], "target_class": "assembly_root", "mesh_count": residual + namespace_meshes,
             "dependency_group": "dependent_after", "source": record.stage_path,
+            "load_payloads": false, "mute_layers": root_output["mute_layers"],
             "weight_hints": {"size_bytes": root_output["size_bytes"], "mesh_count": residual},
         });
         if namespace_meshes > 0 {
@@ -914,6 +915,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
             let result = ctx.task("operations", json!({
                 "stage_path": path, "output_path": target["output_path"], "operations": operations,
                 "declass_namespace": target["declass_namespace"],
+                "load_payloads": target["load_payloads"].as_bool().unwrap_or(true), "mute_layers": target["mute_layers"],
             })).await?;
             status["operations"] = result["operations"].clone();
             status["export_seconds"] = result["export_seconds"].clone();

@@ -101,8 +101,10 @@ def reanchor_asset_paths(layer, source_dir: str, output_dir: str) -> None:
     UsdUtils.ModifyAssetPaths(layer, reanchor)
 
 
-def standalone_mesh_count(path: str) -> int:
-    """Meshes a default-predicate walk reaches with the file opened on its own and its
-    payloads unloaded: what usd-optimize sees when this file is its own target."""
+def standalone_mesh_count(path: str, mute_layers=()) -> int:
+    """Meshes a default-predicate walk reaches with the file opened on its own, its payloads
+    unloaded and `mute_layers` muted: what usd-optimize sees when this file is its own target."""
     stage = Usd.Stage.Open(path, Usd.Stage.LoadNone)
+    for layer in mute_layers:
+        stage.MuteLayer(layer)
     return sum(1 for prim in Usd.PrimRange.Stage(stage, Usd.PrimDefaultPredicate) if prim.IsA(UsdGeom.Mesh))

@@ -24,7 +24,11 @@ def run(params, reporter):
         check_operation_args(so_core, step["operation"], step.get("args", {}))
 
     output_path = os.path.abspath(params["output_path"])
-    stage, _ = open_stage(params["stage_path"])
+    # A restructured root is optimized for its own content: its payloads stay unloaded and the
+    # shared layers it sublayers muted, so nothing is optimized twice through the root.
+    stage, _ = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True))
+    for layer in params.get("mute_layers") or ():
+        stage.MuteLayer(layer)
     source_layer = stage.GetRootLayer()
     if os.path.abspath(source_layer.realPath) == output_path:
         raise TaskError("output_is_source", "refusing to write the optimized stage over its source", output_path)

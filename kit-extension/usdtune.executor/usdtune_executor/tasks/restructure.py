@@ -390,12 +390,16 @@ def run(params, reporter):
     _write_atomically(root, root_path, pending_files)
     for partial, final in pending_files:
         os.replace(partial, final)
-    outputs.append({"path": root_path, "kind": "new_root", "provenance": params["stage_path"]})
+    # The root is a Phase 4 target for its own content only: what its payloads and the shared
+    # layer bring in is optimized as their own targets (never through the root).
+    shared_layers = [o["path"] for o in outputs if o["kind"] == "shared_layer"]
+    outputs.append({"path": root_path, "kind": "new_root", "provenance": params["stage_path"],
+                    "mute_layers": shared_layers, "load_payloads": False})
 
     reporter.progress(0.85, "checking the outputs")
     _check_outputs(outputs)
     for output in outputs:
-        output["mesh_count"] = standalone_mesh_count(output["path"])
+        output["mesh_count"] = standalone_mesh_count(output["path"], output.get("mute_layers", ()))
     if mode == "internal_reference" and prototypes:
         outputs[-1]["prototype_namespace_meshes"] = _class_namespace_meshes(root_path, str(namespace))
     return {
