@@ -118,6 +118,26 @@ def test_restructured_outputs_flow_through_phase_4_and_the_remap(restructured):
     assert artifact(out, "preservation-so-run-operations")["strength"] == "aggregate"
 
 
+def test_selective_loading_payloads_each_boundary(tmp_path):
+    # A small monolith with clear boundaries and no payloads: the gate offers selective loading.
+    stage = tmp_path / "input" / "timesampledAttributes.usda"
+    stage.parent.mkdir()
+    shutil.copy2(CORPUS / "nvidia_scene_optimizer_testdata" / "timesampledAttributes.usda", stage)
+    env = isolated_env(tmp_path)
+    out = tmp_path / "out"
+    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "decompose-for-selective-loading", "--json")
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    manifest = artifact(out, "apply-restructure-manifest")
+    assert manifest["materialization"] == "selective_loading"
+    subassets = [o for o in manifest["outputs"] if o["kind"] == "loadable_subasset"]
+    assert len(subassets) == 5 and all(o["validate_usd_minimum"] == "pass" for o in subassets)
+    assert {t["target_class"] for t in manifest["phase4_targets"]} == {"loadable_subasset"}
+    unloaded = Usd.Stage.Open(manifest["new_assembly_root"], Usd.Stage.LoadNone)
+    assert len(unloaded.FindLoadable()) == 5, "each boundary is a payload the user can leave unloaded"
+    assert artifact(out, "preservation-apply-restructure")["passed"]
+    assert artifact(out, "instancing-readiness")["flipped"] == 0
+
+
 def test_drawmodes_flips_land_in_an_override_layer(tmp_path):
     env = isolated_env(tmp_path)
     before = tree_digest(TEAPOT)
