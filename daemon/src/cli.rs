@@ -62,6 +62,14 @@ enum Command {
         /// of one representative per geometry class and the flagged pairs (slow on large stages).
         #[arg(long)]
         approve_full_validation: bool,
+        /// Run a named usd-optimize pipeline instead of the chain evidence selects
+        /// (safe-cleanup, memory-reduction, load-time-reduction, mesh-count-reduction, data-quality-baseline).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::decisions::op_chain::PIPELINES))]
+        pipeline: Option<String>,
+        /// Approve a gated operation (its key, e.g. decimateMeshes) or a whole class
+        /// (bounded-loss, destructive); repeatable. Unapproved gated ops are listed, not run.
+        #[arg(long = "approve")]
+        approvals: Vec<String>,
     },
     /// Assess a stage read-only: facts, structure assessment and hierarchy-dedupe candidates
     /// (OUTDIR/structure-assessment.json, OUTDIR/dedupe-candidates.json). Never writes a stage.
@@ -189,7 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             submit_and_follow(&cli.daemon, request, false, json).await
         }
         Command::Assess { stages, out, json } => assess_many(&cli.daemon, &stages, out.as_deref(), json).await,
-        Command::Optimize { stage, out, restructure, yes, json, operations, approve_full_validation } => {
+        Command::Optimize { stage, out, restructure, yes, json, operations, approve_full_validation, pipeline, approvals } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
@@ -197,6 +205,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 requested_operations: operations,
                 assess_only: false,
                 approve_full_validation,
+                pipeline: pipeline.unwrap_or_default(),
+                approvals,
             };
             submit_and_follow(&cli.daemon, request, yes, json).await
         }

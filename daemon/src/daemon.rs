@@ -173,6 +173,12 @@ impl Core {
         let mut record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
         record.route.assess_only = request.assess_only;
         record.route.full_validation_approved = request.approve_full_validation;
+        if !request.pipeline.is_empty() && !crate::decisions::op_chain::PIPELINES.contains(&request.pipeline.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "invalid_pipeline: unknown pipeline '{}'; choose one of: {}", request.pipeline, crate::decisions::op_chain::PIPELINES.join(", "))));
+        }
+        record.route.pipeline = Some(request.pipeline).filter(|p| !p.is_empty());
+        record.route.approvals = request.approvals;
         crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes()).map_err(|e| Status::internal(e.to_string()))?;
         self.persist_and_emit(&record, "snapshot", &record.milestone, "submitted");
         self.start(RunSlot::new(record.clone()));

@@ -78,6 +78,12 @@ pub struct RouteFacts {
     /// The user approved full-stage validation up front (`--approve-full-validation`).
     #[serde(default)]
     pub full_validation_approved: bool,
+    /// A named pipeline asked for instead of the evidence chain (`--pipeline`).
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Approvals of gated operations (`--approve`): op keys or safety classes.
+    #[serde(default)]
+    pub approvals: Vec<String>,
 }
 
 pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str> {

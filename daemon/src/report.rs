@@ -202,7 +202,8 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         assessment["phase_recommendation"].as_str().unwrap_or("unknown"),
         if branch.is_empty() { "none" } else { &branch },
         decision.as_ref().map(|d| format!(" (answered by {})", d["answered_by"].as_str().unwrap_or(""))).unwrap_or_default(),
-        if chain.is_empty() { "No mesh operation ran.".to_string() } else { format!("Operations chosen from evidence, lossless only: {}.", chain.join("; ")) },
+        if chain.is_empty() { "No mesh operation ran.".to_string() } else { format!("Operations ({}): {}.",
+            plan.as_ref().and_then(|p| p["pipeline"].as_str()).map_or("chosen from evidence".to_string(), |p| format!("named pipeline {p}")), chain.join("; ")) },
     );
     let mut notes = Vec::new();
     match workflow_mode {
@@ -220,6 +221,11 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     let mut untapped = vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass".to_string()];
     if read_opt(ws, "validation-scope-note")?.is_some_and(|n| n["full_sweep"]["status"] == "skipped") {
         untapped.push("full-stage validation sweep (usdtune optimize --approve-full-validation)".into());
+    }
+    for held in plan.as_ref().and_then(|p| p["skipped"].as_array()).into_iter().flatten()
+        .filter(|s| s["reason"].as_str().is_some_and(|r| r.contains("--approve")))
+    {
+        untapped.push(format!("{}: {}", held["operation"].as_str().unwrap_or(""), held["reason"].as_str().unwrap_or("")));
     }
     if branch == "optimize-as-is" && classification == "monolithic-needs-restructure" {
         untapped.push("restructure (hierarchy dedupe) declined at the gate".into());

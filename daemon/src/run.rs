@@ -834,7 +834,8 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0
             || !record.working_stage_path.is_empty(),
     };
-    let chain = op_chain::lossless_chain(&evidence).map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
+    let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)
+        .map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
     let targets = phase4_targets(ctx)?;
     let optimized_dir = Path::new(&record.output_dir).join("optimized");
     let targets: Vec<Value> = targets.into_iter().map(|mut t| {
@@ -847,6 +848,7 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         "role": targets.first().map_or(json!("monolith"), |t| t["target_class"].clone()),
         "output_path": targets.last().map_or(Value::Null, |t| t["output_path"].clone()),
         "targets": targets,
+        "pipeline": record.route.pipeline,
         "operations": chain.operations,
         "skipped": chain.skipped,
         "invariants_checked": chain.invariants_checked,
@@ -941,8 +943,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
                 remap["new_assembly_root"].as_str().unwrap_or_default().to_string()
             }
         };
-        // Phase 4d: lossless ops may weld or re-index, so the proof is aggregate.
-        let proof = prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, Strength::Aggregate).await?;
+        let proof = prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, operations_strength(&plan)).await?;
         artifacts.push(ctx.write("preservation-so-run-operations", &proof)?);
         if proof["passed"] == true {
             let reverify = reverify_output(ctx, &output).await?;
@@ -965,6 +966,17 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
     }
     artifacts.insert(0, ctx.write("operations-status", &json!({"targets": statuses}))?);
     Ok((artifacts, note))
+}
+
+/// Phase 4d proof strength: lossless ops may weld or re-index, so a lossless chain is held
+/// to the aggregate proof; a chain with approved lossy ops is held to the approved band.
+fn operations_strength(plan: &Value) -> Strength {
+    let ops = plan["operations"].as_array().cloned().unwrap_or_default();
+    if ops.iter().all(|o| o["safety"] == "lossless") {
+        return Strength::Aggregate;
+    }
+    let band = ops.iter().filter_map(|o| o["args"]["maxMeanError"].as_f64()).fold(0.0, f64::max);
+    Strength::Bounded { band, meshes_may_drop: ops.iter().any(|o| o["safety"] == "destructive") }
 }
 
 /// The apply-restructure manifest of Phase 5 (mode ref_remap).

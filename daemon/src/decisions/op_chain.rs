@@ -13,27 +13,84 @@ pub enum Safety {
     Destructive,
 }
 
-/// Safety class of the usd-optimize ops the daemon knows (research/usd-optimize-catalog.md §1).
-pub const OP_SAFETY: &[(&str, Safety)] = &[
-    ("computeExtents", Safety::Lossless),
-    ("meshCleanup", Safety::Lossless), // at tolerance 0, without makeManifold/coorientFaces
-    ("deduplicateGeometry", Safety::Lossless),
-    ("deduplicateHierarchies", Safety::Lossless),
-    ("pruneLeaves", Safety::Lossless),
-    ("flattenHierarchy", Safety::Lossless),
-    ("optimizeTimeSamples", Safety::Lossless),
-    ("triangulateMeshes", Safety::Lossless),
-    ("decimateMeshes", Safety::BoundedLoss),
-    ("mergeVertices", Safety::BoundedLoss),
-    ("fitPrimitives", Safety::BoundedLoss),
-    ("merge", Safety::Destructive),
-    ("removePrims", Safety::Destructive),
-    ("removeSmallGeometry", Safety::Destructive),
-    ("findOccludedMeshes", Safety::Destructive),
+/// Who decides that an op runs (operation-safety.md "apply authority"; the `apply_authority`
+/// field of the upstream operations catalog).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Authority {
+    Auto,
+    AutoWithinTolerance,
+    IntentGated,
+}
+
+/// Safety class and apply authority of every usd-optimize operation, from the upstream
+/// operations catalog (`loss_class`, `apply_authority`). Bounded-loss ops that delete prims
+/// or collapse identity are classed destructive here; analysis-only ops are lossless (they
+/// change nothing by themselves; findOccludedMeshes applies through removePrims).
+pub const OP_CATALOG: &[(&str, Safety, Authority)] = &[
+    ("boxClip", Safety::Destructive, Authority::IntentGated),
+    ("computeExtents", Safety::Lossless, Authority::Auto),
+    ("countVertices", Safety::Lossless, Authority::Auto),
+    ("decimateMeshes", Safety::BoundedLoss, Authority::AutoWithinTolerance),
+    ("deduplicateGeometry", Safety::Lossless, Authority::Auto),
+    ("deduplicateHierarchies", Safety::Lossless, Authority::IntentGated),
+    ("deleteHiddenPrims", Safety::Destructive, Authority::IntentGated),
+    ("deletePrims", Safety::Destructive, Authority::IntentGated),
+    ("diceMeshes", Safety::BoundedLoss, Authority::IntentGated),
+    ("editStageMetrics", Safety::Lossless, Authority::Auto),
+    ("findCoincidingGeometry", Safety::Lossless, Authority::Auto),
+    ("findFlatHierarchies", Safety::Lossless, Authority::Auto),
+    ("findOccludedMeshes", Safety::Lossless, Authority::IntentGated),
+    ("findOverlappingMeshes", Safety::Lossless, Authority::Auto),
+    ("fitPrimitives", Safety::BoundedLoss, Authority::AutoWithinTolerance),
+    ("flattenHierarchy", Safety::Lossless, Authority::Auto),
+    ("generateAtlasUVs", Safety::Lossless, Authority::Auto),
+    ("generateNormals", Safety::Lossless, Authority::Auto),
+    ("generateProjectionUVs", Safety::Lossless, Authority::Auto),
+    ("manifoldMeshes", Safety::BoundedLoss, Authority::IntentGated),
+    ("merge", Safety::Destructive, Authority::IntentGated),
+    ("mergeVertices", Safety::Lossless, Authority::Auto),
+    // Lossless at tolerance 0 without its topology-repair sub-modes (see `classify`).
+    ("meshCleanup", Safety::Lossless, Authority::IntentGated),
+    ("optimizeMaterials", Safety::Lossless, Authority::Auto),
+    ("optimizePrimvars", Safety::Lossless, Authority::Auto),
+    ("optimizeSkelRoots", Safety::Lossless, Authority::Auto),
+    ("optimizeTimeSamples", Safety::Lossless, Authority::Auto),
+    ("organizePrototypes", Safety::Lossless, Authority::Auto),
+    ("pivot", Safety::Lossless, Authority::Auto),
+    ("primitivesToMeshes", Safety::Lossless, Authority::Auto),
+    ("pruneLeaves", Safety::Lossless, Authority::Auto),
+    ("pythonScript", Safety::Destructive, Authority::IntentGated),
+    ("remeshMeshes", Safety::BoundedLoss, Authority::IntentGated),
+    ("removeAttributes", Safety::Destructive, Authority::IntentGated),
+    ("removePrims", Safety::Destructive, Authority::IntentGated),
+    ("removeSmallGeometry", Safety::Destructive, Authority::IntentGated),
+    ("removeUntypedPrims", Safety::Destructive, Authority::IntentGated),
+    ("removeUnusedUVs", Safety::Lossless, Authority::Auto),
+    ("shrinkwrap", Safety::BoundedLoss, Authority::IntentGated),
+    ("sparseMeshes", Safety::BoundedLoss, Authority::IntentGated),
+    ("splitMeshes", Safety::Lossless, Authority::Auto),
+    ("subdivideMeshes", Safety::Lossless, Authority::Auto),
+    ("triangulateMeshes", Safety::Lossless, Authority::Auto),
 ];
 
+/// An op's safety class and authority as invoked with `args`. Unknown ops are destructive
+/// and intent-gated (fail closed). meshCleanup is lossless and runs unattended at tolerance 0
+/// without makeManifold/coorientFaces (weld and degenerate cleanup); its topology repair,
+/// or a positive weld tolerance, is bounded loss and needs a decision.
+pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority) {
+    let (safety, authority) = OP_CATALOG.iter().find(|(op, ..)| *op == operation).map(|(_, s, a)| (*s, *a))
+        .unwrap_or((Safety::Destructive, Authority::IntentGated));
+    if operation == "meshCleanup" {
+        let repairs = ["makeManifold", "coorientFaces"].iter().any(|k| args[*k] == true);
+        let welds_apart = args["tolerance"].as_f64().unwrap_or(0.0) > 0.0;
+        return if repairs || welds_apart { (Safety::BoundedLoss, Authority::IntentGated) } else { (Safety::Lossless, Authority::Auto) };
+    }
+    (safety, authority)
+}
+
 pub fn safety(operation: &str) -> Safety {
-    OP_SAFETY.iter().find(|(op, _)| *op == operation).map(|(_, s)| *s).unwrap_or(Safety::Destructive)
+    classify(operation, &serde_json::Value::Null).0
 }
 
 /// "A before B" invariants of the seed's "Operation ordering invariants".
@@ -84,7 +141,18 @@ pub struct PlannedOp {
     pub operation: &'static str,
     pub args: serde_json::Value,
     pub safety: Safety,
+    pub authority: Authority,
+    /// What selected it: the evidence, or the named pipeline the user asked for.
     pub evidence: String,
+    /// "not needed" (lossless, automatic) or the approval that let it run.
+    pub approval: String,
+}
+
+impl PlannedOp {
+    fn new(operation: &'static str, args: serde_json::Value, evidence: String) -> Self {
+        let (safety, authority) = classify(operation, &args);
+        Self { operation, args, safety, authority, evidence, approval: String::new() }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -105,13 +173,14 @@ fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
     1e-6 / meters_per_unit.max(1e-12)
 }
 
-pub fn lossless_chain(e: &Evidence) -> Result<Chain, String> {
+/// The chain evidence selects (config from evidence): lossless ops, each with why.
+pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
     use serde_json::json;
     let mut operations = Vec::new();
     let mut skipped = Vec::new();
     let mut pick = |op: &'static str, selected: bool, args: serde_json::Value, why: String, why_not: String| {
         if selected {
-            operations.push(PlannedOp { operation: op, args, safety: safety(op), evidence: why });
+            operations.push(PlannedOp::new(op, args, why));
         } else {
             skipped.push(Skipped { operation: op, reason: why_not });
         }
@@ -128,6 +197,86 @@ pub fn lossless_chain(e: &Evidence) -> Result<Chain, String> {
     pick("computeExtents", e.prims_missing_extent > 0, json!({}),
          format!("{} gprims without authored extent", e.prims_missing_extent),
          "every gprim has an authored extent".into());
+    (operations, skipped)
+}
+
+/// The named pipelines a user can ask for (usd-optimize's `pipelines.json`, as the upstream
+/// operations catalog lists their members), in an order that keeps every invariant.
+pub const PIPELINES: &[&str] = &["safe-cleanup", "memory-reduction", "load-time-reduction", "mesh-count-reduction", "data-quality-baseline"];
+
+/// Conservative visual band of decimateMeshes for a component (units-and-tolerances.md).
+pub const DECIMATE_BAND_MM: f64 = 0.1;
+
+/// `mm` of real-world length in stage units.
+pub fn mm_to_stage_units(mm: f64, meters_per_unit: f64) -> f64 {
+    mm / (meters_per_unit.max(1e-12) * 1000.0)
+}
+
+pub fn pipeline_chain(name: &str, meters_per_unit: f64) -> Result<Vec<PlannedOp>, String> {
+    use serde_json::json;
+    let tolerance = coincidence_tolerance(meters_per_unit);
+    let why = format!("named pipeline {name} (requested)");
+    let op = |operation: &'static str, args: serde_json::Value| PlannedOp::new(operation, args, why.clone());
+    // pruneLeaves keeps prims whose payloads are unloaded: they only look like empty leaves.
+    let prune = || op("pruneLeaves", json!({"preserveUnloadedPayloads": true}));
+    Ok(match name {
+        "safe-cleanup" => vec![prune(), op("deduplicateGeometry", json!({"tolerance": tolerance})), op("optimizeMaterials", json!({})),
+                               op("optimizeTimeSamples", json!({})), op("computeExtents", json!({}))],
+        "memory-reduction" => vec![op("deduplicateHierarchies", json!({"tolerance": tolerance})), prune(),
+                                   op("deduplicateGeometry", json!({"tolerance": tolerance})), op("optimizeMaterials", json!({}))],
+        "load-time-reduction" => vec![prune(), op("optimizeMaterials", json!({})), op("optimizeTimeSamples", json!({})), op("computeExtents", json!({}))],
+        "mesh-count-reduction" => vec![
+            op("meshCleanup", json!({"tolerance": 0.0})),
+            op("deduplicateGeometry", json!({"tolerance": tolerance})),
+            op("removeSmallGeometry", json!({})),
+            // reductionFactor is the percent KEPT: 0 lets maxMeanError alone decide where to stop.
+            op("decimateMeshes", json!({"reductionFactor": 0.0, "maxMeanError": mm_to_stage_units(DECIMATE_BAND_MM, meters_per_unit), "pinBoundaries": true})),
+        ],
+        "data-quality-baseline" => vec![op("generateNormals", json!({})), op("meshCleanup", json!({"coorientFaces": true, "makeManifold": true})),
+                                        op("computeExtents", json!({}))],
+        _ => return Err(format!("unknown pipeline '{name}'; choose one of: {}", PIPELINES.join(", "))),
+    })
+}
+
+/// Approval gate (operation-safety.md): an op runs unattended only when it is lossless and
+/// automatic; anything else needs the user's approval of that op (`--approve OP`) or of its
+/// whole class (`--approve bounded-loss`, `--approve destructive`). Unapproved ops are kept
+/// out of the chain and listed with what would approve them.
+pub fn gate(ops: Vec<PlannedOp>, approvals: &[String]) -> (Vec<PlannedOp>, Vec<Skipped>) {
+    let mut kept = Vec::new();
+    let mut held = Vec::new();
+    for mut op in ops {
+        let class = serde_json::to_value(op.safety).expect("safety serializes").as_str().unwrap_or("").replace('_', "-");
+        let gated = op.safety != Safety::Lossless || op.authority == Authority::IntentGated;
+        let approved_by = approvals.iter().find(|a| a.as_str() == op.operation || a.as_str() == class);
+        match (gated, approved_by) {
+            (false, _) => {
+                op.approval = "not needed".into();
+                kept.push(op);
+            }
+            (true, Some(approval)) => {
+                op.approval = format!("approved by --approve {approval}");
+                kept.push(op);
+            }
+            (true, None) => held.push(Skipped {
+                operation: op.operation,
+                reason: format!("{class} ({}): not run without approval (--approve {})",
+                                serde_json::to_value(op.authority).expect("authority serializes").as_str().unwrap_or(""), op.operation),
+            }),
+        }
+    }
+    (kept, held)
+}
+
+/// The chain for a run: the named pipeline the user asked for, else what evidence selects;
+/// then the approval gate and the ordering invariants (a violation names its rule).
+pub fn build_chain(e: &Evidence, pipeline: Option<&str>, approvals: &[String]) -> Result<Chain, String> {
+    let (ops, mut skipped) = match pipeline {
+        Some(name) => (pipeline_chain(name, e.meters_per_unit)?, Vec::new()),
+        None => evidence_chain(e),
+    };
+    let (operations, held) = gate(ops, approvals);
+    skipped.extend(held);
     let names: Vec<&str> = operations.iter().map(|o| o.operation).collect();
     let invariants_checked = check_order(&names, e.instancing_in_play)?;
     Ok(Chain { operations, skipped, invariants_checked })
@@ -141,7 +290,7 @@ mod tests {
     fn evidence_selects_each_op_and_records_why() {
         let e = Evidence { meters_per_unit: 1.0, meshes_with_mergeable_vertices: 268, duplicate_geometry_groups: 5,
                            prims_missing_extent: 268, ..Default::default() };
-        let chain = lossless_chain(&e).unwrap();
+        let chain = build_chain(&e, None, &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["meshCleanup", "deduplicateGeometry", "computeExtents"]);
         assert!(chain.operations[0].evidence.contains("268 meshes"));
@@ -150,7 +299,7 @@ mod tests {
 
     #[test]
     fn clean_stage_gets_an_empty_chain() {
-        let chain = lossless_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }).unwrap();
+        let chain = build_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }, None, &[]).unwrap();
         assert!(chain.operations.is_empty());
         assert_eq!(chain.skipped.len(), 3);
     }
@@ -169,5 +318,42 @@ mod tests {
         assert!(err.contains("meshCleanup BEFORE decimateMeshes"), "{err}");
         assert!(check_order(&["merge"], true).unwrap_err().contains("Never merge"));
         assert!(check_order(&["meshCleanup", "deduplicateGeometry", "computeExtents"], false).is_ok());
+    }
+
+    #[test]
+    fn every_pipeline_keeps_the_invariants_and_only_lossless_ops_run_unapproved() {
+        for name in PIPELINES {
+            let ops = pipeline_chain(name, 0.01).unwrap();
+            let names: Vec<&str> = ops.iter().map(|o| o.operation).collect();
+            assert!(check_order(&names, true).is_ok(), "{name}: {names:?}");
+            let (kept, held) = gate(ops, &[]);
+            assert!(kept.iter().all(|o| o.safety == Safety::Lossless && o.authority != Authority::IntentGated), "{name}");
+            assert!(held.iter().all(|h| h.reason.contains("--approve")), "{name}");
+        }
+        assert!(pipeline_chain("make-it-fast", 1.0).unwrap_err().contains("safe-cleanup"));
+    }
+
+    #[test]
+    fn approvals_let_bounded_loss_and_destructive_ops_through() {
+        let e = Evidence { meters_per_unit: 0.01, ..Default::default() };
+        let chain = build_chain(&e, Some("mesh-count-reduction"), &[]).unwrap();
+        assert_eq!(chain.operations.iter().map(|o| o.operation).collect::<Vec<_>>(), ["meshCleanup", "deduplicateGeometry"]);
+        let held: Vec<_> = chain.skipped.iter().map(|s| s.operation).collect();
+        assert_eq!(held, ["removeSmallGeometry", "decimateMeshes"]);
+        let chain = build_chain(&e, Some("mesh-count-reduction"), &["decimateMeshes".into(), "destructive".into()]).unwrap();
+        assert_eq!(chain.operations.len(), 4);
+        let decimate = chain.operations.iter().find(|o| o.operation == "decimateMeshes").unwrap();
+        assert_eq!(decimate.safety, Safety::BoundedLoss);
+        assert_eq!(decimate.approval, "approved by --approve decimateMeshes");
+        // 0.1 mm in a centimetre stage is 0.01 stage units.
+        assert!((decimate.args["maxMeanError"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mesh_cleanup_sub_modes_change_its_class() {
+        assert_eq!(classify("meshCleanup", &serde_json::json!({"tolerance": 0.0})), (Safety::Lossless, Authority::Auto));
+        assert_eq!(classify("meshCleanup", &serde_json::json!({"makeManifold": true})).0, Safety::BoundedLoss);
+        assert_eq!(classify("meshCleanup", &serde_json::json!({"tolerance": 0.01})).1, Authority::IntentGated);
+        assert_eq!(classify("somethingNew", &serde_json::Value::Null), (Safety::Destructive, Authority::IntentGated));
     }
 }

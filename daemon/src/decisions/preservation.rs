@@ -10,6 +10,9 @@
 //!   (material networks copied into standalone prototypes are counted apart).
 //! - [`Strength::Aggregate`] (lossless mesh operations, which may weld or re-index): the
 //!   rendered mesh count, triangles per bound material and the world bounds of the whole.
+//! - [`Strength::Bounded`] (a chain the user approved bounded-loss or destructive ops for):
+//!   the loss is measured and recorded; the world bounds must stay within the approved band,
+//!   and meshes may only disappear when a destructive op was approved.
 
 use std::collections::BTreeMap;
 
@@ -21,10 +24,13 @@ pub const RELATIVE_TOLERANCE: f64 = 1e-6;
 /// Differences listed in the proof (the counts are always complete).
 const LISTED: usize = 20;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Strength {
     PerMesh,
     Aggregate,
+    /// `band`: the approved deviation in stage units; `meshes_may_drop`: a destructive op
+    /// (one that removes geometry) was approved.
+    Bounded { band: f64, meshes_may_drop: bool },
 }
 
 impl Strength {
@@ -32,6 +38,7 @@ impl Strength {
         match self {
             Self::PerMesh => "per_mesh",
             Self::Aggregate => "aggregate",
+            Self::Bounded { .. } => "bounded",
         }
     }
 }
@@ -117,7 +124,10 @@ fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
 pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Strength) -> Value {
     let world = before.world_bounds();
     let diagonal = world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
-    let tolerance = RELATIVE_TOLERANCE * diagonal.max(1.0);
+    let tolerance = match strength {
+        Strength::Bounded { band, .. } => band.max(RELATIVE_TOLERANCE * diagonal.max(1.0)),
+        _ => RELATIVE_TOLERANCE * diagonal.max(1.0),
+    };
     let mut differences: Vec<Value> = Vec::new();
     let mut differing = 0usize;
     let mut note = |path: &str, what: String| {
@@ -152,6 +162,14 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
             }
             if prims_after != before.prims_with_proxies {
                 note("/", format!("composed prims with instance proxies {} → {prims_after}", before.prims_with_proxies));
+            }
+        }
+        Strength::Bounded { meshes_may_drop, .. } => {
+            if after.meshes.len() > before.meshes.len() || (!meshes_may_drop && after.meshes.len() < before.meshes.len()) {
+                note("/", format!("rendered meshes {} → {} beyond what was approved", before.meshes.len(), after.meshes.len()));
+            }
+            if !bounds_same {
+                note("/", "world bounds moved beyond the approved band".into());
             }
         }
         Strength::Aggregate => {
@@ -234,6 +252,21 @@ mod tests {
         assert_eq!(proof["differences"][0]["path"], "/W/C/m");
         assert!(summary(&proof).contains("FAILED"));
         assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], true);
+    }
+
+    #[test]
+    fn an_approved_loss_is_measured_and_bounded() {
+        let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
+        let mut after = before.clone();
+        after.meshes.values_mut().for_each(|m| { m.triangles = 6; m.points = "decimated".into(); });
+        let bounded = Strength::Bounded { band: 0.01, meshes_may_drop: false };
+        let proof = prove("so-run-operations", &before, &after, bounded);
+        assert_eq!(proof["passed"], true);
+        assert_eq!(proof["triangles"], json!({"before": 24, "after": 12}));
+        after.meshes.remove("/W/B/m");
+        assert_eq!(prove("x", &before, &after, bounded)["passed"], false);
+        assert_eq!(prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"], false,
+                   "dropping a mesh moved the world bounds beyond the band");
     }
 
     #[test]
