@@ -1,0 +1,110 @@
+"""Orchestration overhead of Phase 4: the daemon-driven op chain against calling usd-optimize
+directly on the same stage in one Python process.
+
+Daemon-driven: `usdtune optimize --restructure optimize-as-is` on a generated factory,
+stopped after so-run-operations; the figure is the operations task as the daemon saw it
+(dispatch over gRPC, the executor opening the stage, the chain, the export, the reply:
+`task_seconds` in operations-status.json). Direct: a fresh process that opens the stage,
+runs the same ops with the same arguments through usd-optimize's core and exports the root
+layer. The phase's verification (preservation proof, re-verify) is reported apart: it is
+checking, not orchestration. Goal: overhead ≤ 10 % of the direct wall. Writes docs/bench/operations-<prims>.md.
+
+    python tests/bench/operations.py --prims 10000 --runs 3
+"""
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, USDTUNE, factory, host
+
+STOP_AFTER = "[usdtune] so-run-operations done"
+DIRECT = """
+import json, sys, time
+from pxr import Usd
+from usd_optimize.core import ExecutionContext, UsdOptimizeCore
+UsdOptimizeCore.getInstance()
+started = time.perf_counter()  # a warm process, like the executor: imports are not counted
+stage = Usd.Stage.Open(sys.argv[1])
+core = UsdOptimizeCore.getInstance()
+context = ExecutionContext()
+context.set_stage(stage)
+for step in json.loads(sys.argv[2]):
+    ok, error, _ = core.executeOperation(step["operation"], context, step["args"])
+    assert ok, error
+stage.GetRootLayer().Export(sys.argv[3])
+context.remove_stage()
+print(time.perf_counter() - started)
+"""
+
+
+def daemon_driven(stage: Path, out: Path) -> dict:
+    process = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stderr:
+        if line.startswith(STOP_AFTER):
+            break
+    else:
+        raise SystemExit(f"usdtune optimize ended before so-run-operations (exit {process.wait()})")
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
+    time.sleep(1)
+    read = lambda name: json.loads((out / f"{name}.json").read_text())
+    target = read("operations-status")["targets"][0]
+    phase = next(p for p in read("run")["phases"] if p["milestone"] == "so-run-operations")
+    ops = [{"operation": o["operation"], "args": o["args"]} for o in read("operation-plan")["operations"]]
+    return {"task": target["task_seconds"], "phase": phase["seconds"], "ops": ops,
+            "op_seconds": sum(o["seconds"] for o in target["operations"]), "export": target["export_seconds"]}
+
+
+def direct(stage: Path, ops: list, output: Path) -> float:
+    done = subprocess.run([sys.executable, "-c", DIRECT, str(stage), json.dumps(ops), str(output)],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prims", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    stage = factory(args.prims)
+    driven, plain = [], []
+    with tempfile.TemporaryDirectory(prefix="usdtune-bench-ops-") as scratch:
+        for k in range(args.runs):
+            figures = daemon_driven(stage, Path(scratch) / f"run{k}")
+            driven.append(figures)
+            plain.append(direct(stage, figures["ops"], Path(scratch) / f"direct{k}.usdc"))
+            print(f"run {k}: daemon task {figures['task']:.2f}s (phase {figures['phase']:.2f}s), direct {plain[-1]:.2f}s",
+                  file=sys.stderr)
+    task = statistics.median(f["task"] for f in driven)
+    phase = statistics.median(f["phase"] for f in driven)
+    base = statistics.median(plain)
+    overhead = (task - base) / base * 100
+    chain = " → ".join(o["operation"] for o in driven[0]["ops"])
+    text = "\n".join([
+        f"# Phase 4 orchestration overhead ({host()['date']}, revision {host()['revision']}, {os.cpu_count()} cores)",
+        "",
+        f"`tests/bench/operations.py --prims {args.prims} --runs {args.runs}` on `{stage.name}`; chain: {chain}. Medians.",
+        "",
+        "| measure | seconds |",
+        "|---|---|",
+        f"| direct: one process opens, runs the chain, exports (imports excluded) | {base:.2f} |",
+        f"| daemon-driven operations task (gRPC dispatch → reply) | {task:.2f} |",
+        f"| **orchestration overhead** | **{overhead:+.1f} %** (goal ≤ 10 %) |",
+        f"| whole so-run-operations phase (adds the preservation proof and the 4d re-verify) | {phase:.2f} |",
+        "",
+    ])
+    print(text)
+    (REPO / "docs" / "bench" / f"operations-{args.prims}.md").write_text(text)
+    return 0 if overhead <= 10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
