@@ -24,7 +24,7 @@ preservation proof) and writes the manifest.
 import os
 import time
 
-from pxr import Sdf, Usd, UsdGeom, UsdShade, UsdUtils
+from pxr import Sdf, Usd, UsdGeom, UsdUtils
 
 from ..errors import TaskError
 from ..stage_io import open_stage, reanchor_asset_paths, standalone_mesh_count
