@@ -133,7 +133,8 @@ pub const TERMINATIONS: &[(&str, &str)] = &[
     ("Phase 2: phase_recommendation = already_optimized", "jump to Phase 6: workflow_mode no_op, verdict neutral"),
     ("Phase 2e: no answer and no terminal to ask", codes::AWAITING_RESTRUCTURE_DECISION),
     ("Phase 2e: exit", "diagnosis-only report (Phase 6d)"),
-    ("Phase 2e: optimize-as-is", "skip Phase 2f, continue with the original stage"),
+    ("Phase 2e: optimize-as-is", "skip Phase 2f, continue with the original stage (Phase 3 flips, if any, in an override layer)"),
+    ("Phase 2f/3: the restructured stage fails the per-mesh preservation proof", "restructure_not_lossless"),
     ("Phase 6c: regression > 20%", "report recommends revert (critical)"),
 ];
 
