@@ -8,8 +8,10 @@
 //!   and topology, the same bound material (by name and network) and world-space bounds
 //!   within tolerance. The composed prim count with instance proxies must not change either
 //!   (material networks copied into standalone prototypes are counted apart).
-//! - [`Strength::Aggregate`] (lossless mesh operations, which may weld or re-index): the
-//!   rendered mesh count, triangles per bound material and the world bounds of the whole.
+//! - [`Strength::Aggregate`] (lossless mesh operations, which may weld, re-index, drop
+//!   zero-area or duplicate faces): the rendered mesh count, the surface triangles per bound
+//!   material (zero-area triangles out, coincident ones once: what renders) and the world
+//!   bounds of the whole. Raw triangle counts are recorded beside them.
 //! - [`Strength::Bounded`] (a chain the user approved bounded-loss or destructive ops for):
 //!   the loss is measured and recorded; the world bounds must stay within the approved band,
 //!   and meshes may only disappear when a destructive op was approved.
@@ -48,6 +50,8 @@ pub struct MeshSignature {
     pub points: String,
     pub topology: String,
     pub triangles: u64,
+    /// Distinct non-degenerate triangles: the surface that renders.
+    pub surface: u64,
     pub material: String,
     pub bounds: Vec<f64>,
 }
@@ -68,6 +72,7 @@ struct Chunk {
     points: Vec<String>,
     topology: Vec<String>,
     triangles: Vec<u64>,
+    surface: Vec<u64>,
     material: Vec<String>,
     bounds: Vec<Vec<f64>>,
 }
@@ -82,6 +87,7 @@ impl Signature {
                     points: chunk.points[i].clone(),
                     topology: chunk.topology[i].clone(),
                     triangles: chunk.triangles[i],
+                    surface: chunk.surface[i],
                     material: chunk.material[i].clone(),
                     bounds: chunk.bounds[i].clone(),
                 });
@@ -97,8 +103,9 @@ impl Signature {
         })
     }
 
+    /// Bounds of the meshes that have surface: a mesh of only zero-area faces renders nothing.
     fn world_bounds(&self) -> Option<[f64; 6]> {
-        self.meshes.values().filter(|m| m.bounds.len() == 6).fold(None, |acc, m| {
+        self.meshes.values().filter(|m| m.bounds.len() == 6 && m.surface > 0).fold(None, |acc, m| {
             let b = &m.bounds;
             Some(match acc {
                 None => [b[0], b[1], b[2], b[3], b[4], b[5]],
@@ -107,10 +114,14 @@ impl Signature {
         })
     }
 
-    fn triangles_by_material(&self) -> BTreeMap<&str, u64> {
+    fn meshes_with_surface(&self) -> usize {
+        self.meshes.values().filter(|m| m.surface > 0).count()
+    }
+
+    fn surface_by_material(&self) -> BTreeMap<&str, u64> {
         let mut by = BTreeMap::new();
         for mesh in self.meshes.values() {
-            *by.entry(mesh.material.as_str()).or_default() += mesh.triangles;
+            *by.entry(mesh.material.as_str()).or_default() += mesh.surface;
         }
         by
     }
@@ -136,8 +147,8 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
             differences.push(json!({"path": path, "difference": what}));
         }
     };
-    let by_material_before = before.triangles_by_material();
-    let by_material_after = after.triangles_by_material();
+    let by_material_before = before.surface_by_material();
+    let by_material_after = after.surface_by_material();
     let triangles_same = by_material_before == by_material_after;
     let bounds_same = match (world, after.world_bounds()) {
         (Some(a), Some(b)) => close(&a, &b, tolerance),
@@ -173,11 +184,11 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
             }
         }
         Strength::Aggregate => {
-            if before.meshes.len() != after.meshes.len() {
-                note("/", format!("rendered meshes {} → {}", before.meshes.len(), after.meshes.len()));
+            if before.meshes_with_surface() != after.meshes_with_surface() {
+                note("/", format!("meshes with surface {} → {}", before.meshes_with_surface(), after.meshes_with_surface()));
             }
             if !triangles_same {
-                note("/", "triangles per bound material changed".into());
+                note("/", "surface triangles per bound material changed".into());
             }
             if !bounds_same {
                 note("/", "world bounds moved beyond tolerance".into());
@@ -186,6 +197,7 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
     }
     let passed = differing == 0;
     let sum = |s: &Signature| s.meshes.values().map(|m| m.triangles).sum::<u64>();
+    let surface = |s: &Signature| s.meshes.values().map(|m| m.surface).sum::<u64>();
     json!({
         "phase": phase,
         "strength": strength.as_str(),
@@ -194,6 +206,7 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
         "tolerance_basis": format!("{RELATIVE_TOLERANCE:e} × scene bounds diagonal ({diagonal:.4} stage units), at least {RELATIVE_TOLERANCE:e}"),
         "rendered_meshes": {"before": before.meshes.len(), "after": after.meshes.len()},
         "triangles": {"before": sum(before), "after": sum(after)},
+        "surface_triangles": {"before": surface(before), "after": surface(after)},
         "triangles_by_material_preserved": triangles_same,
         "world_bounds_preserved": bounds_same,
         "prims_with_instance_proxies": {"before": before.prims_with_proxies, "after": after.prims_with_proxies,
@@ -228,7 +241,7 @@ mod tests {
         Signature {
             prims_with_proxies: 10,
             meshes: meshes.iter().map(|(path, points, x)| (path.to_string(), MeshSignature {
-                points: points.to_string(), topology: "t".into(), triangles: 12, material: "M#1".into(),
+                points: points.to_string(), topology: "t".into(), triangles: 12, surface: 12, material: "M#1".into(),
                 bounds: vec![*x, 0.0, 0.0, x + 1.0, 1.0, 1.0],
             })).collect(),
             ..Default::default()
@@ -258,7 +271,7 @@ mod tests {
     fn an_approved_loss_is_measured_and_bounded() {
         let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
         let mut after = before.clone();
-        after.meshes.values_mut().for_each(|m| { m.triangles = 6; m.points = "decimated".into(); });
+        after.meshes.values_mut().for_each(|m| { m.triangles = 6; m.surface = 6; m.points = "decimated".into(); });
         let bounded = Strength::Bounded { band: 0.01, meshes_may_drop: false };
         let proof = prove("so-run-operations", &before, &after, bounded);
         assert_eq!(proof["passed"], true);
@@ -267,6 +280,21 @@ mod tests {
         assert_eq!(prove("x", &before, &after, bounded)["passed"], false);
         assert_eq!(prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"], false,
                    "dropping a mesh moved the world bounds beyond the band");
+    }
+
+    #[test]
+    fn dropping_degenerate_or_duplicate_faces_keeps_the_surface() {
+        let before = signature(&[("/W/A/m", "p1", 0.0)]);
+        let mut after = before.clone();
+        after.meshes.values_mut().for_each(|m| { m.triangles = 10; m.topology = "cleaned".into(); });
+        let proof = prove("so-run-operations", &before, &after, Strength::Aggregate);
+        assert_eq!(proof["passed"], true, "raw triangles 12 → 10, surface 12 → 12");
+        // A mesh of only zero-area faces renders nothing: cleaning it away loses no surface.
+        let mut with_empty = before.clone();
+        with_empty.meshes.insert("/W/Empty/m".into(), MeshSignature { surface: 0, triangles: 4, bounds: vec![50.0; 6], ..before.meshes["/W/A/m"].clone() });
+        assert_eq!(prove("x", &with_empty, &after, Strength::Aggregate)["passed"], true);
+        after.meshes.values_mut().for_each(|m| m.surface = 10);
+        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], false);
     }
 
     #[test]

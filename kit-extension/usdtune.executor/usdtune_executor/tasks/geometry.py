@@ -20,7 +20,7 @@ from ..stage_io import open_stage, total_file_bytes, used_layer_paths
 from .restructure import CLOSURE_MARK
 
 CHUNK_ROWS = 5000
-COLUMNS = ["path", "points", "topology", "triangles", "material", "bounds"]
+COLUMNS = ["path", "points", "topology", "triangles", "surface", "material", "bounds"]
 
 
 def _digest(*arrays) -> str:
@@ -66,6 +66,32 @@ def _world_bounds(lo: np.ndarray, hi: np.ndarray, matrices: np.ndarray) -> np.nd
     return np.concatenate([world.min(axis=1), world.max(axis=1)], axis=1)
 
 
+def surface_triangles(points, counts, indices) -> int:
+    """Triangles that make up the rendered surface: the faces fan-triangulated, zero-area
+    triangles left out and coincident ones counted once. Welding, dropping degenerate faces
+    and removing duplicate faces leave this count as it is; losing surface does not."""
+    if points is None or counts is None or indices is None or len(counts) == 0:
+        return 0
+    counts = np.asarray(counts, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    if counts.sum() != len(indices) or (len(indices) and indices.max() >= len(points)):
+        return 0  # malformed topology: nothing renders from it
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    fans = np.maximum(counts - 2, 0)
+    first = np.repeat(starts, fans)
+    step = np.arange(fans.sum()) - np.repeat(np.cumsum(fans) - fans, fans)
+    corners = np.stack([indices[first], indices[first + step + 1], indices[first + step + 2]], axis=1)
+    triangles = points[corners]                                   # T×3×3
+    area2 = np.linalg.norm(np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]), axis=1)
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
+    triangles = triangles[area2 > 1e-12 * diagonal * diagonal]
+    if not len(triangles):
+        return 0
+    # The same three positions in any order are one triangle.
+    keys = np.sort(triangles.round(9).view([("x", float), ("y", float), ("z", float)]).reshape(len(triangles), 3), axis=1)
+    return len(np.unique(keys.view(np.dtype((np.void, keys.dtype.itemsize * 3)))))
+
+
 def authored_prim_specs(stage) -> int:
     count = 0
     for layer in stage.GetUsedLayers():
@@ -82,7 +108,8 @@ def run(params, reporter):
     stage, composition_errors = open_stage(params["stage_path"])
     xforms = UsdGeom.XformCache()
     materials = _Materials()
-    local_of = {}  # prototype mesh path -> (points digest, topology digest, triangles, points)
+    local_of = {}    # prototype mesh path -> (points digest, topology digest, triangles, surface, lo, hi)
+    surface_of = {}  # (points digest, topology digest) -> surface triangles
     meshes, prims, closure_prims, hidden, closures = [], 0, 0, set(), set()
     for prim in Usd.PrimRange.Stage(stage, Usd.TraverseInstanceProxies()):
         prims += 1
@@ -108,13 +135,16 @@ def run(params, reporter):
             counts = np.asarray(counts, dtype=np.int32) if counts is not None else None
             triangles = int(np.maximum(counts - 2, 0).sum()) if counts is not None else 0
             box = (points.min(axis=0), points.max(axis=0)) if points is not None else (np.full(3, np.nan),) * 2
-            local_of[key] = (_digest(None if points is None else points.astype(np.float32)),
-                             _digest(counts, None if indices is None else np.asarray(indices, np.int32)), triangles, *box)
+            digests = (_digest(None if points is None else points.astype(np.float32)),
+                       _digest(counts, None if indices is None else np.asarray(indices, np.int32)))
+            if digests not in surface_of:  # copies share their geometry: count its surface once
+                surface_of[digests] = surface_triangles(points, counts, indices)
+            local_of[key] = (*digests, triangles, surface_of[digests], *box)
     local = [local_of[key] for key in keys]
     matrices = np.array([xforms.GetLocalToWorldTransform(prim) for prim in meshes]).reshape(-1, 4, 4)
-    bounds = _world_bounds(np.array([l[3] for l in local]).reshape(-1, 3), np.array([l[4] for l in local]).reshape(-1, 3),
+    bounds = _world_bounds(np.array([l[4] for l in local]).reshape(-1, 3), np.array([l[5] for l in local]).reshape(-1, 3),
                            matrices).round(9)
-    rows = [(str(prim.GetPath()), entry[0], entry[1], entry[2], materials.identity(material),
+    rows = [(str(prim.GetPath()), entry[0], entry[1], entry[2], entry[3], materials.identity(material),
              [] if np.isnan(box[0]) else box.tolist())
             for prim, entry, material, box in zip(meshes, local, bound, bounds)]
     for start in range(0, len(rows), CHUNK_ROWS):
