@@ -54,6 +54,21 @@ def test_approved_bounded_loss_runs_within_its_band(tmp_path):
     assert ran[-1] == "decimateMeshes"
 
 
+def test_approved_occlusion_removal_runs_first_and_deletes_only_what_is_hidden(tmp_path):
+    read = run(tmp_path, FIXTURE, "--approve", "findOccludedMeshes")
+    plan = read("operation-plan")
+    first = plan["operations"][0]
+    assert (first["operation"], first["safety"], first["args"]["action"]) == ("findOccludedMeshes", "destructive", 1)
+    assert all(p.endswith("//") for p in first["args"]["paths"]) and first["args"]["checkTransparency"] is True
+    proof = read("preservation-so-run-operations")
+    assert proof["strength"] == "bounded" and proof["passed"], proof["differences"]
+    # The op deletes what the Tier 3 probe found enclosed by opaque housings, no more.
+    probed = sum(f["site_count"] for f in read("validation-report-targets")["findings"] if f["concept"] == "spatial_occluded")
+    assert probed > 0
+    assert proof["rendered_meshes"]["before"] - proof["rendered_meshes"]["after"] == probed
+    assert proof["world_bounds_preserved"] is True
+
+
 def test_an_unknown_pipeline_is_a_usage_error(tmp_path):
     done = usdtune(isolated_env(tmp_path), "optimize", str(FIXTURE), "-o", str(tmp_path / "out"), "--pipeline", "make-it-fast")
     assert done.returncode == 2

@@ -831,6 +831,9 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         // Exact copies (geometry classes) and what the validator groups among the distinct ones.
         duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
         prims_missing_extent: facts.geometry.meshes_missing_extent,
+        occlusion_pairs: occlusion_pairs(&findings),
+        occluded_meshes: count("spatial_occluded"),
+        restructured: !record.working_stage_path.is_empty(),
         instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0
             || !record.working_stage_path.is_empty(),
     };
@@ -857,6 +860,19 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let names: Vec<&str> = chain.operations.iter().map(|o| o.operation).collect();
     let chain_text = if names.is_empty() { "no operation selected by evidence".to_string() } else { names.join(" → ") };
     Ok((vec![path], format!("{chain_text} on {} target(s)", plan["targets"].as_array().map_or(0, |t| t.len()))))
+}
+
+/// The roots of the enclosure pairs ("enclosing + enclosed") where the Tier 3 occlusion probe
+/// found something, each once.
+fn occlusion_pairs(report: &Value) -> Vec<String> {
+    let mut roots: Vec<String> = report["findings"].as_array().into_iter().flatten()
+        .filter(|f| f["concept"] == "spatial_occluded" && f["site_count"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|f| f["target"].as_str())
+        .flat_map(|t| t.split(" + ").map(String::from).collect::<Vec<_>>())
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
 }
 
 /// Phase 4 targets: the restructure manifest's (shared prototypes first, the assembly root

@@ -81,6 +81,13 @@ pub const OP_CATALOG: &[(&str, Safety, Authority)] = &[
 pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority) {
     let (safety, authority) = OP_CATALOG.iter().find(|(op, ..)| *op == operation).map(|(_, s, a)| (*s, *a))
         .unwrap_or((Safety::Destructive, Authority::IntentGated));
+    if operation == "findOccludedMeshes" {
+        // Analysis by itself; with an action (1 Delete, 2 Deactivate, 3 Hide) it removes content.
+        return match args["action"].as_i64() {
+            Some(0) | None => (Safety::Lossless, Authority::IntentGated),
+            Some(_) => (Safety::Destructive, Authority::IntentGated),
+        };
+    }
     if operation == "meshCleanup" {
         let repairs = ["makeManifold", "coorientFaces"].iter().any(|k| args[*k] == true);
         let welds_apart = args["tolerance"].as_f64().unwrap_or(0.0) > 0.0;
@@ -133,6 +140,12 @@ pub struct Evidence {
     pub meshes_with_degenerate_or_duplicate_faces: u64,
     pub duplicate_geometry_groups: u64,
     pub prims_missing_extent: u64,
+    /// Roots of the flagged enclosure pairs where the Tier 3 probe found occluded meshes.
+    pub occlusion_pairs: Vec<String>,
+    pub occluded_meshes: u64,
+    /// Copies were turned into shared prototypes in Phase 2f (their insides are instance
+    /// proxies: deleting there would have to happen in the prototype).
+    pub restructured: bool,
     pub instancing_in_play: bool,
 }
 
@@ -186,6 +199,16 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
         }
     };
     let tolerance = coincidence_tolerance(e.meters_per_unit);
+    // Internal geometry first: what the scoped probe found hidden inside opaque enclosures is
+    // deleted (action 1) by the op itself, which checks occlusion again over the pair roots
+    // and leaves transparent occluders out. Destructive: it runs only when approved.
+    // Path expressions "<root>//": each pair root and everything below it.
+    let occlusion_scope: Vec<String> = e.occlusion_pairs.iter().map(|root| format!("{root}//")).collect();
+    pick("findOccludedMeshes", !e.occlusion_pairs.is_empty() && !e.restructured,
+         json!({"paths": occlusion_scope, "action": 1, "checkTransparency": true, "clustered": true, "useGpu": false}),
+         format!("{} meshes occluded inside {} flagged enclosure pair roots (Tier 3 probe)", e.occluded_meshes, e.occlusion_pairs.len()),
+         if e.restructured { "occluded meshes lie inside shared prototypes: removing them there is not built yet".into() }
+         else { "the Tier 3 probe found no occluded mesh".into() });
     let cleanup = e.meshes_with_mergeable_vertices + e.meshes_with_degenerate_or_duplicate_faces;
     pick("meshCleanup", cleanup > 0, json!({"tolerance": 0.0}),
          format!("{} meshes with coincident vertices, {} with degenerate or duplicate faces",
@@ -301,7 +324,7 @@ mod tests {
     fn clean_stage_gets_an_empty_chain() {
         let chain = build_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }, None, &[]).unwrap();
         assert!(chain.operations.is_empty());
-        assert_eq!(chain.skipped.len(), 3);
+        assert_eq!(chain.skipped.len(), 4);
     }
 
     #[test]
@@ -355,5 +378,19 @@ mod tests {
         assert_eq!(classify("meshCleanup", &serde_json::json!({"makeManifold": true})).0, Safety::BoundedLoss);
         assert_eq!(classify("meshCleanup", &serde_json::json!({"tolerance": 0.01})).1, Authority::IntentGated);
         assert_eq!(classify("somethingNew", &serde_json::Value::Null), (Safety::Destructive, Authority::IntentGated));
+    }
+
+    #[test]
+    fn occluded_geometry_goes_first_and_only_when_approved() {
+        let e = Evidence { meters_per_unit: 1.0, occlusion_pairs: vec!["/F/M/Housing".into(), "/F/M/Motor".into()], occluded_meshes: 3,
+                           meshes_with_mergeable_vertices: 5, ..Default::default() };
+        let held = build_chain(&e, None, &[]).unwrap();
+        assert_eq!(held.operations[0].operation, "meshCleanup");
+        assert!(held.skipped.iter().any(|s| s.operation == "findOccludedMeshes" && s.reason.contains("--approve findOccludedMeshes")));
+        let approved = build_chain(&e, None, &["findOccludedMeshes".into()]).unwrap();
+        assert_eq!(approved.operations[0].operation, "findOccludedMeshes");
+        assert_eq!(approved.operations[0].safety, Safety::Destructive);
+        let restructured = build_chain(&Evidence { restructured: true, ..e }, None, &["destructive".into()]).unwrap();
+        assert!(restructured.operations.iter().all(|o| o.operation != "findOccludedMeshes"));
     }
 }
