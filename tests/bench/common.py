@@ -2,9 +2,12 @@
 import csv
 import datetime
 import os
+import json
 import platform
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +30,26 @@ def factory(prims: int, seed: int = 7) -> Path:
                         "--prims", str(prims), "--seed", str(seed)], check=True)
         partial.rename(path)
     return path
+
+
+def optimize_until(stage: Path, out: Path, branch: str, milestone: str):
+    """`usdtune optimize STAGE --restructure BRANCH`, stopped once `milestone` is done (the
+    benchmarks measure one phase, not the whole run). Returns a reader of the run's artifacts."""
+    process = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--restructure", branch],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stderr:
+        if line.startswith(f"[usdtune] {milestone} done"):
+            break
+    else:
+        raise SystemExit(f"usdtune optimize ended before {milestone} finished (exit {process.wait()})")
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
+    time.sleep(1)  # let the executor and its worker processes go before the next run
+    return lambda name: json.loads((out / f"{name}.json").read_text())
+
+
+def phase_seconds(read, milestone: str) -> float:
+    return next(p["seconds"] for p in read("run")["phases"] if p["milestone"] == milestone)
 
 
 def revision() -> str:

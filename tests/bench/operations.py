@@ -14,17 +14,14 @@ checking, not orchestration. Goal: overhead ≤ 10 % of the direct wall. Writes 
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import REPO, USDTUNE, factory, host
+from common import REPO, factory, host, optimize_until, phase_seconds
 
-STOP_AFTER = "[usdtune] so-run-operations done"
 DIRECT = """
 import json, sys, time
 from pxr import Usd
@@ -45,21 +42,10 @@ print(time.perf_counter() - started)
 
 
 def daemon_driven(stage: Path, out: Path) -> dict:
-    process = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in process.stderr:
-        if line.startswith(STOP_AFTER):
-            break
-    else:
-        raise SystemExit(f"usdtune optimize ended before so-run-operations (exit {process.wait()})")
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait()
-    time.sleep(1)
-    read = lambda name: json.loads((out / f"{name}.json").read_text())
+    read = optimize_until(stage, out, "optimize-as-is", "so-run-operations")
     target = read("operations-status")["targets"][0]
-    phase = next(p for p in read("run")["phases"] if p["milestone"] == "so-run-operations")
     ops = [{"operation": o["operation"], "args": o["args"]} for o in read("operation-plan")["operations"]]
-    return {"task": target["task_seconds"], "phase": phase["seconds"], "ops": ops,
+    return {"task": target["task_seconds"], "phase": phase_seconds(read, "so-run-operations"), "ops": ops,
             "op_seconds": sum(o["seconds"] for o in target["operations"]), "export": target["export_seconds"]}
 
 

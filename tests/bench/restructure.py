@@ -10,19 +10,14 @@ the phase's wall time. Writes docs/bench/restructure.md.
     python tests/bench/restructure.py --prims 100000
 """
 import argparse
-import json
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import REPO, USDTUNE, factory, host
+from common import REPO, factory, host, optimize_until, phase_seconds
 
-STOP_AFTER = "[usdtune] apply-restructure done"
 DUPLEX = REPO.parent / "shared" / "corpus" / "bim_Duplex_ifc2usd" / "Duplex_A_20110907.usdc"
 BRANCHES = ("deduplicate-internally", "extract-as-assets")
 OPEN_SAMPLES = 5
@@ -47,19 +42,8 @@ def warm_open_ms(stage: str) -> float:
 
 
 def restructure(stage: Path, branch: str, out: Path) -> dict:
-    process = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--restructure", branch],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in process.stderr:
-        if line.startswith(STOP_AFTER):
-            break
-    else:
-        raise SystemExit(f"usdtune optimize ended before apply-restructure finished (exit {process.wait()})")
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait()
-    time.sleep(1)
-    read = lambda name: json.loads((out / f"{name}.json").read_text())
+    read = optimize_until(stage, out, branch, "apply-restructure")
     proof, manifest = read("preservation-apply-restructure"), read("apply-restructure-manifest")
-    phase = next(p for p in read("run")["phases"] if p["milestone"] == "apply-restructure")
     return {
         "proof": proof["passed"],
         "prims": (proof["prims_with_instance_proxies"]["before"],
@@ -69,7 +53,7 @@ def restructure(stage: Path, branch: str, out: Path) -> dict:
         "files": len(manifest["outputs"]),
         "targets": len(manifest["phase4_targets"]),
         "open_ms": (warm_open_ms(str(stage)), warm_open_ms(manifest["new_assembly_root"])),
-        "phase_s": phase["seconds"],
+        "phase_s": phase_seconds(read, "apply-restructure"),
     }
 
 

@@ -13,19 +13,13 @@ each phase's wall time and their sum.
     python tests/bench/validation.py [--prims 100000] [--runs 3]
 """
 import argparse
-import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import USDTUNE, factory
+from common import factory, optimize_until
 
-STOP_AFTER = "[usdtune] so-interpret-validators done"
 
 
 def composed_wrapper(stage: Path) -> Path:
@@ -36,17 +30,7 @@ def composed_wrapper(stage: Path) -> Path:
 
 
 def run_once(stage: Path, out: Path) -> dict:
-    process = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in process.stderr:
-        if line.startswith(STOP_AFTER):
-            break
-    else:
-        raise SystemExit(f"usdtune optimize ended before Phase 4 validation (exit {process.wait()})")
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait()
-    time.sleep(1)  # let the executor and its validator workers go before the next run
-    read = lambda name: json.loads((out / f"{name}.json").read_text())
+    read = optimize_until(stage, out, "optimize-as-is", "so-interpret-validators")
     phases = {p["milestone"]: p["seconds"] for p in read("run")["phases"]}
     stage_report, target_report = read("validation-report"), read("validation-report-targets")
     tiers = {**stage_report["runtime_context"]["tier_wall_seconds"], **target_report["runtime_context"]["tier_wall_seconds"]}
