@@ -135,6 +135,18 @@ def _outside_targets(layer, root: Sdf.Path):
     return found
 
 
+def _owning_material(layer_of, prim_path: Sdf.Path):
+    """The Material a shading prim belongs to (itself, or its nearest Material ancestor),
+    or None. `layer_of(path)` names the layer to read each path from."""
+    network = prim_path
+    while network.pathElementCount >= 1:
+        spec = layer_of(network).GetPrimAtPath(network)
+        if spec and spec.typeName == "Material":
+            return network
+        network = network.GetParentPath()
+    return None
+
+
 def _close_materials(content: _Content, layer, root: Sdf.Path, closure_scope: str = "Looks") -> list:
     """Copy the material networks a standalone prototype binds outside itself into
     `<root>/Looks` and retarget the bindings (the default `inline_local_external` policy).
@@ -146,14 +158,8 @@ def _close_materials(content: _Content, layer, root: Sdf.Path, closure_scope: st
     while pending:
         spec, target = pending.pop()
         prim_path = target.GetPrimPath()
-        network = prim_path
-        while network != Sdf.Path.absoluteRootPath:  # the whole Material (or NodeGraph) it belongs to
-            network_spec = content.layer_for(network).GetPrimAtPath(network) if network.IsPrimPath() else None
-            if network_spec and network_spec.typeName == "Material":
-                break
-            network = network.GetParentPath()
-        if network == Sdf.Path.absoluteRootPath:
-            network = prim_path
+        # The whole Material it belongs to; else the shading prim itself (a NodeGraph, say).
+        network = _owning_material(content.layer_for, prim_path) or prim_path
         network_spec = content.layer_for(network).GetPrimAtPath(network)
         if not network_spec or network_spec.typeName not in SHADING_TYPES:
             raise TaskError("restructure_outside_target",
@@ -220,8 +226,8 @@ def _promote_library(root: Sdf.Layer, in_place: list) -> tuple:
     scope = Sdf.Path(in_place[0])
     for path in in_place[1:]:
         scope = scope.GetCommonPrefix(Sdf.Path(path))
-    if Sdf.Path(in_place[0]) == scope or len(in_place) == 1:
-        scope = Sdf.Path(in_place[0]).GetParentPath() if len(in_place) == 1 else scope
+    if len(in_place) == 1:
+        scope = scope.GetParentPath()
     # Grow the scope until the internal arcs inside it (library nodes referencing library
     # meshes) stay inside it.
     while scope.pathElementCount >= 2:
@@ -234,17 +240,7 @@ def _promote_library(root: Sdf.Layer, in_place: list) -> tuple:
         return None, None  # the common scope is a top-level prim: the whole stage, not a library
     shared = Sdf.Layer.CreateAnonymous(".usdc")
     materials = {target.GetPrimPath() for _, target in _outside_targets(root, scope)}
-    networks = set()
-    for prim_path in materials:
-        network = prim_path
-        while network.pathElementCount > 1:
-            spec = root.GetPrimAtPath(network)
-            if spec and spec.typeName == "Material":
-                break
-            network = network.GetParentPath()
-        spec = root.GetPrimAtPath(network)
-        if spec and spec.typeName == "Material":
-            networks.add(network)
+    networks = {_owning_material(lambda _: root, prim_path) for prim_path in materials} - {None}
     _move_spec(root, scope, shared)
     for network in sorted(networks):
         _move_spec(root, network, shared)
