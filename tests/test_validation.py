@@ -88,7 +88,7 @@ def test_every_flagged_target_has_a_disposition_and_rules_are_resolved_by_module
     # The 4d re-verify shows the lossless meshCleanup fixed what it was chosen for.
     _, out = optimized["factory_small.usda"]
     status = json.loads((out / "operations-status.json").read_text())
-    reverified = {c["concept"]: c for c in status["targets"][0]["reverify"]["concepts"]}
+    reverified = {c["concept"]: c for c in status["targets"][0]["findings_reverify"]["concepts"]}
     assert reverified["vertex_weld"]["sites_before"] >= 1
     assert reverified["vertex_weld"]["sites_after"] == 0
 

@@ -24,6 +24,10 @@ struct Cli {
     /// Daemon address (HOST:PORT). Without a reachable daemon, commands run embedded.
     #[arg(long, global = true, env = "USDTUNE_DAEMON", default_value = crate::DEFAULT_DAEMON_ADDRESS)]
     daemon: String,
+    /// Most executor processes one run's Phase 4 may use at once (default: one per CPU core).
+    /// Read by the daemon that runs the job: the embedded one, or `usdtune daemon`.
+    #[arg(long, global = true, env = "USDTUNE_MAX_WORKERS", default_value_t = 0)]
+    max_workers: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,7 +146,7 @@ struct Session {
 }
 
 impl Session {
-    async fn open(address: &str, allow_embedded: bool) -> anyhow::Result<Self> {
+    async fn open(address: &str, allow_embedded: bool, max_workers: usize) -> anyhow::Result<Self> {
         let endpoint = Channel::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_millis(500));
         if let Ok(channel) = endpoint.connect().await {
             return Ok(Self { client: RunServiceClient::new(channel), embedded: None });
@@ -155,7 +159,7 @@ impl Session {
             note("executor environment missing or stale: running `usdtune setup` first");
             setup::setup(&env, false, &mut |m| note(m))?;
         }
-        let core = Core::new(Config { data_dir: setup::data_dir(), local_executor: Some(env), executor_wait: Duration::from_secs(120) });
+        let core = Core::new(Config::new(Some(env), max_workers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (address, _) = crate::daemon::serve(core.clone(), listener)?;
         let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
@@ -181,7 +185,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon { listen, no_spawn_executor } => {
             let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
-            let core = Core::new(Config { data_dir: setup::data_dir(), local_executor: env, executor_wait: Duration::from_secs(120) });
+            let core = Core::new(Config::new(env, cli.max_workers));
             let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let (address, server) = crate::daemon::serve(core.clone(), listener)?;
             eprintln!("usdtuned listening on {address}");
@@ -194,9 +198,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Assess { stages, out, json } if stages.len() == 1 => {
             let request = proto::SubmitRunRequest { stage_path: stages[0].clone(), output_dir: out.unwrap_or_default(), assess_only: true, ..Default::default() };
-            submit_and_follow(&cli.daemon, request, false, json).await
+            submit_and_follow(&cli.daemon, cli.max_workers, request, false, json).await
         }
-        Command::Assess { stages, out, json } => assess_many(&cli.daemon, &stages, out.as_deref(), json).await,
+        Command::Assess { stages, out, json } => assess_many(&cli.daemon, cli.max_workers, &stages, out.as_deref(), json).await,
         Command::Optimize { stage, out, restructure, yes, json, operations, approve_full_validation, pipeline, approvals } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -208,10 +212,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 pipeline: pipeline.unwrap_or_default(),
                 approvals,
             };
-            submit_and_follow(&cli.daemon, request, yes, json).await
+            submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }
         Command::Decide { run, branch, json } => {
-            let mut session = Session::open(&cli.daemon, true).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
             let answered = session.client.answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch }).await;
             if let Err(status) = answered {
                 eprintln!("Error: {}", status.message());
@@ -223,7 +227,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         Command::Runs { json } => {
-            let mut session = Session::open(&cli.daemon, true).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
             let runs = session.client.list_runs(proto::ListRunsRequest {}).await?.into_inner().runs;
             if json {
                 let list: Vec<_> = runs.iter().map(run_json).collect();
@@ -237,7 +241,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { run } => {
-            let mut session = Session::open(&cli.daemon, true).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
             let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
             session.close().await;
             match shown {
@@ -258,7 +262,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Cancel { run } => {
-            let mut session = Session::open(&cli.daemon, false).await?;
+            let mut session = Session::open(&cli.daemon, false, cli.max_workers).await?;
             session.client.cancel_run(proto::CancelRunRequest { run_id: run }).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -266,12 +270,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Submit a run (embedded when no daemon is reachable) and follow it to its end.
-async fn submit_and_follow(daemon: &str, request: proto::SubmitRunRequest, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+async fn submit_and_follow(daemon: &str, max_workers: usize, request: proto::SubmitRunRequest, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
     if !std::path::Path::new(&request.stage_path).is_file() {
         eprintln!("Error: stage_not_found: stage file does not exist: {}", request.stage_path);
         return Ok(ExitCode::from(2));
     }
-    let mut session = Session::open(daemon, true).await?;
+    let mut session = Session::open(daemon, true, max_workers).await?;
     let run = match session.client.submit_run(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
@@ -288,8 +292,8 @@ async fn submit_and_follow(daemon: &str, request: proto::SubmitRunRequest, yes: 
 
 /// `usdtune assess A B C`: one session (one warm executor) for many stages. Exit code:
 /// 2 if any stage was bad input, else 1 if any run failed, else 0. `--json` prints an array.
-async fn assess_many(daemon: &str, stages: &[String], out: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let mut session = Session::open(daemon, true).await?;
+async fn assess_many(daemon: &str, max_workers: usize, stages: &[String], out: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut session = Session::open(daemon, true, max_workers).await?;
     let mut docs = Vec::new();
     let mut worst = 0u8;
     for (n, stage) in stages.iter().enumerate() {

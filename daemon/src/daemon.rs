@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
-use crate::executors::{ExecutorHub, TaskFailure, TaskUsage};
+use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskUsage};
 use crate::proto;
 use crate::run::{self, Answer, RunRecord, RunSlot, RunState};
 use crate::setup::ExecutorEnv;
@@ -25,6 +25,14 @@ pub struct Config {
     pub local_executor: Option<ExecutorEnv>,
     /// How long a task waits for a capable executor to connect.
     pub executor_wait: Duration,
+    /// Most executor processes one run's Phase 4 may use at once (0: one per CPU core).
+    pub max_workers: usize,
+}
+
+impl Config {
+    pub fn new(local_executor: Option<ExecutorEnv>, max_workers: usize) -> Self {
+        Self { data_dir: crate::setup::data_dir(), local_executor, executor_wait: Duration::from_secs(120), max_workers }
+    }
 }
 
 pub struct Core {
@@ -34,6 +42,8 @@ pub struct Core {
     events: broadcast::Sender<proto::RunEvent>,
     address: OnceLock<SocketAddr>,
     children: Mutex<Vec<tokio::process::Child>>,
+    /// Phase 4 worker processes by executor id (`<pool>-<n>`).
+    workers: Mutex<HashMap<String, tokio::process::Child>>,
 }
 
 /// Outcome codes that mean the input itself is unusable (CLI exit code 2).
@@ -49,6 +59,7 @@ impl Core {
             events,
             address: OnceLock::new(),
             children: Mutex::new(Vec::new()),
+            workers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -81,6 +92,11 @@ impl Core {
         if let Err(e) = self.ensure_local_executor().await {
             return (String::new(), Err(e), TaskUsage::default());
         }
+        self.run_task_in(None, run_id, milestone, kind, params).await
+    }
+
+    /// [`Self::run_task`] on one worker pool's executors (see [`Self::ensure_workers`]).
+    pub async fn run_task_in(self: &Arc<Self>, pool: Option<&str>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
         let forward = {
             let core = self.clone();
@@ -92,7 +108,7 @@ impl Core {
                 }
             })
         };
-        let outcome = self.hub.run_task(kind, &params, Some(progress_tx), self.config.executor_wait).await;
+        let outcome = self.hub.run_task_in(pool, kind, &params, Some(progress_tx), self.config.executor_wait).await;
         forward.abort();
         outcome
     }
@@ -117,6 +133,55 @@ impl Core {
         tracing::info!(pid = child.id(), "spawned local executor");
         children.push(child);
         Ok(())
+    }
+
+    /// Phase 4 runs each target in a standalone worker process (batch-mode.md: one target, one
+    /// job), `count` of them at once: make sure executors `<pool>-1` … `<pool>-<count>` are
+    /// running. Returns false when this daemon spawns no local processes (it serves external
+    /// executors only); the connected executors run the targets then.
+    pub fn ensure_workers(&self, pool: &str, count: usize) -> Result<bool, TaskFailure> {
+        let Some(env) = &self.config.local_executor else { return Ok(false) };
+        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
+        let mut workers = self.workers.lock().unwrap();
+        for n in 1..=count {
+            let id = format!("{pool}-{n}");
+            if workers.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                continue;
+            }
+            let child = tokio::process::Command::new(env.python())
+                .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", &id])
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display())))?;
+            tracing::info!(pid = child.id(), %id, "spawned Phase 4 worker");
+            workers.insert(id, child);
+        }
+        Ok(true)
+    }
+
+    /// Stop a pool's workers beyond the first `keep` (all of them with 0): their memory goes
+    /// back as soon as the batch that needed them is over.
+    pub async fn release_workers(&self, pool: &str, keep: usize) {
+        let beyond = |id: &str| pool_member(id, pool).is_some_and(|n| n > keep);
+        self.hub.shutdown_where(beyond, "Phase 4 worker no longer needed");
+        let stopping: Vec<_> = {
+            let mut workers = self.workers.lock().unwrap();
+            let ids: Vec<String> = workers.keys().filter(|id| beyond(id)).cloned().collect();
+            ids.into_iter().filter_map(|id| workers.remove(&id)).collect()
+        };
+        for mut child in stopping {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Stop a pool's workers at once (a run ended): dropping a child kills it.
+    pub fn drop_workers(&self, pool: &str) {
+        let in_pool = |id: &str| pool_member(id, pool).is_some();
+        self.hub.shutdown_where(in_pool, "run ended");
+        self.workers.lock().unwrap().retain(|id, _| !in_pool(id));
     }
 
     pub fn slot(&self, run_id: &str) -> Option<Arc<RunSlot>> {
@@ -228,7 +293,8 @@ impl Core {
     /// Stop local executors (embedded mode exit).
     pub async fn shutdown(&self) {
         self.hub.shutdown_all("daemon shutting down");
-        let children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
+        let mut children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
+        children.extend(std::mem::take(&mut *self.workers.lock().unwrap()).into_values());
         for mut child in children {
             if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
                 let _ = child.kill().await;

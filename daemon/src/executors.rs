@@ -80,6 +80,11 @@ pub fn take_records(result: &mut Value, table: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The worker number of executor `id` in `pool` (ids `<pool>-<n>`), None when not a member.
+pub fn pool_member(id: &str, pool: &str) -> Option<usize> {
+    id.strip_prefix(pool)?.strip_prefix('-')?.parse().ok()
+}
+
 #[derive(Default)]
 struct HubState {
     connections: HashMap<String, Connection>,
@@ -224,6 +229,20 @@ impl ExecutorHub {
         progress: Option<ProgressSink>,
         wait: Duration,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
+        self.run_task_in(None, kind, params, progress, wait).await
+    }
+
+    /// [`Self::run_task`] on the executors of one pool only (ids `<pool>-…`), or on any when
+    /// `pool` is None.
+    pub async fn run_task_in(
+        &self,
+        pool: Option<&str>,
+        kind: &str,
+        params: &Value,
+        progress: Option<ProgressSink>,
+        wait: Duration,
+    ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
+        let in_pool = |id: &str| pool.is_none_or(|p| pool_member(id, p).is_some());
         let deadline = Instant::now() + wait;
         let task_id = uuid::Uuid::new_v4().to_string();
         let (reply, outcome) = oneshot::channel();
@@ -232,7 +251,8 @@ impl ExecutorHub {
             {
                 let mut state = self.state.lock().unwrap();
                 let state = &mut *state;
-                let idle = state.connections.iter_mut().find(|(_, c)| c.busy.is_none() && c.hello.task_kinds.iter().any(|k| k == kind));
+                let idle = state.connections.iter_mut()
+                    .find(|(id, c)| in_pool(id) && c.busy.is_none() && c.hello.task_kinds.iter().any(|k| k == kind));
                 if let Some((id, conn)) = idle {
                     let task = proto::Task { task_id: task_id.clone(), kind: kind.to_string(), params_json: params.to_string() };
                     if conn.outbox.send(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(task)) })).is_ok() {
@@ -265,8 +285,13 @@ impl ExecutorHub {
 
     /// Ask every executor to finish (embedded mode exit).
     pub fn shutdown_all(&self, reason: &str) {
+        self.shutdown_where(|_| true, reason);
+    }
+
+    /// Ask the executors whose id `matches` to finish.
+    pub fn shutdown_where(&self, matches: impl Fn(&str) -> bool, reason: &str) {
         let state = self.state.lock().unwrap();
-        for conn in state.connections.values() {
+        for (_, conn) in state.connections.iter().filter(|(id, _)| matches(id)) {
             let _ = conn.outbox.send(Ok(DaemonMessage {
                 body: Some(daemon_message::Body::Shutdown(proto::Shutdown { reason: reason.to_string() })),
             }));
@@ -329,6 +354,24 @@ mod tests {
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
         let value = task.await.unwrap().1.unwrap();
         assert_eq!(value[RECORDS_KEY]["prims"], serde_json::json!(["{\"a\":[1]}", "{\"a\":[2]}"]));
+    }
+
+    #[tokio::test]
+    async fn a_pool_task_goes_only_to_that_pool() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (outside, mut outside_rx) = mpsc::unbounded_channel();
+        hub.register(hello("local"), outside);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, Duration::from_millis(300)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(outside_rx.try_recv().is_err(), "not leased outside the pool");
+        let (inside, mut inside_rx) = mpsc::unbounded_channel();
+        hub.register(hello("ops-1"), inside);
+        assert!(inside_rx.recv().await.is_some(), "leased to the pool's executor once it connected");
+        hub.unregister("ops-1", "test over");
+        assert_eq!(task.await.unwrap().1.unwrap_err().code, codes::EXECUTOR_LOST);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::daemon::Core;
 use crate::decisions::assessment::{self, Classification, Facts};
+use crate::decisions::batch;
 use crate::decisions::prims::PrimTable;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
@@ -347,6 +348,9 @@ fn set_state(core: &Core, slot: &RunSlot, state: RunState, code: &str, message: 
         r.message = message.into();
     });
     let milestone = record.milestone.clone();
+    if state.is_terminal() {
+        core.drop_workers(&worker_pool(&record)); // a run that ended early may still hold its pre-started worker
+    }
     core.persist_and_emit(&record, if state.is_terminal() { "finished" } else { "progress" }, &milestone, message);
 }
 
@@ -810,6 +814,9 @@ async fn geometry_signature(ctx: &PhaseCtx<'_>, stage: &str) -> Result<Signature
 /// Phase 4 evidence: the per-target plan (Tier 2 hygiene on one representative per geometry
 /// class, Tier 3 on flagged subtrees and pairs) on the optimization target, N=1 the stage.
 async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    // Phase 4's first worker starts now, so its interpreter and usd-optimize are loaded by the
+    // time the first target runs (a start costs seconds: on a small stage, more than the ops).
+    ctx.core.ensure_workers(&worker_pool(&ctx.record()), 1).map_err(Stop::from)?;
     let inputs = validation_inputs(ctx)?;
     let plan = validation::plan(&inputs, Placement::Target);
     let stage = ctx.record().stage_path;
@@ -827,7 +834,11 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let evidence = Evidence {
         meters_per_unit: facts.stage.meters_per_unit,
         meshes_with_mergeable_vertices: count("vertex_weld"),
-        meshes_with_degenerate_or_duplicate_faces: count("topology_zero_area_faces") + count("topology_duplicate_faces"),
+        meshes_with_degenerate_faces: count("topology_zero_area_faces"),
+        meshes_with_duplicate_faces: count("topology_duplicate_faces"),
+        attributes_with_redundant_samples: count("perf_redundant_timesamples"),
+        empty_leaves: count("structure_empty_leaf"),
+        duplicate_material_sets: count("material_duplicates"),
         // Exact copies (geometry classes) and what the validator groups among the distinct ones.
         duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
         prims_missing_extent: facts.geometry.meshes_missing_extent,
@@ -841,9 +852,9 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .map_err(|e| Stop::fail(codes::ORDERING_INVARIANT_VIOLATED, e))?;
     let targets = phase4_targets(ctx)?;
     let optimized_dir = Path::new(&record.output_dir).join("optimized");
-    let targets: Vec<Value> = targets.into_iter().map(|mut t| {
-        let path = t["path"].as_str().unwrap_or_default().to_string();
-        t["output_path"] = json!(optimized_output_path(&path, &optimized_dir.display().to_string()));
+    let outputs = target_output_paths(targets.iter().map(|t| t["path"].as_str().unwrap_or_default()), &optimized_dir);
+    let targets: Vec<Value> = targets.into_iter().zip(outputs).map(|(mut t, output)| {
+        t["output_path"] = json!(output);
         t
     }).collect();
     let plan = json!({
@@ -894,6 +905,21 @@ fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Value>, Stop> {
     Ok(vec![json!({"path": record.working_stage(), "target_class": "monolith", "mesh_count": facts.counts.mesh_count})])
 }
 
+/// Each target's output in `dir`: `<stem>.optimized.<ext>`, and where two targets share a
+/// file name (`Body.usd` in two folders), `<stem>.<path tag>.optimized.<ext>` for each of them.
+fn target_output_paths<'a>(paths: impl Iterator<Item = &'a str> + Clone, dir: &Path) -> Vec<PathBuf> {
+    let dir = dir.display().to_string();
+    let plain: Vec<PathBuf> = paths.clone().map(|p| optimized_output_path(p, &dir)).collect();
+    paths.zip(&plain).map(|(path, output)| {
+        if plain.iter().filter(|o| *o == output).count() == 1 {
+            return output.clone();
+        }
+        let name = output.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (stem, rest) = name.split_once(".optimized.").unwrap_or((name, "usdc"));
+        output.with_file_name(format!("{stem}.{}.optimized.{rest}", batch::path_tag(path)))
+    }).collect()
+}
+
 /// `<outdir>/<stem>.optimized.<ext>`: never the source path.
 pub fn optimized_output_path(stage: &str, output_dir: &str) -> PathBuf {
     let source = Path::new(stage);
@@ -902,9 +928,9 @@ pub fn optimized_output_path(stage: &str, output_dir: &str) -> PathBuf {
     Path::new(output_dir).join(format!("{stem}.optimized.{ext}"))
 }
 
-/// Phase 4 (each target through the chain, to a new path), Phase 5 (the assemblies above
-/// optimized children remapped to a new root) and the aggregate preservation proof of the
-/// whole against the source.
+/// Phase 4 (each target through the chain, to a new path, in prototype-first batches),
+/// Phase 5 (the assemblies above optimized children remapped to a new root) and the
+/// aggregate preservation proof of the whole against the source.
 async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let plan = ctx.ws.read_artifact("operation-plan")?;
     let operations: Vec<Value> = plan["operations"]
@@ -914,41 +940,35 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .map(|op| json!({"operation": op["operation"], "args": op["args"]}))
         .collect();
     let record = ctx.record();
-    let mut statuses = Vec::new();
-    let mut optimized: serde_json::Map<String, Value> = serde_json::Map::new();
-    for target in plan["targets"].as_array().into_iter().flatten() {
-        let path = target["path"].as_str().unwrap_or_default();
-        let mesh_count = target["mesh_count"].as_u64().unwrap_or(0);
+    let targets: Vec<Value> = plan["targets"].as_array().cloned().unwrap_or_default();
+    let mut statuses: Vec<Value> = targets.iter().map(|target| {
         let mut status = json!({
-            "path": path, "role": target["target_class"], "mesh_count": mesh_count,
+            "path": target["path"], "role": target["target_class"], "mesh_count": target["mesh_count"].as_u64().unwrap_or(0),
+            "dependency_group": target["dependency_group"].as_str().unwrap_or("independent"),
             "disposition": "optimized", "output_path": null, "operations": [],
         });
-        if mesh_count == 0 {
+        if status["mesh_count"] == 0 {
             status["disposition"] = json!("skipped_zero_meshes");
             status["reason"] = json!("no mesh reachable with the target opened standalone");
         } else if operations.is_empty() {
             status["disposition"] = json!("skipped_user_declined");
             status["reason"] = json!("evidence selected no operation");
-        } else {
-            let started = Instant::now();
-            let result = ctx.task("operations", json!({
-                "stage_path": path, "output_path": target["output_path"], "operations": operations,
-                "declass_namespace": target["declass_namespace"],
-                "load_payloads": target["load_payloads"].as_bool().unwrap_or(true), "mute_layers": target["mute_layers"],
-            })).await?;
-            status["operations"] = result["operations"].clone();
-            status["export_seconds"] = result["export_seconds"].clone();
-            // The daemon's view of the task (dispatch, executor open, ops, export, reply):
-            // what the operations benchmark compares with calling usd-optimize directly.
-            status["task_seconds"] = json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-            status["output_path"] = result["output_path"].clone();
-            optimized.insert(path.to_string(), result["output_path"].clone());
         }
-        statuses.push(status);
-    }
+        status
+    }).collect();
+    let schedule = run_batches(ctx, &targets, &operations, &mut statuses).await?;
+    let optimized: serde_json::Map<String, Value> = statuses.iter()
+        .filter(|s| s["disposition"] == "optimized")
+        .map(|s| (s["path"].as_str().unwrap_or_default().to_string(), s["output_path"].clone()))
+        .collect();
     let mut artifacts = Vec::new();
-    let mut note = format!("{} operation(s) on {} of {} target(s)", operations.len(), optimized.len(), statuses.len());
-    if !optimized.is_empty() {
+    let mut note = format!("{} operation(s) on {} of {} target(s) in {} batch(es)", operations.len(), optimized.len(), statuses.len(),
+                           schedule["batches"].as_array().map_or(0, |b| b.len()));
+    // The whole is assembled and proven only when every target that had work came through.
+    let blocked = statuses.iter().filter(|s| s["disposition"] == "blocked").count();
+    if blocked > 0 {
+        note.push_str(&format!("; {blocked} target(s) blocked: no assembled output"));
+    } else if !optimized.is_empty() {
         let working = record.working_stage().to_string();
         let output = match optimized.get(&working) {
             Some(single) if optimized.len() == 1 => single.as_str().unwrap_or_default().to_string(),
@@ -968,7 +988,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         if proof["passed"] == true {
             let reverify = reverify_output(ctx, &output).await?;
             for status in statuses.iter_mut().filter(|s| s["disposition"] == "optimized") {
-                status["reverify"] = reverify.clone();
+                status["findings_reverify"] = reverify.clone();
             }
             ctx.slot.update(|r| r.output_stage_path = output.clone());
             note.push_str("; geometry preservation proof passed");
@@ -984,8 +1004,136 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
             note = format!("targets blocked: {}", preservation::summary(&proof));
         }
     }
-    artifacts.insert(0, ctx.write("operations-status", &json!({"targets": statuses}))?);
+    artifacts.insert(0, ctx.write("operations-status", &json!({"targets": statuses, "schedule": schedule}))?);
     Ok((artifacts, note))
+}
+
+/// Failures of one target that are failures of the chain itself: every other target would
+/// fail the same way, so the run stops instead of blocking targets one by one.
+const CHAIN_FAILURES: &[&str] = &["blocked_missing_scene_optimizer", "blocked_missing_so_operation", "unknown_operation_argument"];
+
+/// Phase 4b: the targets still to optimize, run in dependency groups (prototypes first), each
+/// group in batches whose concurrency the pilot and every later batch decide
+/// (decisions::batch). Each target runs in a standalone worker process; a target that fails
+/// is blocked with its error and the others go on. Returns the schedule record.
+async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value], statuses: &mut [Value]) -> Result<Value, Stop> {
+    let weight = |i: usize| batch::TargetWeight {
+        mesh_count: targets[i]["mesh_count"].as_u64().unwrap_or(0),
+        file_bytes: std::fs::metadata(targets[i]["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
+    };
+    let rank = |i: usize| batch::group_rank(targets[i]["dependency_group"].as_str());
+    let mut order: Vec<usize> = (0..targets.len()).filter(|i| statuses[*i]["disposition"] == "optimized").collect();
+    order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weight(i).mesh_count)));
+    let pool = worker_pool(&ctx.record());
+    let mut batches = Vec::new();
+    let mut outcome = Ok(());
+    'groups: for group in order.chunk_by(|a, b| rank(*a) == rank(*b)) {
+        let weights: Vec<batch::TargetWeight> = group.iter().map(|&i| weight(i)).collect();
+        let (mut concurrency, mut reason) = batch::initial_concurrency(&weights, &budget(ctx));
+        let mut queue: std::collections::VecDeque<usize> = group.iter().copied().collect();
+        while !queue.is_empty() {
+            if ctx.slot.is_cancelled() {
+                outcome = Err(Stop::fail(codes::CANCELLED, "cancelled by request between Phase 4 batches"));
+                break 'groups;
+            }
+            let members: Vec<usize> = queue.drain(..concurrency.min(queue.len())).collect();
+            let pooled = ctx.core.ensure_workers(&pool, concurrency).map_err(Stop::from)?;
+            let started = Instant::now();
+            let results = futures::future::join_all(members.iter().map(|&i| {
+                optimize_target(ctx, pooled.then_some(pool.as_str()), &targets[i], operations)
+            })).await;
+            let mut observed = batch::BatchObservation { concurrency, ..Default::default() };
+            for (&i, result) in members.iter().zip(results) {
+                let status = &mut statuses[i];
+                match result {
+                    Ok((value, peak_rss_kb, seconds)) => {
+                        observed.peak_rss_bytes.push(u64::try_from(peak_rss_kb).unwrap_or(0) * 1024);
+                        observed.seconds.push(seconds);
+                        record_target(status, &value, seconds);
+                    }
+                    Err(failure) if CHAIN_FAILURES.contains(&failure.code.as_str()) => {
+                        outcome = Err(Stop::from(failure));
+                    }
+                    Err(failure) => {
+                        observed.failures += 1;
+                        status["disposition"] = json!("blocked");
+                        status["reason"] = json!(failure.to_string());
+                    }
+                }
+            }
+            let written = members.iter().filter(|&&i| statuses[i]["output_path"].as_str().is_some_and(|p| Path::new(p).is_file())).count();
+            let expected = members.iter().filter(|&&i| statuses[i]["disposition"] == "optimized").count();
+            batches.push(json!({
+                "index": batches.len(), "dependency_group": targets[members[0]]["dependency_group"].as_str().unwrap_or("independent"),
+                "targets": members.iter().map(|&i| targets[i]["path"].clone()).collect::<Vec<_>>(),
+                "concurrency": concurrency, "reason": reason, "seconds": round3(started.elapsed().as_secs_f64()),
+                "failures": observed.failures, "outputs_expected": expected, "outputs_written": written,
+                "peak_worker_rss_bytes": observed.peak_rss_bytes.iter().max(),
+            }));
+            if written != expected {
+                outcome = Err(Stop::fail("output_count_mismatch", format!(
+                    "batch {} expected {expected} optimized files and found {written}: a collision or a failed write", batches.len() - 1)));
+            }
+            if outcome.is_err() {
+                break 'groups;
+            }
+            (concurrency, reason) = batch::next_concurrency(&observed, &budget(ctx), queue.len());
+            ctx.core.release_workers(&pool, concurrency).await;
+        }
+    }
+    ctx.core.release_workers(&pool, 0).await;
+    outcome?;
+    Ok(json!({"max_workers": budget(ctx).max_workers, "batches": batches}))
+}
+
+/// Executor ids of a run's Phase 4 workers: `ops<run id prefix>-<n>`.
+fn worker_pool(record: &RunRecord) -> String {
+    format!("ops{}", record.run_id.chars().take(8).collect::<String>())
+}
+
+/// The daemon's budget for the next batch: cores, memory available now, the worker cap.
+fn budget(ctx: &PhaseCtx<'_>) -> batch::Budget {
+    let host = crate::resources::host_facts();
+    let cpu_count = host["cpu_count"].as_u64().unwrap_or(1) as usize;
+    let configured = ctx.core.config.max_workers;
+    batch::Budget {
+        cpu_count,
+        ram_available_bytes: host["ram_available_bytes"].as_u64().unwrap_or(0),
+        max_workers: if configured == 0 { cpu_count } else { configured },
+    }
+}
+
+/// One target through the chain in a worker: (the task's result, its peak memory in KiB, wall seconds).
+async fn optimize_target(ctx: &PhaseCtx<'_>, pool: Option<&str>, target: &Value, operations: &[Value]) -> Result<(Value, i64, f64), TaskFailure> {
+    let started = Instant::now();
+    let (_, outcome, usage) = ctx.core.run_task_in(pool, &ctx.record().run_id, ctx.milestone, "operations", json!({
+        "stage_path": target["path"], "output_path": target["output_path"], "operations": operations,
+        "declass_namespace": target["declass_namespace"],
+        "load_payloads": target["load_payloads"].as_bool().unwrap_or(true), "mute_layers": target["mute_layers"],
+    })).await;
+    ctx.slot.usage.lock().unwrap().add_task(usage);
+    Ok((outcome?, usage.peak_rss_kb, started.elapsed().as_secs_f64()))
+}
+
+/// A finished target's status: what ran, its timings and its cheap re-verify. An output
+/// that composes with new errors is blocked, not optimized.
+fn record_target(status: &mut Value, result: &Value, seconds: f64) {
+    status["operations"] = result["operations"].clone();
+    status["export_seconds"] = result["export_seconds"].clone();
+    // The daemon's view of the task (dispatch, executor open, ops, export, re-verify, reply):
+    // what the operations benchmark compares with calling usd-optimize directly.
+    status["task_seconds"] = json!(round3(seconds));
+    status["output_path"] = result["output_path"].clone();
+    status["reverify"] = result["reverify"].clone();
+    let new_errors = result["reverify"]["new_composition_errors"].as_u64().unwrap_or(0);
+    if new_errors > 0 {
+        status["disposition"] = json!("blocked");
+        status["reason"] = json!(format!("the output composes with {new_errors} new error(s): {}", result["reverify"]["composition_errors"]));
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// Phase 4d proof strength: lossless ops may weld or re-index, so a lossless chain is held
@@ -1079,4 +1227,19 @@ fn optimization_report(ctx: &PhaseCtx<'_>) -> PhaseResult {
         }
     });
     Ok((vec![json_path, md_path.display().to_string()], format!("{mode}, verdict {verdict}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_named_targets_get_outputs_of_their_own() {
+        let paths = ["/f/a/Body.usd", "/f/b/Body.usd", "/f/Frame.usdc"];
+        let outputs = target_output_paths(paths.iter().copied(), Path::new("/out"));
+        assert_eq!(outputs[2], PathBuf::from("/out/Frame.optimized.usdc"));
+        assert_ne!(outputs[0], outputs[1]);
+        let name = outputs[0].file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("Body.") && name.ends_with(".optimized.usd"), "{name}");
+    }
 }

@@ -2,6 +2,7 @@
 //! small hand-written inputs. The executor measures; these decide.
 
 pub mod assessment;
+pub mod batch;
 pub mod compare;
 pub mod containment;
 pub mod dedupe;

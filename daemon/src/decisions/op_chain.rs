@@ -137,7 +137,14 @@ pub fn check_order(chain: &[&str], instancing_in_play: bool) -> Result<Vec<&'sta
 pub struct Evidence {
     pub meters_per_unit: f64,
     pub meshes_with_mergeable_vertices: u64,
-    pub meshes_with_degenerate_or_duplicate_faces: u64,
+    pub meshes_with_degenerate_faces: u64,
+    pub meshes_with_duplicate_faces: u64,
+    /// Attributes whose time samples repeat their neighbours (perf_redundant_timesamples).
+    pub attributes_with_redundant_samples: u64,
+    /// Empty grouping leaves (structure_empty_leaf).
+    pub empty_leaves: u64,
+    /// Sets of materials with identical networks (material_duplicates).
+    pub duplicate_material_sets: u64,
     pub duplicate_geometry_groups: u64,
     pub prims_missing_extent: u64,
     /// Roots of the flagged enclosure pairs where the Tier 3 probe found occluded meshes.
@@ -186,6 +193,28 @@ fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
     1e-6 / meters_per_unit.max(1e-12)
 }
 
+/// One meshCleanup step with the union of the passes the findings call for (config from
+/// evidence: one cleanup, not one per checker), every other pass off and tolerance 0 (exact
+/// coincidence). Welding can leave degenerate faces and unused points behind, so those passes
+/// come with it. None when nothing calls for a cleanup.
+pub fn mesh_cleanup_args(e: &Evidence) -> Option<serde_json::Value> {
+    let weld = e.meshes_with_mergeable_vertices > 0;
+    let degenerate = e.meshes_with_degenerate_faces > 0;
+    let duplicate = e.meshes_with_duplicate_faces > 0;
+    if !(weld || degenerate || duplicate) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "tolerance": 0.0,
+        "mergeVertices": weld, "mergeNeighbors": weld, "mergeBoundaries": weld,
+        "contractDegenerateEdges": degenerate,
+        "removeDegenerateFaces": weld || degenerate,
+        "removeIsolatedVertices": weld || degenerate,
+        "removeDuplicateFaces": duplicate,
+        "coorientFaces": false, "makeManifold": false,
+    }))
+}
+
 /// The chain evidence selects (config from evidence): lossless ops, each with why.
 pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
     use serde_json::json;
@@ -209,10 +238,10 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
          format!("{} meshes occluded inside {} flagged enclosure pair roots (Tier 3 probe)", e.occluded_meshes, e.occlusion_pairs.len()),
          if e.restructured { "occluded meshes lie inside shared prototypes: removing them there is not built yet".into() }
          else { "the Tier 3 probe found no occluded mesh".into() });
-    let cleanup = e.meshes_with_mergeable_vertices + e.meshes_with_degenerate_or_duplicate_faces;
-    pick("meshCleanup", cleanup > 0, json!({"tolerance": 0.0}),
-         format!("{} meshes with coincident vertices, {} with degenerate or duplicate faces",
-                 e.meshes_with_mergeable_vertices, e.meshes_with_degenerate_or_duplicate_faces),
+    let cleanup = mesh_cleanup_args(e);
+    pick("meshCleanup", cleanup.is_some(), cleanup.unwrap_or_default(),
+         format!("{} meshes with coincident vertices, {} with degenerate faces, {} with duplicate faces",
+                 e.meshes_with_mergeable_vertices, e.meshes_with_degenerate_faces, e.meshes_with_duplicate_faces),
          "no mergeable vertices, degenerate or duplicate faces found".into());
     pick("deduplicateGeometry", e.duplicate_geometry_groups > 0, json!({"tolerance": tolerance}),
          format!("{} groups of identical meshes (tolerance {tolerance:e} stage units)", e.duplicate_geometry_groups),
@@ -220,6 +249,18 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
     pick("computeExtents", e.prims_missing_extent > 0, json!({}),
          format!("{} gprims without authored extent", e.prims_missing_extent),
          "every gprim has an authored extent".into());
+    // Exact repeats only (removeInterpolated off): a sample equal to both neighbours.
+    pick("optimizeTimeSamples", e.attributes_with_redundant_samples > 0, json!({"removeInterpolated": false}),
+         format!("{} attributes hold time samples equal to their neighbours", e.attributes_with_redundant_samples),
+         "no redundant time samples found".into());
+    // Mode 0: duplicates are rebound to one survivor with the same network.
+    pick("optimizeMaterials", e.duplicate_material_sets > 0, json!({"optimizeMaterialsMode": 0}),
+         format!("{} sets of materials with identical networks", e.duplicate_material_sets),
+         "no duplicate materials found".into());
+    // Last: earlier ops can leave grouping prims empty. Unloaded payloads only look empty.
+    pick("pruneLeaves", e.empty_leaves > 0, json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
+         format!("{} empty grouping leaves", e.empty_leaves),
+         "no empty leaf prims found".into());
     (operations, skipped)
 }
 
@@ -324,7 +365,34 @@ mod tests {
     fn clean_stage_gets_an_empty_chain() {
         let chain = build_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }, None, &[]).unwrap();
         assert!(chain.operations.is_empty());
-        assert_eq!(chain.skipped.len(), 4);
+        assert_eq!(chain.skipped.len(), 7);
+    }
+
+    #[test]
+    fn one_cleanup_step_carries_the_union_of_what_the_findings_call_for() {
+        let weld_only = Evidence { meshes_with_mergeable_vertices: 3, ..Default::default() };
+        let args = mesh_cleanup_args(&weld_only).unwrap();
+        assert_eq!(args["mergeVertices"], true);
+        assert_eq!(args["removeDegenerateFaces"], true, "welding can collapse faces");
+        assert_eq!(args["removeDuplicateFaces"], false);
+        assert_eq!(args["contractDegenerateEdges"], false);
+        let duplicates = Evidence { meshes_with_duplicate_faces: 1, meshes_with_degenerate_faces: 2, ..Default::default() };
+        let args = mesh_cleanup_args(&duplicates).unwrap();
+        assert_eq!((args["mergeVertices"].clone(), args["removeDuplicateFaces"].clone(), args["contractDegenerateEdges"].clone()),
+                   (false.into(), true.into(), true.into()));
+        assert_eq!(classify("meshCleanup", &args), (Safety::Lossless, Authority::Auto));
+        assert!(mesh_cleanup_args(&Evidence::default()).is_none());
+    }
+
+    #[test]
+    fn tier_one_findings_select_their_lossless_ops_with_prune_last() {
+        let e = Evidence { meters_per_unit: 1.0, attributes_with_redundant_samples: 4, empty_leaves: 2, duplicate_material_sets: 1,
+                           duplicate_geometry_groups: 1, ..Default::default() };
+        let chain = build_chain(&e, None, &[]).unwrap();
+        let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
+        assert_eq!(ops, ["deduplicateGeometry", "optimizeTimeSamples", "optimizeMaterials", "pruneLeaves"]);
+        assert_eq!(chain.operations[1].args["removeInterpolated"], false, "exact repeats only: lossless");
+        assert!(chain.operations[3].evidence.contains("2 empty grouping leaves"));
     }
 
     #[test]

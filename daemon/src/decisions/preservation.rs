@@ -5,7 +5,7 @@
 //! Two strengths, one per kind of phase:
 //! - [`Strength::PerMesh`] (restructure, instancing, reference remap: nothing may change):
 //!   every rendered mesh is still there at its composed path, with identical local points
-//!   and topology, the same bound material (by name and network) and world-space bounds
+//!   and topology, the same bound material (by network) and world-space bounds
 //!   within tolerance. The composed prim count with instance proxies must not change either
 //!   (material networks copied into standalone prototypes are counted apart).
 //! - [`Strength::Aggregate`] (lossless mesh operations, which may weld, re-index, drop

@@ -2,9 +2,9 @@
 composed stage is, instance proxies included, so the daemon can compare two stages mesh by mesh.
 
 Per mesh (keyed by its composed path): digests of its local points and topology, its
-world-space bounds, the identity of its bound material (name plus a digest of the
-material network, so a material copied into a prototype still reads as the same
-material), and its triangle count. The daemon decides what counts as preserved
+world-space bounds, the identity of its bound material (a digest of the
+material network, so a material copied into a prototype or rebound to an identical one
+still reads as the same material), and its triangle count. The daemon decides what counts as preserved
 (daemon/src/decisions/preservation.rs); this module only measures.
 
 Also counted: composed prims with instance proxies, and authored prim specs over every
@@ -31,8 +31,9 @@ def _digest(*arrays) -> str:
 
 
 class _Materials:
-    """Material identity that survives a move: the prim's name and a digest of its network
-    (types, authored values, connections relative to the material)."""
+    """Material identity that survives a move and a rebind to an identical survivor: a digest
+    of its network (types, authored values, connections relative to the material). Two
+    materials with the same network render the same whatever they are called."""
 
     def __init__(self):
         self._seen = {}
@@ -50,7 +51,7 @@ class _Materials:
                     h.update(f"{attribute.GetName()}={attribute.Get()!r}".encode())
                     for source in attribute.GetConnections():
                         h.update(str(source.MakeRelativePath(root)).encode())
-            self._seen[key] = f"{material.GetPrim().GetName()}#{h.hexdigest()}"
+            self._seen[key] = f"network#{h.hexdigest()}"
         return self._seen[key]
 
 

@@ -11,7 +11,7 @@ import time
 from pxr import Sdf
 
 from ..errors import TaskError
-from ..stage_io import open_stage, reanchor_asset_paths
+from ..stage_io import open_stage, reanchor_asset_paths, standalone_mesh_count
 from .so_runtime import check_operation_args, core
 
 
@@ -26,7 +26,7 @@ def run(params, reporter):
     output_path = os.path.abspath(params["output_path"])
     # A restructured root is optimized for its own content: its payloads stay unloaded and the
     # shared layers it sublayers muted, so nothing is optimized twice through the root.
-    stage, _ = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True))
+    stage, composition_errors = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True))
     for layer in params.get("mute_layers") or ():
         stage.MuteLayer(layer)
     source_layer = stage.GetRootLayer()
@@ -69,4 +69,14 @@ def run(params, reporter):
     finally:
         context.remove_stage()
     return {"stage_path": params["stage_path"], "output_path": output_path, "operations": records,
-            "export_seconds": round(export_seconds, 4)}
+            "export_seconds": round(export_seconds, 4),
+            "reverify": _reverify(output_path, params.get("mute_layers") or (), len(composition_errors))}
+
+
+def _reverify(output_path: str, mute_layers, errors_before: int) -> dict:
+    """The cheap per-target re-verify: the output opens on its own, composes with no more
+    errors than its source did, and the meshes a standalone walk reaches are counted."""
+    started = time.perf_counter()
+    _stage, errors = open_stage(output_path)
+    return {"opens": True, "composition_errors": errors[:20], "new_composition_errors": max(0, len(errors) - errors_before),
+            "mesh_count": standalone_mesh_count(output_path, mute_layers), "seconds": round(time.perf_counter() - started, 4)}
