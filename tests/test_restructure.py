@@ -109,6 +109,19 @@ def test_restructured_outputs_flow_through_phase_4_and_the_remap(restructured):
     status = artifact(out, "operations-status")
     assert {t["role"] for t in status["targets"]} >= {"prototype", "assembly_root"}
     assert all(t["disposition"] in ("optimized", "skipped_zero_meshes") for t in status["targets"])
+    # Prototype-first batches: every shared prototype ran before any assembly that uses them,
+    # each batch wrote every output it owed, and no batch ran more workers than there are cores.
+    batches = status["schedule"]["batches"]
+    order = {"shared_first": 0, "independent": 1, "dependent_after": 2}
+    ranks = [order[b["dependency_group"]] for b in batches]
+    assert ranks == sorted(ranks) and ranks[0] == 0, batches
+    assert all(b["outputs_written"] == b["outputs_expected"] for b in batches)
+    assert all(1 <= b["concurrency"] <= status["schedule"]["max_workers"] for b in batches)
+    ran = [t for t in status["targets"] if t["disposition"] == "optimized"]
+    assert sorted(p for b in batches for p in b["targets"]) == sorted(t["path"] for t in ran)
+    for target in ran:
+        assert target["reverify"]["opens"] and target["reverify"]["new_composition_errors"] == 0
+        assert target["reverify"]["mesh_count"] == standalone_meshes(target["output_path"], include_abstract=True) > 0
     remap = artifact(out, "ref-remap-manifest")
     report = json.loads((out / "optimization-report.json").read_text())
     assert report["output_path"] == remap["new_assembly_root"]

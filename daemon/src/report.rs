@@ -227,6 +227,20 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     {
         untapped.push(format!("{}: {}", held["operation"].as_str().unwrap_or(""), held["reason"].as_str().unwrap_or("")));
     }
+    // The after-profile must confirm the instancing form the evidence chose.
+    let dedupe = plan.as_ref().and_then(|p| p["operations"].as_array()).into_iter().flatten().find(|o| o["operation"] == "deduplicateGeometry");
+    let warm_open_change = comparison.as_ref().and_then(|c| c["metrics"].as_array()).into_iter().flatten()
+        .find(|m| m["name"] == "warm_open_ms").and_then(|m| m["change_pct"].as_f64());
+    if let (Some(dedupe), Some(change)) = (dedupe, warm_open_change) {
+        if change > 5.0 {
+            let form = if dedupe["args"]["duplicateMethod"] == 4 { "point instancing" } else { "native instancing" };
+            let alternative = if dedupe["args"]["duplicateMethod"] == 4 { String::new() } else {
+                format!("; point instancing opens single-mesh copies faster, and is chosen from {} copies and {} per geometry",
+                        crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES, crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY)
+            };
+            untapped.push(format!("the after-profile does not confirm {form}: warm open {change:+.1}%{alternative}"));
+        }
+    }
     if branch == "optimize-as-is" && classification == "monolithic-needs-restructure" {
         untapped.push("restructure (hierarchy dedupe) declined at the gate".into());
     }

@@ -563,7 +563,17 @@ async fn whole_stage_validation(ctx: &PhaseCtx<'_>, phase: ValidationPhase, stag
     };
     // 6b re-runs exactly the baseline plan, so both reports share one scope note.
     let (report, artifacts) = run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, "validation-scope-note", report_name).await?;
-    Ok((artifacts, validation_note(&report)))
+    let mut note = validation_note(&report);
+    if phase == ValidationPhase::Baseline && ctx.record().route.phase_recommendation.as_deref() == Some("already_optimized") {
+        // The assessment sees structure only; what the validators found that a lossless op
+        // fixes (redundant time samples, duplicate materials, empty leaves) still deserves Phase 4.
+        let fixable: Vec<&str> = validation::STRUCTURE_BLIND_LOSSLESS_FIXES.iter().copied().filter(|c| validation::site_count(&report, c, None) > 0).collect();
+        if !fixable.is_empty() {
+            ctx.slot.update(|r| r.route.phase_recommendation = Some("optimization".into()));
+            note.push_str(&format!("; findings a lossless op fixes ({}): on to Phase 4 although the structure is already optimized", fixable.join(", ")));
+        }
+    }
+    Ok((artifacts, note))
 }
 
 // ------------------------------------------------------------------ Phase 2e / 2f
@@ -828,9 +838,11 @@ async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
 
 fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let findings = ctx.ws.read_artifact("validation-report-targets")?;
+    // Whole-stage Tier 1 findings (time samples, materials, empty leaves) come from Phase 2c.
+    let whole_stage = ctx.ws.read_artifact("validation-report")?;
     let facts: Facts = ctx.read("stage-facts")?;
     let record = ctx.record();
-    let count = |concept: &str| validation::site_count(&findings, concept, None);
+    let count = |concept: &str| validation::site_count(&findings, concept, None) + validation::site_count(&whole_stage, concept, None);
     let evidence = Evidence {
         meters_per_unit: facts.stage.meters_per_unit,
         meshes_with_mergeable_vertices: count("vertex_weld"),
@@ -841,6 +853,7 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         duplicate_material_sets: count("material_duplicates"),
         // Exact copies (geometry classes) and what the validator groups among the distinct ones.
         duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
+        duplicate_geometry_copies: count("geom_duplicates"),
         prims_missing_extent: facts.geometry.meshes_missing_extent,
         occlusion_pairs: occlusion_pairs(&findings),
         occluded_meshes: count("spatial_occluded"),
@@ -947,7 +960,7 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
             "dependency_group": target["dependency_group"].as_str().unwrap_or("independent"),
             "disposition": "optimized", "output_path": null, "operations": [],
         });
-        if status["mesh_count"] == 0 {
+        if status["mesh_count"] == 0 && operations.iter().all(|o| op_chain::is_mesh_only(o["operation"].as_str().unwrap_or_default())) {
             status["disposition"] = json!("skipped_zero_meshes");
             status["reason"] = json!("no mesh reachable with the target opened standalone");
         } else if operations.is_empty() {
@@ -1144,7 +1157,12 @@ fn operations_strength(plan: &Value) -> Strength {
         return Strength::Aggregate;
     }
     let band = ops.iter().filter_map(|o| o["args"]["maxMeanError"].as_f64()).fold(0.0, f64::max);
-    Strength::Bounded { band, meshes_may_drop: ops.iter().any(|o| o["safety"] == "destructive") }
+    let point_instancing = ops.iter().any(|o| o["operation"] == "deduplicateGeometry" && o["args"]["duplicateMethod"] == 4);
+    Strength::Bounded {
+        band,
+        mesh_relative_band: if point_instancing { op_chain::HALF_ORIENTATION_BAND } else { 0.0 },
+        meshes_may_drop: ops.iter().any(|o| o["safety"] == "destructive"),
+    }
 }
 
 /// The apply-restructure manifest of Phase 5 (mode ref_remap).

@@ -129,7 +129,7 @@ pub fn next_concurrency(observed: &BatchObservation, budget: &Budget, remaining:
         (current * 2, format!("healthy batch (peak worker memory {} MiB): doubling", peak >> 20))
     };
     let n = wanted.min(budget.cap()).min(memory_fit).min(remaining).max(1);
-    (n, why)
+    (n, format!("{why}; next batch {n}"))
 }
 
 /// A short stable tag of a path (FNV-1a 64, hex) that tells apart outputs whose file names

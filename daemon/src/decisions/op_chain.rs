@@ -88,12 +88,24 @@ pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority
             Some(_) => (Safety::Destructive, Authority::IntentGated),
         };
     }
+    if operation == "deduplicateGeometry" && args["duplicateMethod"] == 4 {
+        // Its point instancers store half-precision orientations (quath): a measured 2e-4
+        // change of triangle area, bounded loss rather than lossless.
+        return (Safety::BoundedLoss, Authority::AutoWithinTolerance);
+    }
     if operation == "meshCleanup" {
         let repairs = ["makeManifold", "coorientFaces"].iter().any(|k| args[*k] == true);
         let welds_apart = args["tolerance"].as_f64().unwrap_or(0.0) > 0.0;
         return if repairs || welds_apart { (Safety::BoundedLoss, Authority::IntentGated) } else { (Safety::Lossless, Authority::Auto) };
     }
     (safety, authority)
+}
+
+/// Ops that only ever touch meshes: a target without meshes has nothing for them. (Time
+/// samples, materials, extents of other gprims and empty leaves are work without meshes.)
+pub fn is_mesh_only(operation: &str) -> bool {
+    matches!(operation, "meshCleanup" | "deduplicateGeometry" | "decimateMeshes" | "findOccludedMeshes" | "removeSmallGeometry"
+        | "generateNormals" | "mergeVertices" | "triangulateMeshes" | "splitMeshes" | "merge" | "sparseMeshes" | "remeshMeshes")
 }
 
 pub fn safety(operation: &str) -> Safety {
@@ -146,6 +158,8 @@ pub struct Evidence {
     /// Sets of materials with identical networks (material_duplicates).
     pub duplicate_material_sets: u64,
     pub duplicate_geometry_groups: u64,
+    /// Meshes in those groups (every copy, the first included).
+    pub duplicate_geometry_copies: u64,
     pub prims_missing_extent: u64,
     /// Roots of the flagged enclosure pairs where the Tier 3 probe found occluded meshes.
     pub occlusion_pairs: Vec<String>,
@@ -191,6 +205,38 @@ pub struct Chain {
 /// Geometric coincidence tolerance for "the same point": one micrometre, in stage units.
 fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
     1e-6 / meters_per_unit.max(1e-12)
+}
+
+/// Where mesh copies are many and each geometry has many of them, point instancing;
+/// otherwise native instancing (measured, DESIGN.md: native instancing of 50,000 single-mesh
+/// copies made open 1.3–2.1× slower, a point instancer 183× faster).
+pub const POINT_INSTANCER_MIN_COPIES: u64 = 1_000;
+pub const POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY: u64 = 8;
+/// What half-precision orientations may move a point, as a fraction of its mesh's size
+/// (quath keeps 11 significant bits: about 5e-4 per component, 2e-3 of rotation at most).
+pub const HALF_ORIENTATION_BAND: f64 = 2e-3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstancingForm {
+    PointInstancer,
+    Native,
+}
+
+/// The instancing form for duplicate meshes, chosen from their counts, with the reason.
+/// Multi-prim assemblies were shared by the restructure already (their insides are instance
+/// proxies, which deduplicateGeometry leaves alone): what is left here are mesh copies.
+pub fn instancing_form(e: &Evidence) -> (InstancingForm, String) {
+    let per_geometry = e.duplicate_geometry_copies / e.duplicate_geometry_groups.max(1);
+    if e.duplicate_geometry_copies >= POINT_INSTANCER_MIN_COPIES && per_geometry >= POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY {
+        (InstancingForm::PointInstancer, format!(
+            "point instancer: {} copies, {per_geometry} per geometry (at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY}); \
+             bounded loss (half-precision orientations)", e.duplicate_geometry_copies))
+    } else {
+        (InstancingForm::Native, format!(
+            "native instancing: {} copies, {per_geometry} per geometry (a point instancer needs at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY})",
+            e.duplicate_geometry_copies))
+    }
 }
 
 /// One meshCleanup step with the union of the passes the findings call for (config from
@@ -243,8 +289,18 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
          format!("{} meshes with coincident vertices, {} with degenerate faces, {} with duplicate faces",
                  e.meshes_with_mergeable_vertices, e.meshes_with_degenerate_faces, e.meshes_with_duplicate_faces),
          "no mergeable vertices, degenerate or duplicate faces found".into());
-    pick("deduplicateGeometry", e.duplicate_geometry_groups > 0, json!({"tolerance": tolerance}),
-         format!("{} groups of identical meshes (tolerance {tolerance:e} stage units)", e.duplicate_geometry_groups),
+    let (form, form_reason) = instancing_form(e);
+    // Deep transforms off: copies match on their local points, and each keeps its own
+    // transform. With them on (the default), usd-optimize 1.3.1 placed copies up to 190
+    // units away on its own deduplicateGeometryExample.usd (measured by the preservation proof).
+    let dedupe_args = match form {
+        InstancingForm::PointInstancer => json!({"tolerance": tolerance, "duplicateMethod": 4, "minimumDuplicates": 2,
+                                                 "pointInstancerLocation": 0, "considerDeepTransforms": false}),
+        InstancingForm::Native => json!({"tolerance": tolerance, "duplicateMethod": 2, "considerDeepTransforms": false}),
+    };
+    pick("deduplicateGeometry", e.duplicate_geometry_groups > 0, dedupe_args,
+         format!("{} groups of identical meshes, {} copies (tolerance {tolerance:e} stage units); {form_reason}",
+                 e.duplicate_geometry_groups, e.duplicate_geometry_copies),
          "no duplicate geometry found".into());
     pick("computeExtents", e.prims_missing_extent > 0, json!({}),
          format!("{} gprims without authored extent", e.prims_missing_extent),
@@ -258,8 +314,10 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
          format!("{} sets of materials with identical networks", e.duplicate_material_sets),
          "no duplicate materials found".into());
     // Last: earlier ops can leave grouping prims empty. Unloaded payloads only look empty.
-    pick("pruneLeaves", e.empty_leaves > 0, json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
-         format!("{} empty grouping leaves", e.empty_leaves),
+    let emptied_by_instancing = form == InstancingForm::PointInstancer && e.duplicate_geometry_groups > 0;
+    pick("pruneLeaves", e.empty_leaves > 0 || emptied_by_instancing, json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
+         if emptied_by_instancing { format!("{} empty grouping leaves, and the Xforms point instancing empties", e.empty_leaves) }
+         else { format!("{} empty grouping leaves", e.empty_leaves) },
          "no empty leaf prims found".into());
     (operations, skipped)
 }
@@ -339,8 +397,17 @@ pub fn build_chain(e: &Evidence, pipeline: Option<&str>, approvals: &[String]) -
         Some(name) => (pipeline_chain(name, e.meters_per_unit)?, Vec::new()),
         None => evidence_chain(e),
     };
-    let (operations, held) = gate(ops, approvals);
+    let (mut operations, held) = gate(ops, approvals);
     skipped.extend(held);
+    // pruneLeaves chosen only for the Xforms point instancing would empty has nothing to do
+    // when the point instancing itself was held back.
+    let prune_only_for_instancing = pipeline.is_none() && e.empty_leaves == 0;
+    if prune_only_for_instancing && !operations.iter().any(|o| o.operation == "deduplicateGeometry") {
+        if let Some(at) = operations.iter().position(|o| o.operation == "pruneLeaves") {
+            operations.remove(at);
+            skipped.push(Skipped { operation: "pruneLeaves", reason: "no empty leaf prims found, and the point instancing that would empty some is held".into() });
+        }
+    }
     let names: Vec<&str> = operations.iter().map(|o| o.operation).collect();
     let invariants_checked = check_order(&names, e.instancing_in_play)?;
     Ok(Chain { operations, skipped, invariants_checked })
@@ -393,6 +460,28 @@ mod tests {
         assert_eq!(ops, ["deduplicateGeometry", "optimizeTimeSamples", "optimizeMaterials", "pruneLeaves"]);
         assert_eq!(chain.operations[1].args["removeInterpolated"], false, "exact repeats only: lossless");
         assert!(chain.operations[3].evidence.contains("2 empty grouping leaves"));
+    }
+
+    #[test]
+    fn many_small_copies_choose_a_gated_point_instancer_and_few_choose_native_instancing() {
+        let few = Evidence { meters_per_unit: 1.0, duplicate_geometry_groups: 5, duplicate_geometry_copies: 40, ..Default::default() };
+        let chain = build_chain(&few, None, &[]).unwrap();
+        let dedupe = chain.operations.iter().find(|o| o.operation == "deduplicateGeometry").unwrap();
+        assert_eq!(dedupe.args["duplicateMethod"], 2);
+        assert_eq!(dedupe.safety, Safety::Lossless);
+        let many = Evidence { duplicate_geometry_groups: 20, duplicate_geometry_copies: 50_000, ..few.clone() };
+        assert_eq!(instancing_form(&many).0, InstancingForm::PointInstancer);
+        let held = build_chain(&many, None, &[]).unwrap();
+        assert!(held.operations.is_empty(), "no silent fallback to the slower form, and nothing to prune: {:?}", held.operations);
+        assert!(held.skipped.iter().any(|s| s.operation == "deduplicateGeometry" && s.reason.contains("--approve")));
+        let approved = build_chain(&many, None, &["bounded-loss".into()]).unwrap();
+        let ops: Vec<_> = approved.operations.iter().map(|o| o.operation).collect();
+        assert_eq!(ops, ["deduplicateGeometry", "pruneLeaves"], "the emptied Xforms go too");
+        assert_eq!(approved.operations[0].args["duplicateMethod"], 4);
+        assert!(approved.operations[0].evidence.contains("point instancer"));
+        // Many copies of many different geometries: too few per geometry for a point instancer.
+        let spread = Evidence { duplicate_geometry_groups: 2_000, duplicate_geometry_copies: 5_000, ..few };
+        assert_eq!(instancing_form(&spread).0, InstancingForm::Native);
     }
 
     #[test]

@@ -96,6 +96,9 @@ const WHOLE_STAGE_OPTIMIZATION: &[&str] = &[
     "extents_general", "material_duplicates", "structure_empty_leaf", "structure_invisible", "structure_flat_hierarchy", "extents_zero",
     "perf_small_mesh", "perf_sparse_mesh", "perf_rtx_mesh_count", "perf_redundant_timesamples", "perf_high_vertex_count",
 ];
+/// Whole-stage findings a lossless op fixes that the assessment's facts do not show: on a
+/// stage assessed already_optimized, any of them still sends the run to Phase 4.
+pub const STRUCTURE_BLIND_LOSSLESS_FIXES: &[&str] = &["perf_redundant_timesamples", "material_duplicates", "structure_empty_leaf"];
 const PRIMVAR_CLEANUP: &[&str] = &["primvar_indexability", "primvar_unused"];
 /// The contract's hygiene trio plus duplicate faces: the lossless chain's meshCleanup
 /// enables removeDuplicateFaces only on evidence, so that evidence must be gathered.
@@ -335,6 +338,9 @@ pub fn select(inputs: &PlanInputs) -> Vec<Row> {
     }
     if posture == "optimization" {
         rows.push(row("phase_recommendation optimization: whole-stage probes", WholeStage, WHOLE_STAGE_OPTIMIZATION));
+    }
+    if posture == "already_optimized" {
+        rows.push(row("already_optimized: Tier 1 findings the structure facts cannot see", WholeStage, STRUCTURE_BLIND_LOSSLESS_FIXES));
     }
     // The per-target rows run in Phase 4, on whatever target the restructure produced.
     if inputs.converted_cad {

@@ -93,6 +93,38 @@ def surface_triangles(points, counts, indices) -> int:
     return len(np.unique(keys.view(np.dtype((np.void, keys.dtype.itemsize * 3)))))
 
 
+def _point_instancer_placements(stage, instancers, meshes, xforms):
+    """Every instance of every point instancer, expanded: for each mesh below a prototype, one
+    row per visible instance (`<mesh path>[<instance>]`) with its world matrix (the mesh
+    relative to its prototype root's parent, then the instance transform, then the
+    instancer's own). The prototype meshes themselves do not render as placed."""
+    mesh_index = {prim.GetPath(): n for n, prim in enumerate(meshes)}
+    prototype_meshes, rows = set(), []
+    for prim in instancers:
+        instancer = UsdGeom.PointInstancer(prim)
+        roots = instancer.GetPrototypesRel().GetForwardedTargets()
+        time = Usd.TimeCode.Default()
+        transforms = instancer.ComputeInstanceTransformsAtTime(time, time)
+        indices = instancer.GetProtoIndicesAttr().Get(time)
+        if transforms is None or indices is None:
+            continue
+        visible = instancer.ComputeMaskAtTime(time)
+        instancer_world = np.array(xforms.GetLocalToWorldTransform(prim))
+        for p, root in enumerate(roots):
+            root_prim = stage.GetPrimAtPath(root)
+            if not root_prim:
+                continue
+            parent_inverse = np.linalg.inv(np.array(xforms.GetLocalToWorldTransform(root_prim.GetParent())))
+            members = [(path, n) for path, n in mesh_index.items() if path.HasPrefix(root)]
+            prototype_meshes.update(n for _, n in members)
+            chosen = [i for i, index in enumerate(indices) if index == p and (not visible or visible[i])]
+            for path, n in members:
+                relative = np.array(xforms.GetLocalToWorldTransform(meshes[n])) @ parent_inverse
+                for i in chosen:
+                    rows.append((f"{path}[{i}]", n, relative @ np.array(transforms[i]) @ instancer_world))
+    return {"prototype_meshes": prototype_meshes, "rows": rows}
+
+
 def authored_prim_specs(stage) -> int:
     count = 0
     for layer in stage.GetUsedLayers():
@@ -111,7 +143,7 @@ def run(params, reporter):
     materials = _Materials()
     local_of = {}    # prototype mesh path -> (points digest, topology digest, triangles, surface, lo, hi)
     surface_of = {}  # (points digest, topology digest) -> surface triangles
-    meshes, prims, closure_prims, hidden, closures = [], 0, 0, set(), set()
+    meshes, instancers, prims, closure_prims, hidden, closures = [], [], 0, 0, set(), set()
     for prim in Usd.PrimRange.Stage(stage, Usd.TraverseInstanceProxies()):
         prims += 1
         if prim.GetCustomDataByKey(CLOSURE_MARK):
@@ -121,6 +153,8 @@ def run(params, reporter):
         imageable = UsdGeom.Imageable(prim)
         if imageable and imageable.GetVisibilityAttr().Get() == UsdGeom.Tokens.invisible:
             hidden.add(prim.GetPath())  # hidden meshes do not render: not part of the proof
+        if prim.IsA(UsdGeom.PointInstancer):
+            instancers.append(prim)
         if prim.IsA(UsdGeom.Mesh) and not (hidden and any(p in hidden for p in prim.GetPath().GetPrefixes())):
             meshes.append(prim)
     # One batched binding resolution for every mesh (much cheaper than one call per mesh).
@@ -141,13 +175,19 @@ def run(params, reporter):
             if digests not in surface_of:  # copies share their geometry: count its surface once
                 surface_of[digests] = surface_triangles(points, counts, indices)
             local_of[key] = (*digests, triangles, surface_of[digests], *box)
-    local = [local_of[key] for key in keys]
-    matrices = np.array([xforms.GetLocalToWorldTransform(prim) for prim in meshes]).reshape(-1, 4, 4)
+    # Placements: (row path, mesh index, world matrix). A mesh below a point instancer's
+    # prototype renders once per instance, at the instance's transform.
+    instanced = _point_instancer_placements(stage, instancers, meshes, xforms)
+    placements = [(str(prim.GetPath()), n, xforms.GetLocalToWorldTransform(prim))
+                  for n, prim in enumerate(meshes) if n not in instanced["prototype_meshes"]]
+    placements += instanced["rows"]
+    local = [local_of[keys[n]] for _, n, _ in placements]
+    matrices = np.array([matrix for _, _, matrix in placements]).reshape(-1, 4, 4)
     bounds = _world_bounds(np.array([l[4] for l in local]).reshape(-1, 3), np.array([l[5] for l in local]).reshape(-1, 3),
                            matrices).round(9)
-    rows = [(str(prim.GetPath()), entry[0], entry[1], entry[2], entry[3], materials.identity(material),
+    rows = [(path, entry[0], entry[1], entry[2], entry[3], materials.identity(bound[n]),
              [] if np.isnan(box[0]) else box.tolist())
-            for prim, entry, material, box in zip(meshes, local, bound, bounds)]
+            for (path, n, _), entry, box in zip(placements, local, bounds)]
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start:start + CHUNK_ROWS]
         reporter.records("meshes", dict(zip(COLUMNS, map(list, zip(*chunk)))))
@@ -158,6 +198,7 @@ def run(params, reporter):
         "material_closure_prims": closure_prims,
         "authored_prim_specs": authored_prim_specs(stage),
         "rendered_meshes": len(rows),
+        "point_instances": len(instanced["rows"]),
         "file_bytes": total_file_bytes(used_layer_paths(stage)),
         "layer_count": len([layer for layer in stage.GetUsedLayers() if layer != stage.GetSessionLayer()]),
         "composition_errors": composition_errors[:20],
