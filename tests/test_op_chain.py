@@ -1,14 +1,28 @@
-"""The op chain's safety gate and named pipelines, through `usdtune optimize` on real scenes:
-gated ops are held back with the approval that would run them, approved ones run and the
-preservation proof switches to the approved band, and an unknown pipeline is a usage error."""
+"""The op chain, through `usdtune optimize` on real scenes: usd-optimize's own test scenes get
+the op their evidence calls for and pass the geometry proof; many single-mesh copies get a
+point instancer only when approved; gated ops are held back with the approval that would run
+them, approved ones run and the proof switches to the approved band; an unknown pipeline is a
+usage error."""
 import json
 import shutil
+import subprocess
+import sys
 
 import jsonschema
+import pytest
+from pxr import Usd, UsdGeom
 
 from conftest import FIXTURE, REPO, isolated_env, schema_for, usdtune
 
-TORUS = REPO.parent / "shared" / "corpus" / "nvidia_scene_optimizer_testdata" / "editStageMetrics_torus.usda"
+SO_TESTDATA = REPO.parent / "shared" / "corpus" / "nvidia_scene_optimizer_testdata"
+TORUS = SO_TESTDATA / "editStageMetrics_torus.usda"
+# usd-optimize test scene: (files it references, the op its evidence must select).
+SO_SCENES = {
+    "deduplicateGeometryExample.usd": ((), "deduplicateGeometry"),
+    "mergeColocatedVertices_input.usd": ((), "meshCleanup"),
+    "extentsTest.usda": ((), "computeExtents"),
+    "optimizeTimeSamples.usda": (("optimizeTimeSamplesReference.usda",), "optimizeTimeSamples"),
+}
 
 
 def run(tmp_path, stage, *flags):
@@ -20,6 +34,52 @@ def run(tmp_path, stage, *flags):
     for name in ("operation-plan", "preservation-so-run-operations", "optimization-report"):
         jsonschema.validate(read(name), schema_for(name))
     return read
+
+
+@pytest.mark.parametrize("scene", list(SO_SCENES))
+def test_usd_optimize_test_scenes_get_the_op_their_evidence_calls_for(tmp_path, scene):
+    companions, expected = SO_SCENES[scene]
+    for name in (scene, *companions):
+        shutil.copy2(SO_TESTDATA / name, tmp_path / name)
+    source_bytes = (tmp_path / scene).read_bytes()
+    read = run(tmp_path, tmp_path / scene)
+    plan = read("operation-plan")
+    chosen = {o["operation"]: o for o in plan["operations"]}
+    assert expected in chosen, plan["skipped"]
+    assert all(o["safety"] == "lossless" and o["evidence"] for o in plan["operations"]), "each op names its evidence"
+    report = read("optimization-report")
+    assert report["target_coverage"]["complete"] is True
+    assert all(e["disposition"] == "optimized" for e in report["target_coverage"]["entries"])
+    proof = read("preservation-so-run-operations")
+    assert proof["strength"] == "aggregate" and proof["passed"], proof["differences"]
+    output = Usd.Stage.Open(report["output_path"])
+    assert output and output.GetPseudoRoot().GetChildren()
+    assert (tmp_path / scene).read_bytes() == source_bytes, "the source stage is never written"
+
+
+def test_many_small_copies_get_a_point_instancer_only_when_approved(tmp_path):
+    stage = tmp_path / "scatter.usdc"
+    subprocess.run([sys.executable, str(REPO / "fixtures" / "generate_scatter.py"), str(stage), "--copies", "1200"], check=True)
+    for name in ("held", "approved"):
+        (tmp_path / name).mkdir()
+    held = run(tmp_path / "held", stage)
+    plan = held("operation-plan")
+    assert "deduplicateGeometry" not in {o["operation"] for o in plan["operations"]}, "no silent fallback to native instancing"
+    reason = next(s["reason"] for s in plan["skipped"] if s["operation"] == "deduplicateGeometry")
+    assert "bounded-loss" in reason and "--approve deduplicateGeometry" in reason
+
+    approved = run(tmp_path / "approved", stage, "--approve", "deduplicateGeometry")
+    dedupe = next(o for o in approved("operation-plan")["operations"] if o["operation"] == "deduplicateGeometry")
+    assert dedupe["args"]["duplicateMethod"] == 4 and "point instancer" in dedupe["evidence"]
+    proof = approved("preservation-so-run-operations")
+    assert proof["strength"] == "bounded" and proof["passed"], proof["differences"]
+    assert proof["rendered_meshes"] == {"before": 1200, "after": 1200}, "every instance is counted where it renders"
+    output = Usd.Stage.Open(approved("optimization-report")["output_path"])
+    instancers = [p for p in output.Traverse() if p.IsA(UsdGeom.PointInstancer)]
+    assert len(instancers) == 3 and sum(len(UsdGeom.PointInstancer(p).GetProtoIndicesAttr().Get()) for p in instancers) == 1200
+    # The after-profile confirms the choice: fewer prims, faster warm open.
+    metrics = {m["name"]: m for m in approved("compare-profiles")["metrics"]}
+    assert metrics["prim_count"]["change_pct"] < -90 and metrics["warm_open_ms"]["change_pct"] < 0
 
 
 def test_a_pipeline_without_approvals_runs_only_its_lossless_ops(tmp_path):

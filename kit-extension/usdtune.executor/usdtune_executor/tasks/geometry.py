@@ -32,8 +32,8 @@ def _digest(*arrays) -> str:
 
 class _Materials:
     """Material identity that survives a move and a rebind to an identical survivor: a digest
-    of its network (types, authored values, connections relative to the material). Two
-    materials with the same network render the same whatever they are called."""
+    of its network (types, authored values, connections, in traversal order). Two materials
+    with the same network render the same whatever they and their shaders are called."""
 
     def __init__(self):
         self._seen = {}
@@ -43,14 +43,17 @@ class _Materials:
             return ""
         key = str(material.GetPath())
         if key not in self._seen:
-            root = material.GetPath()
+            # Prims are named by their place in the network, not by their names: two networks
+            # that differ only in what their shader prims are called render the same.
+            prims = list(Usd.PrimRange(material.GetPrim(), Usd.TraverseInstanceProxies()))
+            place = {prim.GetPath(): n for n, prim in enumerate(prims)}
             h = hashlib.blake2b(digest_size=8)
-            for prim in Usd.PrimRange(material.GetPrim(), Usd.TraverseInstanceProxies()):
-                h.update(f"{prim.GetPath().MakeRelativePath(root)}|{prim.GetTypeName()}".encode())
+            for n, prim in enumerate(prims):
+                h.update(f"{n}|{prim.GetTypeName()}".encode())
                 for attribute in prim.GetAuthoredAttributes():
                     h.update(f"{attribute.GetName()}={attribute.Get()!r}".encode())
                     for source in attribute.GetConnections():
-                        h.update(str(source.MakeRelativePath(root)).encode())
+                        h.update(f"{place.get(source.GetPrimPath(), -1)}.{source.name}".encode())
             self._seen[key] = f"network#{h.hexdigest()}"
         return self._seen[key]
 
