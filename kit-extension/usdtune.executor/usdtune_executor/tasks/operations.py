@@ -59,11 +59,11 @@ def run(params, reporter):
         base, extension = os.path.splitext(output_path)
         partial = f"{base}.partial{extension}"
         started = time.perf_counter()
+        # Re-anchored in memory, on the edited copy of the source that is about to be dropped:
+        # one write, instead of exporting and then opening and saving the output again.
+        reanchor_asset_paths(source_layer, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
         if not source_layer.Export(partial):
             raise TaskError("export_failed", f"could not write {partial}", partial)
-        exported = Sdf.Layer.FindOrOpen(partial)
-        reanchor_asset_paths(exported, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
-        exported.Save()
         os.replace(partial, output_path)
         export_seconds = time.perf_counter() - started
     finally:
