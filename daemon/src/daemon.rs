@@ -118,21 +118,26 @@ impl Core {
         if !self.hub.connected().is_empty() {
             return Ok(());
         }
-        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
         let mut children = self.children.lock().unwrap();
         children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
         if !children.is_empty() {
             return Ok(()); // started, not yet connected: run_task waits for its hello
         }
+        children.push(self.spawn_executor(env, "local")?);
+        Ok(())
+    }
+
+    /// Start `python -m usdtune_executor` from `env`, connecting back to this daemon as `id`.
+    fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<tokio::process::Child, TaskFailure> {
+        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
         let child = tokio::process::Command::new(env.python())
-            .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", "local"])
+            .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display())))?;
-        tracing::info!(pid = child.id(), "spawned local executor");
-        children.push(child);
-        Ok(())
+        tracing::info!(pid = child.id(), %id, "spawned executor");
+        Ok(child)
     }
 
     /// Phase 4 runs each target in a standalone worker process (batch-mode.md: one target, one
@@ -141,20 +146,13 @@ impl Core {
     /// executors only); the connected executors run the targets then.
     pub fn ensure_workers(&self, pool: &str, count: usize) -> Result<bool, TaskFailure> {
         let Some(env) = &self.config.local_executor else { return Ok(false) };
-        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
         let mut workers = self.workers.lock().unwrap();
         for n in 1..=count {
             let id = format!("{pool}-{n}");
             if workers.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
                 continue;
             }
-            let child = tokio::process::Command::new(env.python())
-                .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", &id])
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display())))?;
-            tracing::info!(pid = child.id(), %id, "spawned Phase 4 worker");
+            let child = self.spawn_executor(env, &id)?;
             workers.insert(id, child);
         }
         Ok(true)
@@ -170,11 +168,7 @@ impl Core {
             let ids: Vec<String> = workers.keys().filter(|id| beyond(id)).cloned().collect();
             ids.into_iter().filter_map(|id| workers.remove(&id)).collect()
         };
-        for mut child in stopping {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
-        }
+        stop_children(stopping, Duration::from_secs(5)).await;
     }
 
     /// Stop a pool's workers at once (a run ended): dropping a child kills it.
@@ -295,10 +289,15 @@ impl Core {
         self.hub.shutdown_all("daemon shutting down");
         let mut children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
         children.extend(std::mem::take(&mut *self.workers.lock().unwrap()).into_values());
-        for mut child in children {
-            if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
+        stop_children(children, Duration::from_secs(3)).await;
+    }
+}
+
+/// Wait for executors that were asked to shut down; kill those still running after `grace`.
+async fn stop_children(children: Vec<tokio::process::Child>, grace: Duration) {
+    for mut child in children {
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
         }
     }
 }
