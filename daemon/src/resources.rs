@@ -11,12 +11,26 @@ pub fn host_facts() -> Value {
     });
     let brand = system.as_ref().and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string())).unwrap_or_default();
     json!({
-        "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu_count": cpu_count(),
         "cpu_brand": brand,
         "ram_total_bytes": system.as_ref().map_or(0, |s| s.total_memory()),
         "ram_available_bytes": system.as_ref().map_or(0, |s| s.available_memory()),
         "gpus": nvml_gpus(),
     })
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// CPU cores and memory available now (0 when unknown): the scheduler's budget, read before
+/// every batch, without the rest of [`host_facts`].
+pub fn cpu_and_available_memory() -> (usize, u64) {
+    let available = sysinfo::System::new().ok().map_or(0, |mut s| {
+        s.refresh_memory();
+        s.available_memory()
+    });
+    (cpu_count(), available)
 }
 
 /// NVIDIA GPUs with their memory, or `Value::Null` when NVML is absent.

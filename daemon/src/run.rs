@@ -906,12 +906,7 @@ fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Value>, Stop> {
     if ctx.ws.has_artifact("apply-restructure-manifest") {
         let manifest = ctx.ws.read_artifact("apply-restructure-manifest")?;
         let mut targets = manifest["phase4_targets"].as_array().cloned().unwrap_or_default();
-        let order = |t: &Value| match t["dependency_group"].as_str() {
-            Some("shared_first") => 0,
-            Some("dependent_after") => 2,
-            _ => 1,
-        };
-        targets.sort_by_key(order);
+        targets.sort_by_key(|t| batch::group_rank(t["dependency_group"].as_str()));
         return Ok(targets);
     }
     let facts: Facts = ctx.read("stage-facts")?;
@@ -1030,19 +1025,21 @@ const CHAIN_FAILURES: &[&str] = &["blocked_missing_scene_optimizer", "blocked_mi
 /// (decisions::batch). Each target runs in a standalone worker process; a target that fails
 /// is blocked with its error and the others go on. Returns the schedule record.
 async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value], statuses: &mut [Value]) -> Result<Value, Stop> {
-    let weight = |i: usize| batch::TargetWeight {
-        mesh_count: targets[i]["mesh_count"].as_u64().unwrap_or(0),
-        file_bytes: std::fs::metadata(targets[i]["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
-    };
+    // Each target's weight once: its file size is read from disk.
+    let weights: Vec<batch::TargetWeight> = targets.iter().map(|t| batch::TargetWeight {
+        mesh_count: t["mesh_count"].as_u64().unwrap_or(0),
+        file_bytes: std::fs::metadata(t["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
+    }).collect();
     let rank = |i: usize| batch::group_rank(targets[i]["dependency_group"].as_str());
     let mut order: Vec<usize> = (0..targets.len()).filter(|i| statuses[*i]["disposition"] == "optimized").collect();
-    order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weight(i).mesh_count)));
+    order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weights[i].mesh_count)));
     let pool = worker_pool(&ctx.record());
+    let max_workers = budget(ctx).max_workers;
     let mut batches = Vec::new();
     let mut outcome = Ok(());
     'groups: for group in order.chunk_by(|a, b| rank(*a) == rank(*b)) {
-        let weights: Vec<batch::TargetWeight> = group.iter().map(|&i| weight(i)).collect();
-        let (mut concurrency, mut reason) = batch::initial_concurrency(&weights, &budget(ctx));
+        let group_weights: Vec<batch::TargetWeight> = group.iter().map(|&i| weights[i].clone()).collect();
+        let (mut concurrency, mut reason) = batch::initial_concurrency(&group_weights, &budget(ctx));
         let mut queue: std::collections::VecDeque<usize> = group.iter().copied().collect();
         while !queue.is_empty() {
             if ctx.slot.is_cancelled() {
@@ -1096,7 +1093,7 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
     }
     ctx.core.release_workers(&pool, 0).await;
     outcome?;
-    Ok(json!({"max_workers": budget(ctx).max_workers, "batches": batches}))
+    Ok(json!({"max_workers": max_workers, "batches": batches}))
 }
 
 /// Executor ids of a run's Phase 4 workers: `ops<run id prefix>-<n>`.
@@ -1106,14 +1103,10 @@ fn worker_pool(record: &RunRecord) -> String {
 
 /// The daemon's budget for the next batch: cores, memory available now, the worker cap.
 fn budget(ctx: &PhaseCtx<'_>) -> batch::Budget {
-    let host = crate::resources::host_facts();
-    let cpu_count = host["cpu_count"].as_u64().unwrap_or(1) as usize;
+    // CPU and memory only: the full host facts also load NVML, which a batch does not need.
+    let (cpu_count, ram_available_bytes) = crate::resources::cpu_and_available_memory();
     let configured = ctx.core.config.max_workers;
-    batch::Budget {
-        cpu_count,
-        ram_available_bytes: host["ram_available_bytes"].as_u64().unwrap_or(0),
-        max_workers: if configured == 0 { cpu_count } else { configured },
-    }
+    batch::Budget { cpu_count, ram_available_bytes, max_workers: if configured == 0 { cpu_count } else { configured } }
 }
 
 /// One target through the chain in a worker: (the task's result, its peak memory in KiB, wall seconds).
