@@ -106,19 +106,21 @@ def _point_instancer_placements(stage, instancers, meshes, xforms):
     for prim in instancers:
         instancer = UsdGeom.PointInstancer(prim)
         roots = instancer.GetPrototypesRel().GetForwardedTargets()
-        time = Usd.TimeCode.Default()
-        transforms = instancer.ComputeInstanceTransformsAtTime(time, time)
-        indices = instancer.GetProtoIndicesAttr().Get(time)
+        default = Usd.TimeCode.Default()
+        transforms = instancer.ComputeInstanceTransformsAtTime(default, default)
+        indices = instancer.GetProtoIndicesAttr().Get(default)
         if transforms is None or indices is None:
             continue
-        visible = instancer.ComputeMaskAtTime(time)
+        visible = instancer.ComputeMaskAtTime(default)
         instancer_world = np.array(xforms.GetLocalToWorldTransform(prim))
         for p, root in enumerate(roots):
             root_prim = stage.GetPrimAtPath(root)
             if not root_prim:
                 continue
             parent_inverse = np.linalg.inv(np.array(xforms.GetLocalToWorldTransform(root_prim.GetParent())))
-            members = [(path, n) for path, n in mesh_index.items() if path.HasPrefix(root)]
+            # The prototype's own subtree, not a scan of every mesh of the stage per prototype.
+            members = [(prim.GetPath(), mesh_index[prim.GetPath()])
+                       for prim in Usd.PrimRange(root_prim, Usd.TraverseInstanceProxies()) if prim.GetPath() in mesh_index]
             prototype_meshes.update(n for _, n in members)
             chosen = [i for i, index in enumerate(indices) if index == p and (not visible or visible[i])]
             for path, n in members:
