@@ -3,6 +3,7 @@ the op their evidence calls for and pass the geometry proof; many single-mesh co
 point instancer only when approved; gated ops are held back with the approval that would run
 them, approved ones run and the proof switches to the approved band; an unknown pipeline is a
 usage error."""
+import base64
 import json
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import jsonschema
 import pytest
-from pxr import Usd, UsdGeom
+from pxr import Usd, UsdGeom, UsdUtils
 
 from conftest import FIXTURE, REPO, isolated_env, schema_for, usdtune
 
@@ -55,6 +56,11 @@ def test_usd_optimize_test_scenes_get_the_op_their_evidence_calls_for(tmp_path, 
     output = Usd.Stage.Open(report["output_path"])
     assert output and output.GetPseudoRoot().GetChildren()
     assert (tmp_path / scene).read_bytes() == source_bytes, "the source stage is never written"
+    # Asset paths are re-anchored exactly where the source has some (a referenced companion,
+    # a search-path MDL): anywhere else, visiting every field for them would be wasted.
+    layers, assets, unresolved = UsdUtils.ComputeAllDependencies(str(tmp_path / scene))
+    target = read("operations-status")["targets"][0]
+    assert target["reanchored"] is bool(len(layers) - 1 + len(assets) + len(unresolved))
 
 
 def test_many_small_copies_get_a_point_instancer_only_when_approved(tmp_path):
@@ -133,3 +139,34 @@ def test_an_unknown_pipeline_is_a_usage_error(tmp_path):
     done = usdtune(isolated_env(tmp_path), "optimize", str(FIXTURE), "-o", str(tmp_path / "out"), "--pipeline", "make-it-fast")
     assert done.returncode == 2
     assert "safe-cleanup" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_op_that_edits_a_layer_besides_the_target_fails_the_target(tmp_path):
+    """Phase 4.5: only the target's root layer is re-emitted, so an edit anywhere else would
+    be lost. usd-optimize's own pythonScript op edits a sublayer here: the target fails with a
+    stable code naming the layer, nothing is written, and the sublayer on disk is untouched."""
+    sys.path.insert(0, str(REPO / "kit-extension" / "usdtune.executor"))
+    from usdtune_executor.errors import TaskError
+    from usdtune_executor.tasks import operations
+
+    geometry = Usd.Stage.CreateNew(str(tmp_path / "geo.usda"))
+    UsdGeom.Mesh.Define(geometry, "/World/Part").CreatePointsAttr([(0, 0, 0), (1, 0, 0), (0, 1, 0)])
+    geometry.Save()
+    root = tmp_path / "root.usda"
+    root.write_text('#usda 1.0\n(\n    subLayers = [@./geo.usda@]\n)\n')
+    before = (tmp_path / "geo.usda").read_bytes()
+    script = base64.b64encode(b"from pxr import Sdf\n"
+                              b"layer = Sdf.Layer.Find(stage.GetRootLayer().ComputeAbsolutePath('./geo.usda'))\n"
+                              b"layer.GetPrimAtPath('/World/Part').active = False\n").decode()
+    output = tmp_path / "out" / "root.optimized.usdc"
+
+    class Reporter:
+        def progress(self, *_):
+            pass
+
+    with pytest.raises(TaskError) as raised:
+        operations.run({"stage_path": str(root), "output_path": str(output),
+                        "operations": [{"operation": "pythonScript", "args": {"python": script}}]}, Reporter())
+    assert raised.value.code == "edited_layer_outside_target" and raised.value.path.endswith("geo.usda")
+    assert not (tmp_path / "out").exists()
+    assert (tmp_path / "geo.usda").read_bytes() == before

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from pxr import Usd, UsdGeom
+from pxr import Sdf, Usd, UsdGeom
 
 from conftest import EXTENSION_DIR, FIXTURE, REPO, isolated_env, schema_for, usdtune
 
@@ -121,6 +121,8 @@ def test_restructured_outputs_flow_through_phase_4_and_the_remap(restructured):
     assert sorted(p for b in batches for p in b["targets"]) == sorted(t["path"] for t in ran)
     for target in ran:
         assert target["reverify"]["opens"] and target["reverify"]["new_composition_errors"] == 0
+        # The factory has no asset path: only a written file's own arcs call for re-anchoring.
+        assert target["reanchored"] is any(Sdf.Layer.FindOrOpen(target["path"]).GetCompositionAssetDependencies())
         assert target["reverify"]["mesh_count"] == standalone_meshes(target["output_path"], include_abstract=True) > 0
     remap = artifact(out, "ref-remap-manifest")
     report = json.loads((out / "optimization-report.json").read_text())
@@ -298,3 +300,54 @@ def test_reference_remap_propagates_through_two_levels(tmp_path):
                    "optimized": {str(source / "child.usda"): str(optimized / "child.optimized.usda")},
                    "output_dir": str(tmp_path / "out2")}, Reporter())
     assert raised.value.code == "ref_remap_cycle"
+
+
+def textured_plant(folder: Path) -> Path:
+    """Six copies of a two-mesh machine whose material reads `./textures/wood.png`."""
+    (folder / "textures").mkdir(parents=True)
+    (folder / "textures" / "wood.png").write_bytes(b"not really a png")
+    from pxr import Gf, UsdShade
+    stage = Usd.Stage.CreateNew(str(folder / "plant.usda"))
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    stage.SetDefaultPrim(UsdGeom.Xform.Define(stage, "/World").GetPrim())
+    for i in range(6):
+        root = f"/World/Machine_{i}"
+        UsdGeom.Xform.Define(stage, root).AddTranslateOp().Set(Gf.Vec3d(i * 3, 0, 0))
+        material = UsdShade.Material.Define(stage, f"{root}/Looks/Wood")
+        texture = UsdShade.Shader.Define(stage, f"{root}/Looks/Wood/Texture")
+        texture.CreateIdAttr("UsdUVTexture")
+        texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("./textures/wood.png")
+        surface = UsdShade.Shader.Define(stage, f"{root}/Looks/Wood/Surface")
+        surface.CreateIdAttr("UsdPreviewSurface")
+        surface.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(texture.ConnectableAPI(), "rgb")
+        material.CreateSurfaceOutput().ConnectToSource(surface.ConnectableAPI(), "surface")
+        for part, height in (("Body", 1), ("Lid", 2)):
+            mesh = UsdGeom.Mesh.Define(stage, f"{root}/{part}")
+            mesh.CreatePointsAttr([(0, 0, 0), (1, 0, 0), (1, height, 0), (0, height, 0)])
+            mesh.CreateFaceVertexCountsAttr([4])
+            mesh.CreateFaceVertexIndicesAttr([0, 1, 2, 3])
+            UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
+    stage.Save()
+    return folder / "plant.usda"
+
+
+def test_texture_paths_resolve_from_every_written_file(tmp_path):
+    """Prototype files land in prototypes/, Phase 4 outputs in optimized/: a relative texture
+    path copied there is re-anchored, so every file still reads the source's texture."""
+    stage = textured_plant(tmp_path / "scene")
+    texture = str(stage.parent / "textures" / "wood.png")
+    before = tree_digest(stage.parent)
+    out = tmp_path / "out"
+    done = usdtune(isolated_env(tmp_path), "optimize", str(stage), "-o", str(out), "--restructure", "extract-as-assets", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert tree_digest(stage.parent) == before
+    status = artifact(out, "operations-status")
+    written = [t["output_path"] for t in status["targets"] if t["disposition"] == "optimized"]
+    assert written and all(t["reanchored"] for t in status["targets"] if t["disposition"] == "optimized")
+    prototypes = [str(p) for p in (out / "restructured" / "prototypes").glob("*.usdc")]
+    assert prototypes
+    for path in prototypes + written + [json.loads(done.stdout)["output_path"]]:
+        opened = Usd.Stage.Open(path)
+        files = [p.GetAttribute("inputs:file").Get() for p in Usd.PrimRange.Stage(opened, Usd.TraverseInstanceProxies())
+                 if p.GetAttribute("inputs:file")]
+        assert files and all(f.resolvedPath == texture for f in files), (path, files)

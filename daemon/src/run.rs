@@ -1035,6 +1035,7 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
     order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weights[i].mesh_count)));
     let pool = worker_pool(&ctx.record());
     let max_workers = budget(ctx).max_workers;
+    let source_asset_paths = source_asset_paths(ctx);
     let mut batches = Vec::new();
     let mut outcome = Ok(());
     'groups: for group in order.chunk_by(|a, b| rank(*a) == rank(*b)) {
@@ -1050,7 +1051,7 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
             let pooled = ctx.core.ensure_workers(&pool, concurrency).map_err(Stop::from)?;
             let started = Instant::now();
             let results = futures::future::join_all(members.iter().map(|&i| {
-                optimize_target(ctx, pooled.then_some(pool.as_str()), &targets[i], operations)
+                optimize_target(ctx, pooled.then_some(pool.as_str()), &targets[i], operations, source_asset_paths)
             })).await;
             let mut observed = batch::BatchObservation { concurrency, ..Default::default() };
             for (&i, result) in members.iter().zip(results) {
@@ -1096,6 +1097,15 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
     Ok(json!({"max_workers": max_workers, "batches": batches}))
 }
 
+/// Asset paths in every layer of the source stage, as Phase 2c's openability counted them
+/// (None when it did not): zero lets the workers skip re-anchoring what they write.
+fn source_asset_paths(ctx: &PhaseCtx<'_>) -> Option<u64> {
+    let report = ctx.ws.read_artifact("validation-report").ok()?;
+    let validators = report["validators"].as_array()?;
+    let counted = &validators.iter().find(|v| v["kind"] == "openability")?["dependencies"];
+    ["layers", "assets", "unresolved"].iter().map(|k| counted[*k].as_u64()).sum()
+}
+
 /// Executor ids of a run's Phase 4 workers: `ops<run id prefix>-<n>`.
 fn worker_pool(record: &RunRecord) -> String {
     format!("ops{}", record.run_id.chars().take(8).collect::<String>())
@@ -1110,12 +1120,14 @@ fn budget(ctx: &PhaseCtx<'_>) -> batch::Budget {
 }
 
 /// One target through the chain in a worker: (the task's result, its peak memory in KiB, wall seconds).
-async fn optimize_target(ctx: &PhaseCtx<'_>, pool: Option<&str>, target: &Value, operations: &[Value]) -> Result<(Value, i64, f64), TaskFailure> {
+async fn optimize_target(ctx: &PhaseCtx<'_>, pool: Option<&str>, target: &Value, operations: &[Value], source_asset_paths: Option<u64>)
+                         -> Result<(Value, i64, f64), TaskFailure> {
     let started = Instant::now();
     let (_, outcome, usage) = ctx.core.run_task_in(pool, &ctx.record().run_id, ctx.milestone, "operations", json!({
         "stage_path": target["path"], "output_path": target["output_path"], "operations": operations,
         "declass_namespace": target["declass_namespace"],
         "load_payloads": target["load_payloads"].as_bool().unwrap_or(true), "mute_layers": target["mute_layers"],
+        "source_stage": ctx.record().stage_path, "source_asset_paths": source_asset_paths,
     })).await;
     ctx.slot.usage.lock().unwrap().add_task(usage);
     Ok((outcome?, usage.peak_rss_kb, started.elapsed().as_secs_f64()))
@@ -1126,6 +1138,7 @@ async fn optimize_target(ctx: &PhaseCtx<'_>, pool: Option<&str>, target: &Value,
 fn record_target(status: &mut Value, result: &Value, seconds: f64) {
     status["operations"] = result["operations"].clone();
     status["export_seconds"] = result["export_seconds"].clone();
+    status["reanchored"] = result["reanchored"].clone();
     // The daemon's view of the task (dispatch, executor open, ops, export, re-verify, reply):
     // what the operations benchmark compares with calling usd-optimize directly.
     status["task_seconds"] = json!(round3(seconds));

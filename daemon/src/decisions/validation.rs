@@ -508,10 +508,14 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
         }));
     }
     if plan.openability {
-        validators.push(json!({
+        let mut validator = json!({
             "name": "minimum_openability", "kind": "openability",
             "status": if open_issues.is_empty() { "PASS" } else { "FAIL" }, "issues": open_issues.len(),
-        }));
+        });
+        if openability["dependencies"].is_object() {
+            validator["dependencies"] = openability["dependencies"].clone();
+        }
+        validators.push(validator);
     }
 
     for job in &plan.jobs {

@@ -107,4 +107,9 @@ def standalone_mesh_count(path: str, mute_layers=()) -> int:
     stage = Usd.Stage.Open(path, Usd.Stage.LoadNone)
     for layer in mute_layers:
         stage.MuteLayer(layer)
+    return reachable_mesh_count(stage)
+
+
+def reachable_mesh_count(stage) -> int:
+    """Meshes a default-predicate walk reaches (what usd-optimize's ops visit)."""
     return sum(1 for prim in Usd.PrimRange.Stage(stage, Usd.PrimDefaultPredicate) if prim.IsA(UsdGeom.Mesh))

@@ -51,11 +51,21 @@ class _Materials:
             for n, prim in enumerate(prims):
                 h.update(f"{n}|{prim.GetTypeName()}".encode())
                 for attribute in prim.GetAuthoredAttributes():
-                    h.update(f"{attribute.GetName()}={attribute.Get()!r}".encode())
+                    h.update(f"{attribute.GetName()}={_as_rendered(attribute.Get())!r}".encode())
                     for source in attribute.GetConnections():
                         h.update(f"{place.get(source.GetPrimPath(), -1)}.{source.name}".encode())
             self._seen[key] = f"network#{h.hexdigest()}"
         return self._seen[key]
+
+
+def _as_rendered(value):
+    """An asset path counts by the file it resolves to: a texture path re-anchored for a
+    file written elsewhere reads the same file, so the material is the same."""
+    if isinstance(value, Sdf.AssetPath):
+        return value.resolvedPath or value.path
+    if isinstance(value, Sdf.AssetPathArray):
+        return [_as_rendered(item) for item in value]
+    return value
 
 
 def _world_bounds(lo: np.ndarray, hi: np.ndarray, matrices: np.ndarray) -> np.ndarray:

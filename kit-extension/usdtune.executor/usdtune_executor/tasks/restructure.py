@@ -311,6 +311,10 @@ def run(params, reporter):
     outputs, material_rewrites = [], []
     pending_files = []
     prototypes = params.get("prototypes", [])
+
+    def file_of(name: str) -> str:
+        return os.path.join(output_dir, "prototypes", f"{name}.usdc")
+
     for k, proto in enumerate(prototypes):
         reporter.progress(0.1 + 0.4 * k / max(1, len(prototypes)), f"prototype {proto['name']}")
         source = Sdf.Path(proto["source"])
@@ -329,10 +333,9 @@ def run(params, reporter):
             _copy_subtree(content, source, layer, destination)
             layer.defaultPrim = proto["name"]
             material_rewrites += _close_materials(content, layer, destination)
+            # Copied paths (textures) were relative to the source; the arcs added below are not.
+            reanchor_asset_paths(layer, source_dir, os.path.dirname(file_of(proto["name"])))
             layers[proto["name"]], roots[proto["name"]] = layer, destination
-
-    def file_of(name: str) -> str:
-        return os.path.join(output_dir, "prototypes", f"{name}.usdc")
 
     proto_in_place = {p["name"]: bool(p.get("in_place")) for p in prototypes}
     for site in params.get("sites", []):
@@ -363,6 +366,7 @@ def run(params, reporter):
         _clear_site(site)
         _set_placement(content, Sdf.Path(sub["source"]), root, site.path)
         path = os.path.join(output_dir, "subassets", f"{sub['name']}.usdc")
+        reanchor_asset_paths(layer, source_dir, os.path.dirname(path))
         site.payloadList.Prepend(Sdf.Payload("./" + os.path.relpath(path, os.path.dirname(root_path))))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _write_atomically(layer, path, pending_files)

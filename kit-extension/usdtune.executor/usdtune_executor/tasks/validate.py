@@ -28,10 +28,12 @@ def _openability(stage_path: str) -> dict:
     stage, composition_errors = open_stage(stage_path)
     findings = [{"rule": "minimum_openability.composition_error", "severity": "error", "site": stage_path,
                  "message": message} for message in composition_errors]
-    _layers, _assets, unresolved = UsdUtils.ComputeAllDependencies(stage_path)
+    layers, assets, unresolved = UsdUtils.ComputeAllDependencies(stage_path)
     findings += [{"rule": "minimum_openability.unresolved_asset", "severity": "error", "site": str(path),
                   "message": f"asset path does not resolve: {path}"} for path in unresolved]
-    return {"opens": stage is not None, "issues": findings}
+    # Every asset path of every layer, counted: zero lets Phase 4 skip re-anchoring outputs.
+    dependencies = {"layers": max(0, len(layers) - 1), "assets": len(assets), "unresolved": len(unresolved)}
+    return {"opens": stage is not None, "issues": findings, "dependencies": dependencies}
 
 
 class _Worker:
