@@ -1139,6 +1139,9 @@ fn record_target(status: &mut Value, result: &Value, seconds: f64) {
     status["operations"] = result["operations"].clone();
     status["export_seconds"] = result["export_seconds"].clone();
     status["reanchored"] = result["reanchored"].clone();
+    if result["point_instancing"].is_object() {
+        status["point_instancing"] = result["point_instancing"].clone();
+    }
     // The daemon's view of the task (dispatch, executor open, ops, export, re-verify, reply):
     // what the operations benchmark compares with calling usd-optimize directly.
     status["task_seconds"] = json!(round3(seconds));
@@ -1162,11 +1165,8 @@ fn operations_strength(plan: &Value) -> Strength {
     if ops.iter().all(|o| o["safety"] == "lossless") {
         return Strength::Aggregate;
     }
-    let band = ops.iter().filter_map(|o| o["args"]["maxMeanError"].as_f64()).fold(0.0, f64::max);
-    let point_instancing = ops.iter().any(|o| o["operation"] == "deduplicateGeometry" && o["args"]["duplicateMethod"] == 4);
     Strength::Bounded {
-        band,
-        mesh_relative_band: if point_instancing { op_chain::HALF_ORIENTATION_BAND } else { 0.0 },
+        band: ops.iter().filter_map(|o| o["args"]["maxMeanError"].as_f64()).fold(0.0, f64::max),
         meshes_may_drop: ops.iter().any(|o| o["safety"] == "destructive"),
     }
 }

@@ -77,7 +77,10 @@ pub const OP_CATALOG: &[(&str, Safety, Authority)] = &[
 /// An op's safety class and authority as invoked with `args`. Unknown ops are destructive
 /// and intent-gated (fail closed). meshCleanup is lossless and runs unattended at tolerance 0
 /// without makeManifold/coorientFaces (weld and degenerate cleanup); its topology repair,
-/// or a positive weld tolerance, is bounded loss and needs a decision.
+/// or a positive weld tolerance, is bounded loss and needs a decision. deduplicateGeometry
+/// stays lossless as a point instancer too: usd-optimize writes half-precision orientations,
+/// and the executor re-authors every placement at float precision from the copy it replaced
+/// (kit-extension/.../instancer_precision.py), or fails the target.
 pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority) {
     let (safety, authority) = OP_CATALOG.iter().find(|(op, ..)| *op == operation).map(|(_, s, a)| (*s, *a))
         .unwrap_or((Safety::Destructive, Authority::IntentGated));
@@ -87,11 +90,6 @@ pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority
             Some(0) | None => (Safety::Lossless, Authority::IntentGated),
             Some(_) => (Safety::Destructive, Authority::IntentGated),
         };
-    }
-    if operation == "deduplicateGeometry" && args["duplicateMethod"] == 4 {
-        // Its point instancers store half-precision orientations (quath): a measured 2e-4
-        // change of triangle area, bounded loss rather than lossless.
-        return (Safety::BoundedLoss, Authority::AutoWithinTolerance);
     }
     if operation == "meshCleanup" {
         let repairs = ["makeManifold", "coorientFaces"].iter().any(|k| args[*k] == true);
@@ -212,9 +210,6 @@ fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
 /// copies made open 1.3–2.1× slower, a point instancer 183× faster).
 pub const POINT_INSTANCER_MIN_COPIES: u64 = 1_000;
 pub const POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY: u64 = 8;
-/// What half-precision orientations may move a point, as a fraction of its mesh's size
-/// (quath keeps 11 significant bits: about 5e-4 per component, 2e-3 of rotation at most).
-pub const HALF_ORIENTATION_BAND: f64 = 2e-3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,7 +226,7 @@ pub fn instancing_form(e: &Evidence) -> (InstancingForm, String) {
     if e.duplicate_geometry_copies >= POINT_INSTANCER_MIN_COPIES && per_geometry >= POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY {
         (InstancingForm::PointInstancer, format!(
             "point instancer: {} copies, {per_geometry} per geometry (at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY}); \
-             bounded loss (half-precision orientations)", e.duplicate_geometry_copies))
+             placements kept at float precision (orientationsf)", e.duplicate_geometry_copies))
     } else {
         (InstancingForm::Native, format!(
             "native instancing: {} copies, {per_geometry} per geometry (a point instancer needs at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY})",
@@ -463,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn many_small_copies_choose_a_gated_point_instancer_and_few_choose_native_instancing() {
+    fn many_small_copies_choose_a_point_instancer_and_few_choose_native_instancing() {
         let few = Evidence { meters_per_unit: 1.0, duplicate_geometry_groups: 5, duplicate_geometry_copies: 40, ..Default::default() };
         let chain = build_chain(&few, None, &[]).unwrap();
         let dedupe = chain.operations.iter().find(|o| o.operation == "deduplicateGeometry").unwrap();
@@ -471,14 +466,12 @@ mod tests {
         assert_eq!(dedupe.safety, Safety::Lossless);
         let many = Evidence { duplicate_geometry_groups: 20, duplicate_geometry_copies: 50_000, ..few.clone() };
         assert_eq!(instancing_form(&many).0, InstancingForm::PointInstancer);
-        let held = build_chain(&many, None, &[]).unwrap();
-        assert!(held.operations.is_empty(), "no silent fallback to the slower form, and nothing to prune: {:?}", held.operations);
-        assert!(held.skipped.iter().any(|s| s.operation == "deduplicateGeometry" && s.reason.contains("--approve")));
-        let approved = build_chain(&many, None, &["bounded-loss".into()]).unwrap();
-        let ops: Vec<_> = approved.operations.iter().map(|o| o.operation).collect();
+        let chain = build_chain(&many, None, &[]).unwrap();
+        let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["deduplicateGeometry", "pruneLeaves"], "the emptied Xforms go too");
-        assert_eq!(approved.operations[0].args["duplicateMethod"], 4);
-        assert!(approved.operations[0].evidence.contains("point instancer"));
+        assert_eq!(chain.operations[0].args["duplicateMethod"], 4);
+        assert_eq!(chain.operations[0].safety, Safety::Lossless, "placements are kept at float precision");
+        assert!(chain.operations[0].evidence.contains("point instancer"));
         // Many copies of many different geometries: too few per geometry for a point instancer.
         let spread = Evidence { duplicate_geometry_groups: 2_000, duplicate_geometry_copies: 5_000, ..few };
         assert_eq!(instancing_form(&spread).0, InstancingForm::Native);

@@ -32,9 +32,7 @@ pub enum Strength {
     Aggregate,
     /// `band`: the approved deviation in stage units; `meshes_may_drop`: a destructive op
     /// (one that removes geometry) was approved.
-    /// `band` in stage units; `mesh_relative_band` a fraction of the largest mesh's bounds
-    /// diagonal (an approved rotation error moves points in proportion to their mesh's size).
-    Bounded { band: f64, mesh_relative_band: f64, meshes_may_drop: bool },
+    Bounded { band: f64, meshes_may_drop: bool },
 }
 
 impl Strength {
@@ -116,12 +114,6 @@ impl Signature {
         })
     }
 
-    fn largest_mesh_diagonal(&self) -> f64 {
-        self.meshes.values().filter(|m| m.bounds.len() == 6)
-            .map(|m| ((m.bounds[3] - m.bounds[0]).powi(2) + (m.bounds[4] - m.bounds[1]).powi(2) + (m.bounds[5] - m.bounds[2]).powi(2)).sqrt())
-            .fold(0.0, f64::max)
-    }
-
     fn meshes_with_surface(&self) -> usize {
         self.meshes.values().filter(|m| m.surface > 0).count()
     }
@@ -144,9 +136,7 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
     let world = before.world_bounds();
     let diagonal = world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
     let tolerance = match strength {
-        Strength::Bounded { band, mesh_relative_band, .. } => {
-            band.max(mesh_relative_band * before.largest_mesh_diagonal()).max(RELATIVE_TOLERANCE * diagonal.max(1.0))
-        }
+        Strength::Bounded { band, .. } => band.max(RELATIVE_TOLERANCE * diagonal.max(1.0)),
         _ => RELATIVE_TOLERANCE * diagonal.max(1.0),
     };
     let mut differences: Vec<Value> = Vec::new();
@@ -282,13 +272,13 @@ mod tests {
         let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
         let mut after = before.clone();
         after.meshes.values_mut().for_each(|m| { m.triangles = 6; m.surface = 6; m.points = "decimated".into(); });
-        let bounded = Strength::Bounded { band: 0.01, mesh_relative_band: 0.0, meshes_may_drop: false };
+        let bounded = Strength::Bounded { band: 0.01, meshes_may_drop: false };
         let proof = prove("so-run-operations", &before, &after, bounded);
         assert_eq!(proof["passed"], true);
         assert_eq!(proof["triangles"], json!({"before": 24, "after": 12}));
         after.meshes.remove("/W/B/m");
         assert_eq!(prove("x", &before, &after, bounded)["passed"], false);
-        assert_eq!(prove("x", &before, &after, Strength::Bounded { band: 0.01, mesh_relative_band: 0.0, meshes_may_drop: true })["passed"], false,
+        assert_eq!(prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"], false,
                    "dropping a mesh moved the world bounds beyond the band");
     }
 

@@ -10,6 +10,7 @@ import time
 
 from pxr import Sdf
 
+from .. import instancer_precision
 from ..errors import TaskError
 from ..stage_io import open_stage, reachable_mesh_count, reanchor_asset_paths
 from .so_runtime import check_operation_args, core
@@ -39,9 +40,13 @@ def run(params, reporter):
     if namespace:
         namespace.specifier = Sdf.SpecifierDef
 
+    # usd-optimize's point instancers keep half-precision orientations: the copies' exact
+    # placements are captured first and restored after (instancer_precision).
+    placements = instancer_precision.Placements(stage) if instancer_precision.uses_point_instancing(chain) else None
     context = ExecutionContext()
     context.set_stage(stage)
     records = []
+    point_instancing = None
     try:
         for index, step in enumerate(chain):
             operation, args = step["operation"], step.get("args", {})
@@ -53,6 +58,8 @@ def run(params, reporter):
                             "error": error or ""})
             if not ok:
                 raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
+            if placements and instancer_precision.uses_point_instancing([step]):
+                point_instancing = instancer_precision.restore_float_precision(stage, placements)
         _check_only_root_edited(stage)
         if namespace:
             namespace.specifier = Sdf.SpecifierClass
@@ -72,7 +79,7 @@ def run(params, reporter):
     finally:
         context.remove_stage()
     return {"stage_path": params["stage_path"], "output_path": output_path, "operations": records,
-            "export_seconds": round(export_seconds, 4), "reanchored": reanchored,
+            "export_seconds": round(export_seconds, 4), "reanchored": reanchored, "point_instancing": point_instancing,
             "reverify": _reverify(output_path, params, len(composition_errors))}
 
 
