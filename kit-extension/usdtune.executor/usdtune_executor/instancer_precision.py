@@ -51,7 +51,9 @@ def restore_float_precision(stage, before: Placements) -> dict:
         return bool(prim) and prim.IsActive() and prim.IsA(UsdGeom.Mesh)
 
     gone = np.array([not still_a_mesh(p) for p in before.mesh_paths], dtype=bool)
+    # The removed copies, sorted once by x: each instancer's instances search them by place.
     candidates = np.flatnonzero(gone)
+    candidates = candidates[np.argsort(before.matrices[candidates, 3, 0], kind="stable")]
     taken = np.zeros(len(before.mesh_paths), dtype=bool)
     default = Usd.TimeCode.Default()
     summary = {"instancers": 0, "instances": 0, "max_deviation": 0.0}
@@ -74,7 +76,7 @@ def restore_float_precision(stage, before: Placements) -> dict:
         positions, orientations, scales = _decompose(exact, str(prim.GetPath()))
         instancer.GetPositionsAttr().Set(Vt.Vec3fArray.FromNumpy(positions.astype(np.float32)))
         instancer.CreateScalesAttr().Set(Vt.Vec3fArray.FromNumpy(scales.astype(np.float32)))
-        instancer.CreateOrientationsfAttr().Set(Vt.QuatfArray(orientations))
+        instancer.CreateOrientationsfAttr().Set(Vt.QuatfArray.FromNumpy(orientations.astype(np.float32)))
         rebuilt = local[indices] @ np.array(instancer.ComputeInstanceTransformsAtTime(default, default),
                                             dtype=np.float64).reshape(-1, 4, 4) @ world
         size = 1.0 + np.abs(before.matrices[matched][:, 3, :3]).max(axis=1, keepdims=True)[:, :, None]
@@ -92,17 +94,17 @@ def _match(placed, originals, candidates, taken, local, where: str) -> np.ndarra
     """For each instance, the removed copy it replaced: within the band half-precision rotation
     and float rounding allow of where the instance puts its mesh's origin, the copy whose whole
     placement is nearest (copies sharing a spot differ in rotation). Pairs are taken nearest
-    first, each copy once; an instance left without one fails."""
-    free = candidates[~taken[candidates]]
-    order = np.argsort(originals[free][:, 3, 0])
-    xs = originals[free][order, 3, 0]
+    first, each copy once; an instance left without one fails. `candidates` are sorted by x."""
+    xs = originals[candidates, 3, 0]
     centers = placed[:, 3, :3]
     bands = MATCH_BAND * np.linalg.norm(local[:, 3, :3], axis=1) + FLOAT_TOLERANCE * (1.0 + np.abs(centers).max(axis=1))
     lows, highs = np.searchsorted(xs, centers[:, 0] - bands), np.searchsorted(xs, centers[:, 0] + bands, side="right")
     sizes = highs - lows
     owner = np.repeat(np.arange(len(placed)), sizes)
-    copy = free[order[np.repeat(lows, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)]]
-    offset = np.linalg.norm(originals[copy][:, 3, :3] - centers[owner], axis=1)
+    copy = candidates[np.repeat(lows, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)]
+    keep = ~taken[copy]
+    owner, copy = owner[keep], copy[keep]
+    offset = np.linalg.norm(originals[copy, 3, :3] - centers[owner], axis=1)
     near = offset <= bands[owner]
     owner, copy = owner[near], copy[near]
     distance = offset[near] + np.linalg.norm((originals[copy] - placed[owner])[:, :3, :3], axis=(1, 2))
@@ -117,8 +119,9 @@ def _match(placed, originals, candidates, taken, local, where: str) -> np.ndarra
 
 
 def _decompose(matrices, where: str):
-    """Positions, float quaternions and scales of instance matrices (scale, then rotate, then
-    translate, as UsdGeom.PointInstancer composes them; USD matrices act on row vectors)."""
+    """Positions, float quaternions (x, y, z, w: Vt's layout) and scales of instance matrices
+    (scale, then rotate, then translate, as UsdGeom.PointInstancer composes them; USD
+    matrices act on row vectors)."""
     linear = matrices[:, :3, :3]
     scales = np.linalg.norm(linear, axis=2)
     if (scales <= 0).any():
@@ -127,5 +130,32 @@ def _decompose(matrices, where: str):
     mirrored = np.linalg.det(rotations) < 0
     scales[mirrored, 0] *= -1
     rotations[mirrored, 0] *= -1
-    orientations = [Gf.Quatf(Gf.Matrix3d(*r.ravel().tolist()).ExtractRotation().GetQuat()) for r in rotations]
-    return matrices[:, 3, :3], orientations, scales
+    return matrices[:, 3, :3], _quaternions(rotations), scales
+
+
+def _quaternions(rotations) -> np.ndarray:
+    """Unit quaternions (x, y, z, w) of row-vector rotation matrices, each from the largest of
+    its four candidate terms so that no division is by a small number."""
+    m = np.transpose(rotations, (0, 2, 1))  # the column-vector form of the same rotations
+    candidates = np.stack([1 + m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+                           1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], axis=1)
+    pick = np.argmax(candidates, axis=1)
+    root = np.sqrt(np.maximum(candidates[np.arange(len(m)), pick], 1e-300)) * 2  # 4 × the picked component
+    quaternions = np.empty((len(m), 4))
+    sums = {(0, 1): m[:, 1, 0] + m[:, 0, 1], (0, 2): m[:, 0, 2] + m[:, 2, 0], (1, 2): m[:, 2, 1] + m[:, 1, 2]}
+    diffs = (m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1])  # 4w·(x, y, z)
+    for case in range(4):
+        rows = pick == case
+        r = root[rows]
+        if case == 0:
+            w, xyz = r / 4, [d[rows] / r for d in diffs]
+            quaternions[rows] = np.column_stack([*xyz, w])
+            continue
+        k = case - 1  # the picked imaginary axis
+        parts = [None, None, None]
+        parts[k] = r / 4
+        for j in (0, 1, 2):
+            if j != k:
+                parts[j] = sums[tuple(sorted((j, k)))][rows] / r
+        quaternions[rows] = np.column_stack([*parts, diffs[k][rows] / r])
+    return quaternions

@@ -42,7 +42,9 @@ def run(params, reporter):
 
     # usd-optimize's point instancers keep half-precision orientations: the copies' exact
     # placements are captured first and restored after (instancer_precision).
+    started = time.perf_counter()
     placements = instancer_precision.Placements(stage) if instancer_precision.uses_point_instancing(chain) else None
+    capture_seconds = time.perf_counter() - started
     context = ExecutionContext()
     context.set_stage(stage)
     records = []
@@ -59,7 +61,9 @@ def run(params, reporter):
             if not ok:
                 raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
             if placements and instancer_precision.uses_point_instancing([step]):
+                started = time.perf_counter()
                 point_instancing = instancer_precision.restore_float_precision(stage, placements)
+                point_instancing["seconds"] = round(capture_seconds + time.perf_counter() - started, 4)
         _check_only_root_edited(stage)
         if namespace:
             namespace.specifier = Sdf.SpecifierClass
