@@ -10,7 +10,7 @@ stay for readers older than `orientationsf`. Every instance is then recomputed t
 UsdGeom and compared with its copy; anything short of float precision fails the target.
 """
 import numpy as np
-from pxr import Gf, Usd, UsdGeom, Vt
+from pxr import Usd, UsdGeom, Vt
 
 from .errors import TaskError
 
@@ -46,6 +46,7 @@ def restore_float_precision(stage, before: Placements) -> dict:
     """Re-author every new point instancer's placements from the copies they replaced.
     Returns {"instancers": n, "instances": n, "max_deviation": d} (d relative to mesh size)."""
     cache = UsdGeom.XformCache()
+
     def still_a_mesh(path) -> bool:
         prim = stage.GetPrimAtPath(path)
         return bool(prim) and prim.IsActive() and prim.IsA(UsdGeom.Mesh)
