@@ -674,6 +674,7 @@ async fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
             params["stage_path"] = json!(record.stage_path);
             params["output_dir"] = json!(output_dir);
             params["output_root"] = json!(root);
+            params["source_asset_paths"] = json!(source_asset_paths(ctx));
             let result = ctx.task("restructure", params).await?;
             let proof_path = ctx.ws.path_of("preservation-apply-restructure").display().to_string();
             let manifest = restructure_manifest(&record, &plan, &result, &proof_path);
@@ -1098,7 +1099,8 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
 }
 
 /// Asset paths in every layer of the source stage, as Phase 2c's openability counted them
-/// (None when it did not): zero lets the workers skip re-anchoring what they write.
+/// (None when it did not): zero lets the restructure and the Phase 4 workers skip
+/// re-anchoring what they write.
 fn source_asset_paths(ctx: &PhaseCtx<'_>) -> Option<u64> {
     let report = ctx.ws.read_artifact("validation-report").ok()?;
     let validators = report["validators"].as_array()?;

@@ -297,7 +297,12 @@ def run(params, reporter):
         root = Sdf.Layer.OpenAsAnonymous(stage.GetRootLayer().realPath)
     else:
         root = UsdUtils.FlattenLayerStack(stage)
-    reanchor_asset_paths(root, source_dir, os.path.dirname(root_path))
+    def reanchor(layer, folder: str) -> None:
+        # Visits every field of every spec: skipped where Phase 2c counted no asset path at all.
+        if params.get("source_asset_paths") != 0:
+            reanchor_asset_paths(layer, source_dir, folder)
+
+    reanchor(root, os.path.dirname(root_path))
     missing = [p for p in [*(x["source"] for x in params.get("prototypes", [])),
                            *(x["source"] for x in params.get("subassets", []))]
                if not stage.GetPrimAtPath(p)]
@@ -334,7 +339,7 @@ def run(params, reporter):
             layer.defaultPrim = proto["name"]
             material_rewrites += _close_materials(content, layer, destination)
             # Copied paths (textures) were relative to the source; the arcs added below are not.
-            reanchor_asset_paths(layer, source_dir, os.path.dirname(file_of(proto["name"])))
+            reanchor(layer, os.path.dirname(file_of(proto["name"])))
             layers[proto["name"]], roots[proto["name"]] = layer, destination
 
     proto_in_place = {p["name"]: bool(p.get("in_place")) for p in prototypes}
@@ -366,7 +371,7 @@ def run(params, reporter):
         _clear_site(site)
         _set_placement(content, Sdf.Path(sub["source"]), root, site.path)
         path = os.path.join(output_dir, "subassets", f"{sub['name']}.usdc")
-        reanchor_asset_paths(layer, source_dir, os.path.dirname(path))
+        reanchor(layer, os.path.dirname(path))
         site.payloadList.Prepend(Sdf.Payload("./" + os.path.relpath(path, os.path.dirname(root_path))))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _write_atomically(layer, path, pending_files)
