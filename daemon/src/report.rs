@@ -233,8 +233,9 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         .find(|m| m["name"] == "warm_open_ms").and_then(|m| m["change_pct"].as_f64());
     if let (Some(dedupe), Some(change)) = (dedupe, warm_open_change) {
         if change > 5.0 {
-            let form = if dedupe["args"]["duplicateMethod"] == 4 { "point instancing" } else { "native instancing" };
-            let alternative = if dedupe["args"]["duplicateMethod"] == 4 { String::new() } else {
+            let point_instancing = dedupe["args"]["duplicateMethod"] == 4;
+            let form = if point_instancing { "point instancing" } else { "native instancing" };
+            let alternative = if point_instancing { String::new() } else {
                 format!("; point instancing opens single-mesh copies faster, and is chosen from {} copies and {} per geometry",
                         crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES, crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY)
             };

@@ -269,7 +269,7 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
         crate::resources::reset_own_peak_rss();
         let cpu_before = crate::resources::own_cpu_seconds();
         let outcome = run_phase(&core, &slot, spec.milestone).await;
-        let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        let seconds = round3(started.elapsed().as_secs_f64());
         let usage = {
             let mut usage = slot.usage.lock().unwrap().clone();
             usage.daemon_cpu_seconds = crate::resources::own_cpu_seconds().zip(cpu_before).map_or(0.0, |(after, before)| after - before);

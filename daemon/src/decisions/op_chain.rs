@@ -392,17 +392,8 @@ pub fn build_chain(e: &Evidence, pipeline: Option<&str>, approvals: &[String]) -
         Some(name) => (pipeline_chain(name, e.meters_per_unit)?, Vec::new()),
         None => evidence_chain(e),
     };
-    let (mut operations, held) = gate(ops, approvals);
+    let (operations, held) = gate(ops, approvals);
     skipped.extend(held);
-    // pruneLeaves chosen only for the Xforms point instancing would empty has nothing to do
-    // when the point instancing itself was held back.
-    let prune_only_for_instancing = pipeline.is_none() && e.empty_leaves == 0;
-    if prune_only_for_instancing && !operations.iter().any(|o| o.operation == "deduplicateGeometry") {
-        if let Some(at) = operations.iter().position(|o| o.operation == "pruneLeaves") {
-            operations.remove(at);
-            skipped.push(Skipped { operation: "pruneLeaves", reason: "no empty leaf prims found, and the point instancing that would empty some is held".into() });
-        }
-    }
     let names: Vec<&str> = operations.iter().map(|o| o.operation).collect();
     let invariants_checked = check_order(&names, e.instancing_in_play)?;
     Ok(Chain { operations, skipped, invariants_checked })

@@ -69,8 +69,9 @@ def restore_float_precision(stage, before: Placements) -> dict:
         indices = np.array(instancer.GetProtoIndicesAttr().Get(default), dtype=np.int64)
         half = np.array(instancer.ComputeInstanceTransformsAtTime(default, default), dtype=np.float64).reshape(-1, 4, 4)
         world = np.array(cache.GetLocalToWorldTransform(prim), dtype=np.float64)
-        # A prototype mesh's own transform (relative to the instancer) comes before the instance's.
-        local = np.array([np.array(cache.GetLocalToWorldTransform(r)) @ np.linalg.inv(world) for r in roots]).reshape(-1, 4, 4)
+        # A prototype's own transform (relative to its parent) comes before the instance's.
+        local = np.array([np.array(cache.GetLocalToWorldTransform(r)) @ np.linalg.inv(np.array(cache.GetLocalToWorldTransform(r.GetParent())))
+                          for r in roots]).reshape(-1, 4, 4)
         placed = local[indices] @ half @ world
         matched = _match(placed, before.matrices, candidates, taken, local[indices], str(prim.GetPath()))
         exact = np.linalg.inv(local[indices]) @ before.matrices[matched] @ np.linalg.inv(world)

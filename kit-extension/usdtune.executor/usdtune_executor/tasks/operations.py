@@ -12,7 +12,7 @@ from pxr import Sdf
 
 from .. import instancer_precision
 from ..errors import TaskError
-from ..stage_io import open_stage, reachable_mesh_count, reanchor_asset_paths
+from ..stage_io import open_stage, reachable_mesh_count, reanchor_asset_paths, source_may_hold_asset_paths
 from .so_runtime import check_operation_args, core
 
 
@@ -100,12 +100,10 @@ def _check_only_root_edited(stage) -> None:
 
 
 def _may_hold_asset_paths(layer, params) -> bool:
-    """Whether the target's root layer can hold an asset path to re-anchor. Re-anchoring
-    visits every field of every spec (0.09 s per 10k prims), so it is skipped only on proof:
-    the source stage has no asset path in any layer (counted by Phase 2c's openability), and
-    the target is that source, or a restructure output whose root layer has no arc of its own."""
-    known = params.get("source_asset_paths")
-    if known is None or known > 0:
+    """Whether the target's root layer can hold an asset path to re-anchor. Skipped only on
+    proof: the source stage has none, and the target is that source, or a restructure output
+    whose root layer has no arc of its own."""
+    if source_may_hold_asset_paths(params):
         return True
     source = params.get("source_stage")
     if source and os.path.exists(source) and os.path.samefile(layer.realPath, source):

@@ -27,7 +27,7 @@ import time
 from pxr import Sdf, Usd, UsdGeom, UsdUtils
 
 from ..errors import TaskError
-from ..stage_io import open_stage, reanchor_asset_paths, standalone_mesh_count
+from ..stage_io import open_stage, reanchor_asset_paths, source_may_hold_asset_paths, standalone_mesh_count
 
 PLACEMENT = ("xformOp:", "xformOpOrder")
 SHADING_TYPES = {"Material", "Shader", "NodeGraph"}
@@ -297,9 +297,9 @@ def run(params, reporter):
         root = Sdf.Layer.OpenAsAnonymous(stage.GetRootLayer().realPath)
     else:
         root = UsdUtils.FlattenLayerStack(stage)
+
     def reanchor(layer, folder: str) -> None:
-        # Visits every field of every spec: skipped where Phase 2c counted no asset path at all.
-        if params.get("source_asset_paths") != 0:
+        if source_may_hold_asset_paths(params):
             reanchor_asset_paths(layer, source_dir, folder)
 
     reanchor(root, os.path.dirname(root_path))
