@@ -284,9 +284,15 @@ impl Core {
         Ok(slot.snapshot())
     }
 
-    /// Stop local executors (embedded mode exit).
+    /// Stop every executor (daemon or embedded-mode exit). Connected ones close their stream
+    /// once the request arrives: wait for that (up to a grace), or the daemon's sockets could
+    /// close first and an external executor (Kit) would see a lost connection, not a shutdown.
     pub async fn shutdown(&self) {
         self.hub.shutdown_all("daemon shutting down");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !self.hub.connected().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
         children.extend(std::mem::take(&mut *self.workers.lock().unwrap()).into_values());
         stop_children(children, Duration::from_secs(3)).await;
