@@ -19,7 +19,11 @@ use crate::proto::{self, run_service_client::RunServiceClient, RunState};
 use crate::setup::{self, ExecutorEnv};
 
 #[derive(Parser)]
-#[command(name = "usdtune", version, about = "USD performance tuning: profile, assess, restructure, optimize, verify, report")]
+#[command(
+    name = "usdtune",
+    version,
+    about = "USD performance tuning: profile, assess, restructure, optimize, verify, report"
+)]
 struct Cli {
     /// Daemon address (HOST:PORT). Without a reachable daemon, commands run embedded.
     #[arg(long, global = true, env = "USDTUNE_DAEMON", default_value = crate::DEFAULT_DAEMON_ADDRESS)]
@@ -123,7 +127,8 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     let daemon_mode = matches!(cli.command, Command::Daemon { .. });
-    let filter = std::env::var("USDTUNE_LOG").unwrap_or_else(|_| if daemon_mode { "info".into() } else { "warn".into() });
+    let filter =
+        std::env::var("USDTUNE_LOG").unwrap_or_else(|_| if daemon_mode { "info".into() } else { "warn".into() });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
@@ -186,7 +191,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon { listen, no_spawn_executor } => {
             let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
             let core = Core::new(Config::new(env, cli.max_workers));
-            let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let (address, server) = crate::daemon::serve(core.clone(), listener)?;
             eprintln!("usdtuned listening on {address}");
             tokio::select! {
@@ -197,11 +204,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Assess { stages, out, json } if stages.len() == 1 => {
-            let request = proto::SubmitRunRequest { stage_path: stages[0].clone(), output_dir: out.unwrap_or_default(), assess_only: true, ..Default::default() };
+            let request = proto::SubmitRunRequest {
+                stage_path: stages[0].clone(),
+                output_dir: out.unwrap_or_default(),
+                assess_only: true,
+                ..Default::default()
+            };
             submit_and_follow(&cli.daemon, cli.max_workers, request, false, json).await
         }
-        Command::Assess { stages, out, json } => assess_many(&cli.daemon, cli.max_workers, &stages, out.as_deref(), json).await,
-        Command::Optimize { stage, out, restructure, yes, json, operations, approve_full_validation, pipeline, approvals } => {
+        Command::Assess { stages, out, json } => {
+            assess_many(&cli.daemon, cli.max_workers, &stages, out.as_deref(), json).await
+        }
+        Command::Optimize {
+            stage,
+            out,
+            restructure,
+            yes,
+            json,
+            operations,
+            approve_full_validation,
+            pipeline,
+            approvals,
+        } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
@@ -216,7 +240,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Decide { run, branch, json } => {
             let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
-            let answered = session.client.answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch }).await;
+            let answered = session
+                .client
+                .answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch })
+                .await;
             if let Err(status) = answered {
                 eprintln!("Error: {}", status.message());
                 session.close().await;
@@ -270,7 +297,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Submit a run (embedded when no daemon is reachable) and follow it to its end.
-async fn submit_and_follow(daemon: &str, max_workers: usize, request: proto::SubmitRunRequest, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+async fn submit_and_follow(
+    daemon: &str,
+    max_workers: usize,
+    request: proto::SubmitRunRequest,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if !std::path::Path::new(&request.stage_path).is_file() {
         eprintln!("Error: stage_not_found: stage file does not exist: {}", request.stage_path);
         return Ok(ExitCode::from(2));
@@ -292,14 +325,23 @@ async fn submit_and_follow(daemon: &str, max_workers: usize, request: proto::Sub
 
 /// `usdtune assess A B C`: one session (one warm executor) for many stages. Exit code:
 /// 2 if any stage was bad input, else 1 if any run failed, else 0. `--json` prints an array.
-async fn assess_many(daemon: &str, max_workers: usize, stages: &[String], out: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+async fn assess_many(
+    daemon: &str,
+    max_workers: usize,
+    stages: &[String],
+    out: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut session = Session::open(daemon, true, max_workers).await?;
     let mut docs = Vec::new();
     let mut worst = 0u8;
     for (n, stage) in stages.iter().enumerate() {
         let stem = std::path::Path::new(stage).file_stem().and_then(|s| s.to_str()).unwrap_or("stage");
-        let output_dir = out.map(|o| std::path::Path::new(o).join(format!("{n:04}-{stem}")).display().to_string()).unwrap_or_default();
-        let request = proto::SubmitRunRequest { stage_path: stage.clone(), output_dir, assess_only: true, ..Default::default() };
+        let output_dir = out
+            .map(|o| std::path::Path::new(o).join(format!("{n:04}-{stem}")).display().to_string())
+            .unwrap_or_default();
+        let request =
+            proto::SubmitRunRequest { stage_path: stage.clone(), output_dir, assess_only: true, ..Default::default() };
         let code = match session.client.submit_run(request).await {
             Ok(run) => {
                 let run = run.into_inner();
@@ -315,7 +357,13 @@ async fn assess_many(daemon: &str, max_workers: usize, stages: &[String], out: O
                 ExitCode::from(2)
             }
         };
-        worst = worst.max(if code == ExitCode::SUCCESS { 0 } else if code == ExitCode::from(2) { 2 } else { 1 });
+        worst = worst.max(if code == ExitCode::SUCCESS {
+            0
+        } else if code == ExitCode::from(2) {
+            2
+        } else {
+            1
+        });
     }
     session.close().await;
     if json {
@@ -349,7 +397,12 @@ fn run_json(r: &proto::Run) -> serde_json::Value {
 }
 
 /// Follow a run's events to its end (or to a gate nobody here can answer).
-async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool, json: bool) -> anyhow::Result<ExitCode> {
+async fn follow(
+    client: &mut RunServiceClient<Channel>,
+    run_id: &str,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut stream = client.watch_run(proto::WatchRunRequest { run_id: run_id.into() }).await?.into_inner();
     let mut last: Option<proto::Run> = None;
     let mut asked_gate = false;
@@ -359,10 +412,18 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
             "phase_finished" => {
                 let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
                 if let Some(p) = phase {
-                    note(&format!("{} {}{} {}", p.milestone, p.status, if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() }, p.note));
+                    note(&format!(
+                        "{} {}{} {}",
+                        p.milestone,
+                        p.status,
+                        if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() },
+                        p.note
+                    ));
                 }
             }
-            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => note(&format!("  {} {}", event.milestone, event.message)),
+            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => {
+                note(&format!("  {} {}", event.milestone, event.message))
+            }
             _ => {}
         }
         let Some(run) = event.run else { continue };
@@ -380,13 +441,31 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
             match answer {
                 Some(branch) => {
                     asked_gate = true;
-                    client.answer_gate(proto::AnswerGateRequest { run_id: run_id.into(), gate_id: gate.id.clone(), branch }).await?;
+                    client
+                        .answer_gate(proto::AnswerGateRequest {
+                            run_id: run_id.into(),
+                            gate_id: gate.id.clone(),
+                            branch,
+                        })
+                        .await?;
                 }
                 None => {
-                    eprintln!("Error: awaiting_restructure_decision: run {run_id} stopped at the {} gate: {}", gate.id, gate.question);
-                    eprintln!("  branches: {}{}", gate.branches.join(", "),
-                              if gate.recommended.is_empty() { String::new() } else { format!(" (recommended: {})", gate.recommended) });
-                    eprintln!("  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)");
+                    eprintln!(
+                        "Error: awaiting_restructure_decision: run {run_id} stopped at the {} gate: {}",
+                        gate.id, gate.question
+                    );
+                    eprintln!(
+                        "  branches: {}{}",
+                        gate.branches.join(", "),
+                        if gate.recommended.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (recommended: {})", gate.recommended)
+                        }
+                    );
+                    eprintln!(
+                        "  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)"
+                    );
                     if json {
                         println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
                     }
@@ -396,7 +475,8 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
         } else if state != RunState::AwaitingDecision {
             asked_gate = false;
         }
-        let terminal = matches!(state, RunState::Completed | RunState::Failed | RunState::Blocked | RunState::Cancelled);
+        let terminal =
+            matches!(state, RunState::Completed | RunState::Failed | RunState::Blocked | RunState::Cancelled);
         last = Some(run);
         if terminal {
             break;
@@ -427,7 +507,13 @@ async fn follow(client: &mut RunServiceClient<Channel>, run_id: &str, yes: bool,
     }
     eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
     eprintln!("Failed!");
-    Ok(ExitCode::from(if INPUT_ERROR_CODES.contains(&run.code.as_str()) { 2 } else if state == RunState::AwaitingDecision { 3 } else { 1 }))
+    Ok(ExitCode::from(if INPUT_ERROR_CODES.contains(&run.code.as_str()) {
+        2
+    } else if state == RunState::AwaitingDecision {
+        3
+    } else {
+        1
+    }))
 }
 
 fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {

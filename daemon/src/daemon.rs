@@ -31,7 +31,12 @@ pub struct Config {
 
 impl Config {
     pub fn new(local_executor: Option<ExecutorEnv>, max_workers: usize) -> Self {
-        Self { data_dir: crate::setup::data_dir(), local_executor, executor_wait: Duration::from_secs(120), max_workers }
+        Self {
+            data_dir: crate::setup::data_dir(),
+            local_executor,
+            executor_wait: Duration::from_secs(120),
+            max_workers,
+        }
     }
 }
 
@@ -47,7 +52,14 @@ pub struct Core {
 }
 
 /// Outcome codes that mean the input itself is unusable (CLI exit code 2).
-pub const INPUT_ERROR_CODES: &[&str] = &["stage_not_found", "stage_open_failed", "stage_is_directory", "unsupported_format", "stage_path_missing", "invalid_restructure_branch"];
+pub const INPUT_ERROR_CODES: &[&str] = &[
+    "stage_not_found",
+    "stage_open_failed",
+    "stage_is_directory",
+    "unsupported_format",
+    "stage_path_missing",
+    "invalid_restructure_branch",
+];
 
 impl Core {
     pub fn new(config: Config) -> Arc<Self> {
@@ -88,7 +100,13 @@ impl Core {
     }
 
     /// Run one executor task for a run, forwarding its progress as run events.
-    pub async fn run_task(self: &Arc<Self>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>, TaskUsage) {
+    pub async fn run_task(
+        self: &Arc<Self>,
+        run_id: &str,
+        milestone: &str,
+        kind: &str,
+        params: Value,
+    ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         if let Err(e) = self.ensure_local_executor().await {
             return (String::new(), Err(e), TaskUsage::default());
         }
@@ -96,7 +114,14 @@ impl Core {
     }
 
     /// [`Self::run_task`] on one worker pool's executors (see [`Self::ensure_workers`]).
-    pub async fn run_task_in(self: &Arc<Self>, pool: Option<&str>, run_id: &str, milestone: &str, kind: &str, params: Value) -> (String, Result<Value, TaskFailure>, TaskUsage) {
+    pub async fn run_task_in(
+        self: &Arc<Self>,
+        pool: Option<&str>,
+        run_id: &str,
+        milestone: &str,
+        kind: &str,
+        params: Value,
+    ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
         let forward = {
             let core = self.clone();
@@ -104,7 +129,14 @@ impl Core {
             tokio::spawn(async move {
                 while let Some((fraction, message)) = progress_rx.recv().await {
                     let run = core.slot(&run_id).map(|s| to_proto(&s.snapshot()));
-                    let _ = core.events.send(proto::RunEvent { run_id: run_id.clone(), kind: "progress".into(), milestone: milestone.clone(), message, fraction, run });
+                    let _ = core.events.send(proto::RunEvent {
+                        run_id: run_id.clone(),
+                        kind: "progress".into(),
+                        milestone: milestone.clone(),
+                        message,
+                        fraction,
+                        run,
+                    });
                 }
             })
         };
@@ -129,13 +161,18 @@ impl Core {
 
     /// Start `python -m usdtune_executor` from `env`, connecting back to this daemon as `id`.
     fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<tokio::process::Child, TaskFailure> {
-        let address = *self.address.get().ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
+        let address = *self
+            .address
+            .get()
+            .ok_or_else(|| TaskFailure::new("daemon_not_serving", "daemon has no listening address"))?;
         let child = tokio::process::Command::new(env.python())
             .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display())))?;
+            .map_err(|e| {
+                TaskFailure::new("executor_spawn_failed", format!("cannot start {}: {e}", env.python().display()))
+            })?;
         tracing::info!(pid = child.id(), %id, "spawned executor");
         Ok(child)
     }
@@ -210,9 +247,13 @@ impl Core {
     pub fn submit(self: &Arc<Self>, request: proto::SubmitRunRequest) -> Result<RunRecord, Status> {
         let stage = PathBuf::from(&request.stage_path);
         if !stage.is_file() {
-            return Err(Status::invalid_argument(format!("stage_not_found: stage file does not exist: {}", stage.display())));
+            return Err(Status::invalid_argument(format!(
+                "stage_not_found: stage file does not exist: {}",
+                stage.display()
+            )));
         }
-        let stage = std::fs::canonicalize(&stage).map_err(|e| Status::invalid_argument(format!("stage_not_found: {}: {e}", stage.display())))?;
+        let stage = std::fs::canonicalize(&stage)
+            .map_err(|e| Status::invalid_argument(format!("stage_not_found: {}: {e}", stage.display())))?;
         if let Some(branch) = Some(request.restructure_branch.as_str()).filter(|b| !b.is_empty()) {
             if crate::decisions::restructure::Branch::parse(branch).is_none() {
                 return Err(Status::invalid_argument(format!("invalid_restructure_branch: unknown branch '{branch}'")));
@@ -222,23 +263,35 @@ impl Core {
         let output_dir = if request.output_dir.is_empty() {
             self.config.data_dir.join("runs").join(&run_id)
         } else {
-            std::path::absolute(&request.output_dir).map_err(|e| Status::invalid_argument(format!("output_dir: {e}")))?
+            std::path::absolute(&request.output_dir)
+                .map_err(|e| Status::invalid_argument(format!("output_dir: {e}")))?
         };
         if stage.parent() == Some(output_dir.as_path()) && output_dir.join("optimization-report.json").exists() {
             tracing::warn!("output folder already holds a report; it will be replaced");
         }
-        std::fs::create_dir_all(&output_dir).map_err(|e| Status::invalid_argument(format!("output_dir_unwritable: {}: {e}", output_dir.display())))?;
+        std::fs::create_dir_all(&output_dir)
+            .map_err(|e| Status::invalid_argument(format!("output_dir_unwritable: {}: {e}", output_dir.display())))?;
         let branch = Some(request.restructure_branch).filter(|b| !b.is_empty());
-        let mut record = RunRecord::new(run_id.clone(), stage.display().to_string(), output_dir.display().to_string(), branch, request.requested_operations);
+        let mut record = RunRecord::new(
+            run_id.clone(),
+            stage.display().to_string(),
+            output_dir.display().to_string(),
+            branch,
+            request.requested_operations,
+        );
         record.route.assess_only = request.assess_only;
         record.route.full_validation_approved = request.approve_full_validation;
         if !request.pipeline.is_empty() && !crate::decisions::op_chain::PIPELINES.contains(&request.pipeline.as_str()) {
             return Err(Status::invalid_argument(format!(
-                "invalid_pipeline: unknown pipeline '{}'; choose one of: {}", request.pipeline, crate::decisions::op_chain::PIPELINES.join(", "))));
+                "invalid_pipeline: unknown pipeline '{}'; choose one of: {}",
+                request.pipeline,
+                crate::decisions::op_chain::PIPELINES.join(", ")
+            )));
         }
         record.route.pipeline = Some(request.pipeline).filter(|p| !p.is_empty());
         record.route.approvals = request.approvals;
-        crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes()).map_err(|e| Status::internal(e.to_string()))?;
+        crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes())
+            .map_err(|e| Status::internal(e.to_string()))?;
         self.persist_and_emit(&record, "snapshot", &record.milestone, "submitted");
         self.start(RunSlot::new(record.clone()));
         Ok(record)
@@ -250,17 +303,34 @@ impl Core {
         tokio::spawn(run::drive(self.clone(), slot));
     }
 
-    pub fn answer(self: &Arc<Self>, run_id: &str, gate_id: &str, branch_text: &str, answered_by: &'static str) -> Result<RunRecord, Status> {
-        let branch = crate::decisions::restructure::Branch::parse(branch_text)
-            .ok_or_else(|| Status::invalid_argument(format!("invalid_restructure_branch: unknown branch '{branch_text}'")))?;
+    pub fn answer(
+        self: &Arc<Self>,
+        run_id: &str,
+        gate_id: &str,
+        branch_text: &str,
+        answered_by: &'static str,
+    ) -> Result<RunRecord, Status> {
+        let branch = crate::decisions::restructure::Branch::parse(branch_text).ok_or_else(|| {
+            Status::invalid_argument(format!("invalid_restructure_branch: unknown branch '{branch_text}'"))
+        })?;
         let record = self.load(run_id).ok_or_else(|| Status::not_found(format!("run_not_found: {run_id}")))?;
-        let gate = record.gate.clone().filter(|_| record.state == RunState::AwaitingDecision)
-            .ok_or_else(|| Status::failed_precondition(format!("no_open_gate: run {run_id} is {:?}, not awaiting a decision", record.state)))?;
+        let gate = record.gate.clone().filter(|_| record.state == RunState::AwaitingDecision).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "no_open_gate: run {run_id} is {:?}, not awaiting a decision",
+                record.state
+            ))
+        })?;
         if !gate_id.is_empty() && gate_id != gate.id {
-            return Err(Status::failed_precondition(format!("no_open_gate: the open gate is {}, not {gate_id}", gate.id)));
+            return Err(Status::failed_precondition(format!(
+                "no_open_gate: the open gate is {}, not {gate_id}",
+                gate.id
+            )));
         }
         if !gate.branches.iter().any(|b| b == branch_text) {
-            return Err(Status::invalid_argument(format!("invalid_restructure_branch: '{branch_text}' is not offered; choose one of {}", gate.branches.join(", "))));
+            return Err(Status::invalid_argument(format!(
+                "invalid_restructure_branch: '{branch_text}' is not offered; choose one of {}",
+                gate.branches.join(", ")
+            )));
         }
         match self.slot(run_id) {
             Some(slot) => {
@@ -279,7 +349,9 @@ impl Core {
     }
 
     pub fn cancel(&self, run_id: &str) -> Result<RunRecord, Status> {
-        let slot = self.slot(run_id).ok_or_else(|| Status::not_found(format!("run_not_found: {run_id} is not active in this daemon")))?;
+        let slot = self
+            .slot(run_id)
+            .ok_or_else(|| Status::not_found(format!("run_not_found: {run_id} is not active in this daemon")))?;
         slot.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(slot.snapshot())
     }
@@ -337,15 +409,26 @@ pub fn to_proto(r: &RunRecord) -> proto::Run {
         output_stage_path: r.output_stage_path.clone(),
         verdict: r.verdict.clone(),
         workflow_mode: r.workflow_mode.clone(),
-        phases: r.phases.iter().map(|p| proto::PhaseRecord {
-            milestone: p.milestone.clone(), status: p.status.clone(), note: p.note.clone(), seconds: p.seconds, artifacts: p.artifacts.clone(),
-        }).collect(),
+        phases: r
+            .phases
+            .iter()
+            .map(|p| proto::PhaseRecord {
+                milestone: p.milestone.clone(),
+                status: p.status.clone(),
+                note: p.note.clone(),
+                seconds: p.seconds,
+                artifacts: p.artifacts.clone(),
+            })
+            .collect(),
         created_at: r.created_at.clone(),
     }
 }
 
 /// Serve both gRPC services on `listener` until the process ends. Also reaps silent executors.
-pub fn serve(core: Arc<Core>, listener: tokio::net::TcpListener) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub fn serve(
+    core: Arc<Core>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let address = listener.local_addr()?;
     let _ = core.address.set(address);
     let reaper = core.clone();
@@ -360,7 +443,9 @@ pub fn serve(core: Arc<Core>, listener: tokio::net::TcpListener) -> std::io::Res
         let result = tonic::transport::Server::builder()
             .add_service(proto::run_service_server::RunServiceServer::new(service.clone()))
             // Table chunks from the facts task run to a few MB; leave ample headroom.
-            .add_service(proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20))
+            .add_service(
+                proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20),
+            )
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
         if let Err(e) = result {

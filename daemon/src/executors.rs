@@ -115,7 +115,8 @@ impl ExecutorHub {
     /// Register a connected executor. Returns the id it is known by (unique).
     pub fn register(&self, hello: proto::Hello, outbox: Outbox) -> String {
         let mut state = self.state.lock().unwrap();
-        let mut id = if hello.executor_id.is_empty() { format!("executor-{}", hello.pid) } else { hello.executor_id.clone() };
+        let mut id =
+            if hello.executor_id.is_empty() { format!("executor-{}", hello.pid) } else { hello.executor_id.clone() };
         while state.connections.contains_key(&id) {
             id.push('+');
         }
@@ -135,18 +136,20 @@ impl ExecutorHub {
         } else {
             tracing::info!(executor = %executor_id, %reason, "executor disconnected");
         }
-        let lost: Vec<String> = state
-            .leases
-            .iter()
-            .filter(|(_, l)| l.executor_id == executor_id)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let lost: Vec<String> =
+            state.leases.iter().filter(|(_, l)| l.executor_id == executor_id).map(|(id, _)| id.clone()).collect();
         for task_id in lost {
             let lease = state.leases.remove(&task_id).expect("listed above");
-            let _ = lease.reply.send((Err(TaskFailure::new(
-                codes::EXECUTOR_LOST,
-                format!("executor {executor_id} was lost during task '{}' ({reason}); the task did not complete", lease.kind),
-            )), TaskUsage::default()));
+            let _ = lease.reply.send((
+                Err(TaskFailure::new(
+                    codes::EXECUTOR_LOST,
+                    format!(
+                        "executor {executor_id} was lost during task '{}' ({reason}); the task did not complete",
+                        lease.kind
+                    ),
+                )),
+                TaskUsage::default(),
+            ));
         }
     }
 
@@ -173,7 +176,9 @@ impl ExecutorHub {
                 if let Some(lease) = state.leases.remove(&result.task_id) {
                     let outcome = if result.ok {
                         serde_json::from_str::<Value>(&result.result_json)
-                            .map_err(|e| TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}")))
+                            .map_err(|e| {
+                                TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}"))
+                            })
                             .map(|mut value| {
                                 if !lease.records.is_empty() {
                                     // Moved, not copied: a million-prim table is a few hundred MB.
@@ -185,7 +190,11 @@ impl ExecutorHub {
                                 value
                             })
                     } else {
-                        Err(TaskFailure { code: result.error_code, message: result.error_message, path: result.error_path })
+                        Err(TaskFailure {
+                            code: result.error_code,
+                            message: result.error_message,
+                            path: result.error_path,
+                        })
                     };
                     let usage = TaskUsage { cpu_seconds: result.cpu_seconds, peak_rss_kb: result.peak_rss_kb };
                     let _ = lease.reply.send((outcome, usage));
@@ -251,35 +260,48 @@ impl ExecutorHub {
             {
                 let mut state = self.state.lock().unwrap();
                 let state = &mut *state;
-                let idle = state.connections.iter_mut()
+                let idle = state
+                    .connections
+                    .iter_mut()
                     .find(|(id, c)| in_pool(id) && c.busy.is_none() && c.hello.task_kinds.iter().any(|k| k == kind));
                 if let Some((id, conn)) = idle {
-                    let task = proto::Task { task_id: task_id.clone(), kind: kind.to_string(), params_json: params.to_string() };
+                    let task = proto::Task {
+                        task_id: task_id.clone(),
+                        kind: kind.to_string(),
+                        params_json: params.to_string(),
+                    };
                     if conn.outbox.send(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(task)) })).is_ok() {
                         conn.busy = Some(task_id.clone());
                         let id = id.clone();
-                        state.leases.insert(task_id.clone(), Lease {
-                            executor_id: id.clone(),
-                            kind: kind.to_string(),
-                            reply: reply.take().expect("sent once"),
-                            progress,
-                            records: HashMap::new(),
-                        });
+                        state.leases.insert(
+                            task_id.clone(),
+                            Lease {
+                                executor_id: id.clone(),
+                                kind: kind.to_string(),
+                                reply: reply.take().expect("sent once"),
+                                progress,
+                                records: HashMap::new(),
+                            },
+                        );
                         break id;
                     }
                 }
             }
             if Instant::now() >= deadline {
-                return (String::new(), Err(TaskFailure::new(
-                    codes::NO_EXECUTOR,
-                    format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
-                )), TaskUsage::default());
+                return (
+                    String::new(),
+                    Err(TaskFailure::new(
+                        codes::NO_EXECUTOR,
+                        format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
+                    )),
+                    TaskUsage::default(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (result, usage) = outcome
-            .await
-            .unwrap_or_else(|_| (Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")), TaskUsage::default()));
+        let (result, usage) = outcome.await.unwrap_or_else(|_| {
+            (Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")), TaskUsage::default())
+        });
         (executor_id, result, usage)
     }
 
@@ -311,7 +333,12 @@ mod tests {
 
     /// A hub with one executor "a" and a probe task leased to it: (hub, executor id, what the
     /// executor receives, the task's outcome).
-    fn leased_probe() -> (std::sync::Arc<ExecutorHub>, String, mpsc::UnboundedReceiver<Result<DaemonMessage, Status>>, tokio::task::JoinHandle<Outcome>) {
+    fn leased_probe() -> (
+        std::sync::Arc<ExecutorHub>,
+        String,
+        mpsc::UnboundedReceiver<Result<DaemonMessage, Status>>,
+        tokio::task::JoinHandle<Outcome>,
+    ) {
         let hub = std::sync::Arc::new(ExecutorHub::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let id = hub.register(hello("a"), tx);
@@ -334,8 +361,17 @@ mod tests {
     #[tokio::test]
     async fn result_completes_the_lease() {
         let (hub, id, mut rx, task) = leased_probe();
-        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
-        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{\"x\":1}".into(), cpu_seconds: 1.5, peak_rss_kb: 2048, ..Default::default() };
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else {
+            panic!()
+        };
+        let result = proto::TaskResult {
+            task_id: sent.task_id,
+            ok: true,
+            result_json: "{\"x\":1}".into(),
+            cpu_seconds: 1.5,
+            peak_rss_kb: 2048,
+            ..Default::default()
+        };
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
         let (_, outcome, usage) = task.await.unwrap();
         assert_eq!(outcome.unwrap()["x"], 1);
@@ -345,12 +381,16 @@ mod tests {
     #[tokio::test]
     async fn streamed_records_reach_the_caller_in_order() {
         let (hub, id, mut rx, task) = leased_probe();
-        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else { panic!() };
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = rx.recv().await else {
+            panic!()
+        };
         for chunk in ["{\"a\":[1]}", "{\"a\":[2]}"] {
-            let records = proto::TaskRecords { task_id: sent.task_id.clone(), table: "prims".into(), columns_json: chunk.into() };
+            let records =
+                proto::TaskRecords { task_id: sent.task_id.clone(), table: "prims".into(), columns_json: chunk.into() };
             hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Records(records)) });
         }
-        let result = proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{}".into(), ..Default::default() };
+        let result =
+            proto::TaskResult { task_id: sent.task_id, ok: true, result_json: "{}".into(), ..Default::default() };
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
         let value = task.await.unwrap().1.unwrap();
         assert_eq!(value[RECORDS_KEY]["prims"], serde_json::json!(["{\"a\":[1]}", "{\"a\":[2]}"]));
@@ -363,7 +403,9 @@ mod tests {
         hub.register(hello("local"), outside);
         let task = tokio::spawn({
             let hub = hub.clone();
-            async move { hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, Duration::from_millis(300)).await }
+            async move {
+                hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, Duration::from_millis(300)).await
+            }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(outside_rx.try_recv().is_err(), "not leased outside the pool");

@@ -47,17 +47,72 @@ use Skip::*;
 
 pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec { milestone: Milestone::Setup, label: "omniverse-usd-performance-tuning", phase: "0", skip_when: &[] },
-    PhaseSpec { milestone: Milestone::ProfileBaseline, label: "profile-stage:baseline", phase: "1a", skip_when: &[AssessOnly] },
-    PhaseSpec { milestone: Milestone::StructureAssessment, label: "usd-structure-assessment", phase: "1b, 2a, 2b, 2d", skip_when: &[] },
-    PhaseSpec { milestone: Milestone::ValidationRunner, label: "usd-validation-runner", phase: "2c", skip_when: &[AssessOnly] },
-    PhaseSpec { milestone: Milestone::RestructureDecision, label: "restructure-decision", phase: "2e", skip_when: &[AssessOnly, AlreadyOptimized] },
-    PhaseSpec { milestone: Milestone::ApplyRestructure, label: "apply-restructure", phase: "2f, 3", skip_when: &[AssessOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::SoRunValidators, label: "so-run-validators", phase: "4 (evidence)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::SoInterpretValidators, label: "so-interpret-validators", phase: "4 (op chain)", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::SoRunOperations, label: "so-run-operations", phase: "4, 4.5, 5", skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::ProfileAfter, label: "profile-stage:after", phase: "6a, 6b", skip_when: &[AssessOnly, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::CompareProfiles, label: "compare-profiles", phase: "6c", skip_when: &[AssessOnly, ExitedAtGate] },
-    PhaseSpec { milestone: Milestone::OptimizationReport, label: "optimization-report", phase: "6d", skip_when: &[AssessOnly] },
+    PhaseSpec {
+        milestone: Milestone::ProfileBaseline,
+        label: "profile-stage:baseline",
+        phase: "1a",
+        skip_when: &[AssessOnly],
+    },
+    PhaseSpec {
+        milestone: Milestone::StructureAssessment,
+        label: "usd-structure-assessment",
+        phase: "1b, 2a, 2b, 2d",
+        skip_when: &[],
+    },
+    PhaseSpec {
+        milestone: Milestone::ValidationRunner,
+        label: "usd-validation-runner",
+        phase: "2c",
+        skip_when: &[AssessOnly],
+    },
+    PhaseSpec {
+        milestone: Milestone::RestructureDecision,
+        label: "restructure-decision",
+        phase: "2e",
+        skip_when: &[AssessOnly, AlreadyOptimized],
+    },
+    PhaseSpec {
+        milestone: Milestone::ApplyRestructure,
+        label: "apply-restructure",
+        phase: "2f, 3",
+        skip_when: &[AssessOnly, AlreadyOptimized, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::SoRunValidators,
+        label: "so-run-validators",
+        phase: "4 (evidence)",
+        skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::SoInterpretValidators,
+        label: "so-interpret-validators",
+        phase: "4 (op chain)",
+        skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::SoRunOperations,
+        label: "so-run-operations",
+        phase: "4, 4.5, 5",
+        skip_when: &[AssessOnly, StructuralOnly, AlreadyOptimized, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::ProfileAfter,
+        label: "profile-stage:after",
+        phase: "6a, 6b",
+        skip_when: &[AssessOnly, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::CompareProfiles,
+        label: "compare-profiles",
+        phase: "6c",
+        skip_when: &[AssessOnly, ExitedAtGate],
+    },
+    PhaseSpec {
+        milestone: Milestone::OptimizationReport,
+        label: "optimization-report",
+        phase: "6d",
+        skip_when: &[AssessOnly],
+    },
 ];
 
 /// The run facts that skip rules read. Filled in as phases complete.
@@ -126,14 +181,20 @@ pub mod codes {
 
 /// The seed's termination table, as the daemon applies it (rendered into docs and `usdtune runs --help`).
 pub const TERMINATIONS: &[(&str, &str)] = &[
-    ("Phase 0: operations were requested explicitly but usd-optimize cannot load", codes::BLOCKED_MISSING_SCENE_OPTIMIZER),
+    (
+        "Phase 0: operations were requested explicitly but usd-optimize cannot load",
+        codes::BLOCKED_MISSING_SCENE_OPTIMIZER,
+    ),
     ("Phase 0: a requested operation is absent from operationsAvailable", codes::BLOCKED_MISSING_SO_OPERATION),
     ("Phase 0: broad request, usd-optimize unavailable", "continue: workflow_mode structural_only, Phases 4-5 skipped"),
     ("Phase 1a: the stage cannot be opened", codes::STAGE_OPEN_FAILED),
     ("Phase 2: phase_recommendation = already_optimized", "jump to Phase 6: workflow_mode no_op, verdict neutral"),
     ("Phase 2e: no answer and no terminal to ask", codes::AWAITING_RESTRUCTURE_DECISION),
     ("Phase 2e: exit", "diagnosis-only report (Phase 6d)"),
-    ("Phase 2e: optimize-as-is", "skip Phase 2f, continue with the original stage (Phase 3 flips, if any, in an override layer)"),
+    (
+        "Phase 2e: optimize-as-is",
+        "skip Phase 2f, continue with the original stage (Phase 3 flips, if any, in an override layer)",
+    ),
     ("Phase 2f/3: the restructured stage fails the per-mesh preservation proof", "restructure_not_lossless"),
     ("Phase 6c: regression > 20%", "report recommends revert (critical)"),
 ];
@@ -148,9 +209,17 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "omniverse-usd-performance-tuning", "profile-stage:baseline", "usd-structure-assessment",
-                "usd-validation-runner", "restructure-decision", "apply-restructure", "so-run-validators",
-                "so-interpret-validators", "so-run-operations", "profile-stage:after", "compare-profiles",
+                "omniverse-usd-performance-tuning",
+                "profile-stage:baseline",
+                "usd-structure-assessment",
+                "usd-validation-runner",
+                "restructure-decision",
+                "apply-restructure",
+                "so-run-validators",
+                "so-interpret-validators",
+                "so-run-operations",
+                "profile-stage:after",
+                "compare-profiles",
                 "optimization-report",
             ]
         );
@@ -162,7 +231,11 @@ mod tests {
 
     #[test]
     fn structural_only_skips_mesh_phases_but_still_reports() {
-        let facts = RouteFacts { so_available: Some(false), restructure_branch: Some("optimize-as-is".into()), ..Default::default() };
+        let facts = RouteFacts {
+            so_available: Some(false),
+            restructure_branch: Some("optimize-as-is".into()),
+            ..Default::default()
+        };
         let phases = ran(&facts);
         assert!(!phases.contains(&"so-run-operations"));
         assert!(phases.contains(&"profile-stage:after") && phases.contains(&"optimization-report"));
@@ -170,7 +243,11 @@ mod tests {
 
     #[test]
     fn already_optimized_jumps_to_verify() {
-        let facts = RouteFacts { so_available: Some(true), phase_recommendation: Some("already_optimized".into()), ..Default::default() };
+        let facts = RouteFacts {
+            so_available: Some(true),
+            phase_recommendation: Some("already_optimized".into()),
+            ..Default::default()
+        };
         let phases = ran(&facts);
         assert!(!phases.contains(&"restructure-decision") && !phases.contains(&"so-run-operations"));
         assert!(phases.contains(&"profile-stage:after") && phases.contains(&"compare-profiles"));
@@ -178,7 +255,8 @@ mod tests {
 
     #[test]
     fn exit_at_gate_writes_a_diagnosis_only_report() {
-        let facts = RouteFacts { so_available: Some(true), restructure_branch: Some("exit".into()), ..Default::default() };
+        let facts =
+            RouteFacts { so_available: Some(true), restructure_branch: Some("exit".into()), ..Default::default() };
         assert_eq!(ran(&facts).last(), Some(&"optimization-report"));
         assert!(!ran(&facts).contains(&"compare-profiles"));
     }
@@ -192,8 +270,11 @@ mod tests {
     #[test]
     fn apply_restructure_runs_for_every_branch_that_goes_on() {
         // Branches that author no restructure still get Phase 3 (instancing flips).
-        for (branch, runs) in [("optimize-as-is", true), ("deduplicate-internally", true), ("extract-as-assets", true), ("exit", false)] {
-            let facts = RouteFacts { so_available: Some(true), restructure_branch: Some(branch.into()), ..Default::default() };
+        for (branch, runs) in
+            [("optimize-as-is", true), ("deduplicate-internally", true), ("extract-as-assets", true), ("exit", false)]
+        {
+            let facts =
+                RouteFacts { so_available: Some(true), restructure_branch: Some(branch.into()), ..Default::default() };
             assert_eq!(ran(&facts).contains(&"apply-restructure"), runs, "{branch}");
         }
     }

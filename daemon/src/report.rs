@@ -15,11 +15,14 @@ use crate::store::{StoreError, Workspace};
 pub fn preflight(probe: &Value, host: Value) -> Value {
     let so_version = probe["usd_optimize_version"].as_str().filter(|v| !v.is_empty());
     let av_version = probe["usd_validation_nvidia_version"].as_str().filter(|v| !v.is_empty());
-    let usd_optimize = so_version.map(|v| json!({
-        "extension": "usd-optimize", "version": v,
-        "operationsAvailable": probe["operations_available"], "source": "standalone-package",
-    }));
-    let asset_validator = av_version.map(|v| json!({"package": "usd-validation-nvidia", "version": v, "source": "pip"}));
+    let usd_optimize = so_version.map(|v| {
+        json!({
+            "extension": "usd-optimize", "version": v,
+            "operationsAvailable": probe["operations_available"], "source": "standalone-package",
+        })
+    });
+    let asset_validator =
+        av_version.map(|v| json!({"package": "usd-validation-nvidia", "version": v, "source": "pip"}));
     let runtime = probe["runtime"].as_str().unwrap_or("standalone");
     let kit = probe.get("kit").cloned().unwrap_or(Value::Null);
     let cuda = host["gpus"].as_array().map(|g| !g.is_empty());
@@ -47,7 +50,11 @@ pub fn preflight(probe: &Value, host: Value) -> Value {
 // ------------------------------------------------------------------ the report
 
 fn read_opt(ws: &Workspace, name: &str) -> Result<Option<Value>, StoreError> {
-    if ws.has_artifact(name) { ws.read_artifact(name).map(Some) } else { Ok(None) }
+    if ws.has_artifact(name) {
+        ws.read_artifact(name).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The report's preservation block (upstream shape) from the run's proofs: the restructure's
@@ -123,19 +130,25 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
         "prim_count" | "prim_count_authored" | "layer_count" => "composition",
         _ => "structure_proxy",
     };
-    let metrics: Vec<Value> = comparison.as_ref().and_then(|c| c["metrics"].as_array()).into_iter().flatten().map(|m| {
-        let name = m["name"].as_str().unwrap_or_default();
-        let mut row = json!({
-            "name": name, "category": category(name), "direction": "lower_is_better",
-            "evidence_type": if category(name) == "load_time" { "direct" } else { "proxy" },
-            "unit": if name.ends_with("_ms") { "ms" } else if name.ends_with("_bytes") { "bytes" } else { "count" },
-            "before": m["before"], "after": m["after"], "change_pct": m["change_pct"], "verdict": m["verdict"],
-        });
-        if let Some(notes) = m["notes"].as_str() {
-            row["notes"] = json!(notes);
-        }
-        row
-    }).collect();
+    let metrics: Vec<Value> = comparison
+        .as_ref()
+        .and_then(|c| c["metrics"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let name = m["name"].as_str().unwrap_or_default();
+            let mut row = json!({
+                "name": name, "category": category(name), "direction": "lower_is_better",
+                "evidence_type": if category(name) == "load_time" { "direct" } else { "proxy" },
+                "unit": if name.ends_with("_ms") { "ms" } else if name.ends_with("_bytes") { "bytes" } else { "count" },
+                "before": m["before"], "after": m["after"], "change_pct": m["change_pct"], "verdict": m["verdict"],
+            });
+            if let Some(notes) = m["notes"].as_str() {
+                row["notes"] = json!(notes);
+            }
+            row
+        })
+        .collect();
     let metric_change = |name: &str| metrics.iter().find(|m| m["name"] == name).and_then(|m| m["change_pct"].as_f64());
     let mut groups = Vec::new();
     for (id, display, metric, weight) in [
@@ -145,7 +158,8 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     ] {
         let change = metric_change(metric);
         groups.push(MetricGroup {
-            id, display_name: display,
+            id,
+            display_name: display,
             score: change.map(score::group_score),
             status: if change.is_some() { "measured" } else { "not_measured" },
             weight,
@@ -175,7 +189,9 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
 
     // One line per validation report, then one per concept that found something.
     let mut validators = Vec::new();
-    for name in ["validation-report", "validation-report-targets", "validation-report-targets-after", "validation-report-after"] {
+    for name in
+        ["validation-report", "validation-report-targets", "validation-report-targets-after", "validation-report-after"]
+    {
         let Some(v) = read_opt(ws, name)? else { continue };
         let ledger = v["coverage_ledger"]["entries"].as_array().map_or(0, |e| e.len());
         validators.push(json!({
@@ -195,8 +211,13 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     }
 
     let classification = assessment["classification"]["kind"].as_str().unwrap_or("unknown");
-    let chain: Vec<String> = plan.as_ref().and_then(|p| p["operations"].as_array()).into_iter().flatten()
-        .map(|o| format!("{} ({})", o["operation"].as_str().unwrap_or(""), o["evidence"].as_str().unwrap_or(""))).collect();
+    let chain: Vec<String> = plan
+        .as_ref()
+        .and_then(|p| p["operations"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|o| format!("{} ({})", o["operation"].as_str().unwrap_or(""), o["evidence"].as_str().unwrap_or("")))
+        .collect();
     let reasoning = format!(
         "The stage was assessed as {classification} (phase_recommendation {}). At the restructure gate the branch was '{}'{}. {}",
         assessment["phase_recommendation"].as_str().unwrap_or("unknown"),
@@ -218,24 +239,46 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     if verdict == "mixed" {
         notes.push("mixed verdict: some metrics improved and others regressed; this is not a plain success.".into());
     }
-    let mut untapped = vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass".to_string()];
+    let mut untapped =
+        vec!["lossy operations (decimateMeshes, mergeVertices with tolerance) were not considered in this pass"
+            .to_string()];
     if read_opt(ws, "validation-scope-note")?.is_some_and(|n| n["full_sweep"]["status"] == "skipped") {
         untapped.push("full-stage validation sweep (usdtune optimize --approve-full-validation)".into());
     }
-    for held in plan.as_ref().and_then(|p| p["skipped"].as_array()).into_iter().flatten()
+    for held in plan
+        .as_ref()
+        .and_then(|p| p["skipped"].as_array())
+        .into_iter()
+        .flatten()
         .filter(|s| s["reason"].as_str().is_some_and(|r| r.contains("--approve")))
     {
-        untapped.push(format!("{}: {}", held["operation"].as_str().unwrap_or(""), held["reason"].as_str().unwrap_or("")));
+        untapped.push(format!(
+            "{}: {}",
+            held["operation"].as_str().unwrap_or(""),
+            held["reason"].as_str().unwrap_or("")
+        ));
     }
     // The after-profile must confirm the instancing form the evidence chose.
-    let dedupe = plan.as_ref().and_then(|p| p["operations"].as_array()).into_iter().flatten().find(|o| o["operation"] == "deduplicateGeometry");
-    let warm_open_change = comparison.as_ref().and_then(|c| c["metrics"].as_array()).into_iter().flatten()
-        .find(|m| m["name"] == "warm_open_ms").and_then(|m| m["change_pct"].as_f64());
+    let dedupe = plan
+        .as_ref()
+        .and_then(|p| p["operations"].as_array())
+        .into_iter()
+        .flatten()
+        .find(|o| o["operation"] == "deduplicateGeometry");
+    let warm_open_change = comparison
+        .as_ref()
+        .and_then(|c| c["metrics"].as_array())
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "warm_open_ms")
+        .and_then(|m| m["change_pct"].as_f64());
     if let (Some(dedupe), Some(change)) = (dedupe, warm_open_change) {
         if change > 5.0 {
             let point_instancing = dedupe["args"]["duplicateMethod"] == 4;
             let form = if point_instancing { "point instancing" } else { "native instancing" };
-            let alternative = if point_instancing { String::new() } else {
+            let alternative = if point_instancing {
+                String::new()
+            } else {
                 format!("; point instancing opens single-mesh copies faster, and is chosen from {} copies and {} per geometry",
                         crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES, crate::decisions::op_chain::POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY)
             };
@@ -247,8 +290,11 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<Value, StoreError> {
     }
 
     let proofs: Vec<Value> = ["preservation-apply-restructure", "preservation-so-run-operations"]
-        .into_iter().filter_map(|name| read_opt(ws, name).transpose()).collect::<Result<_, _>>()?;
-    let asset_name = std::path::Path::new(&run.stage_path).file_stem().and_then(|s| s.to_str()).unwrap_or("stage").to_string();
+        .into_iter()
+        .filter_map(|name| read_opt(ws, name).transpose())
+        .collect::<Result<_, _>>()?;
+    let asset_name =
+        std::path::Path::new(&run.stage_path).file_stem().and_then(|s| s.to_str()).unwrap_or("stage").to_string();
     let mut report = json!({
         "asset_name": asset_name,
         "input_path": run.stage_path,
@@ -313,34 +359,58 @@ pub fn markdown(report: &Value) -> String {
         report["output_path"].as_str().map(|p| format!("`{p}`")).unwrap_or_else(|| "none (no optimized stage written)".into()),
         s(&report["workflow_mode"]), s(&report["verdict"]), report["optimization_score"], s(&report["score_label"]), s(&report["timestamp"]));
     let rc = &report["runtime_context"];
-    md += &format!("Runtime: usd-optimize {} · usd-validation-nvidia {}\n\n",
-        rc["usdOptimize"]["version"].as_str().unwrap_or("absent"), rc["assetValidator"]["version"].as_str().unwrap_or("absent"));
+    md += &format!(
+        "Runtime: usd-optimize {} · usd-validation-nvidia {}\n\n",
+        rc["usdOptimize"]["version"].as_str().unwrap_or("absent"),
+        rc["assetValidator"]["version"].as_str().unwrap_or("absent")
+    );
     if !s(&report["notes"]).is_empty() {
         md += &format!("> {}\n\n", s(&report["notes"]));
     }
-    md += &format!("## Summary\n\n{}\n\n## Reasoning\n\n{}\n\n", s(&report["executive_summary"]), s(&report["reasoning"]));
+    md += &format!(
+        "## Summary\n\n{}\n\n## Reasoning\n\n{}\n\n",
+        s(&report["executive_summary"]),
+        s(&report["reasoning"])
+    );
     let st = &report["structure"];
     if st["classification"].is_string() {
         let reasons: Vec<String> = st["reasons"].as_array().into_iter().flatten().map(s).collect();
-        md += &format!("## Structure\n\n**{}**: {}. {}; {} containment pairs scoped for the occlusion probe.\n\n",
-            s(&st["classification"]), reasons.join("; "), s(&st["hierarchy_dedupe"]), st["containment_pairs"]);
+        md += &format!(
+            "## Structure\n\n**{}**: {}. {}; {} containment pairs scoped for the occlusion probe.\n\n",
+            s(&st["classification"]),
+            reasons.join("; "),
+            s(&st["hierarchy_dedupe"]),
+            st["containment_pairs"]
+        );
         let groups = st["top_groups"].as_array().cloned().unwrap_or_default();
         if !groups.is_empty() {
             md += "| repeated subtree | copies | prims each | prims saved | readiness | flags |\n|---|---:|---:|---:|---|---|\n";
             for g in groups {
                 let flags: Vec<String> = g["content_flags"].as_array().into_iter().flatten().map(s).collect();
-                md += &format!("| `{}` | {} | {} | {} | {} | {} |\n", s(&g["path_pattern"]), g["copies"], g["subtree_prims"],
-                    g["estimated_prim_savings"], s(&g["readiness"]), flags.join(", "));
+                md += &format!(
+                    "| `{}` | {} | {} | {} | {} | {} |\n",
+                    s(&g["path_pattern"]),
+                    g["copies"],
+                    g["subtree_prims"],
+                    g["estimated_prim_savings"],
+                    s(&g["readiness"]),
+                    flags.join(", ")
+                );
             }
             md += "\n";
         }
     }
     md += "## Metrics\n\n| metric | before | after | change | verdict |\n|---|---:|---:|---:|---|\n";
     for m in report["metrics"].as_array().into_iter().flatten() {
-        md += &format!("| {} | {} | {} | {:+.1}% | {}{} |\n", s(&m["name"]),
-            fmt_num(m["before"].as_f64().unwrap_or(0.0)), fmt_num(m["after"].as_f64().unwrap_or(0.0)),
-            m["change_pct"].as_f64().unwrap_or(0.0), s(&m["verdict"]),
-            m["notes"].as_str().map(|n| format!(" ({n})")).unwrap_or_default());
+        md += &format!(
+            "| {} | {} | {} | {:+.1}% | {}{} |\n",
+            s(&m["name"]),
+            fmt_num(m["before"].as_f64().unwrap_or(0.0)),
+            fmt_num(m["after"].as_f64().unwrap_or(0.0)),
+            m["change_pct"].as_f64().unwrap_or(0.0),
+            s(&m["verdict"]),
+            m["notes"].as_str().map(|n| format!(" ({n})")).unwrap_or_default()
+        );
     }
     md += "\n## Operations\n\n";
     let ops = report["operations"].as_array().cloned().unwrap_or_default();
@@ -351,7 +421,11 @@ pub fn markdown(report: &Value) -> String {
         md += &format!("{}. `{}`: {} ({})\n", op["order"], s(&op["name"]), s(&op["result"]), s(&op["method"]));
     }
     if let Some(p) = report.get("preservation") {
-        md += &format!("\n## Geometry preservation\n\n**{}**: {}\n", if p["passed"] == true { "passed" } else { "FAILED" }, s(&p["notes"]));
+        md += &format!(
+            "\n## Geometry preservation\n\n**{}**: {}\n",
+            if p["passed"] == true { "passed" } else { "FAILED" },
+            s(&p["notes"])
+        );
     }
     md += "\n## Validation\n\n| check | issues | notes |\n|---|---:|---|\n";
     for v in report["validators"].as_array().into_iter().flatten() {
@@ -361,7 +435,13 @@ pub fn markdown(report: &Value) -> String {
     let tc = &report["target_coverage"];
     md += &format!("Complete: **{}**\n\n", tc["complete"]);
     for e in tc["entries"].as_array().into_iter().flatten() {
-        md += &format!("- `{}` ({}, {} meshes): {}\n", s(&e["path"]), s(&e["role"]), e["mesh_count"], s(&e["disposition"]));
+        md += &format!(
+            "- `{}` ({}, {} meshes): {}\n",
+            s(&e["path"]),
+            s(&e["role"]),
+            e["mesh_count"],
+            s(&e["disposition"])
+        );
     }
     md += "\n## Untapped options\n\n";
     for u in report["untapped_options"].as_array().into_iter().flatten() {
@@ -376,9 +456,11 @@ mod tests {
 
     #[test]
     fn preservation_block_fails_when_any_proof_failed() {
-        let proof = |passed: bool| json!({"phase": "p", "strength": "per_mesh", "passed": passed, "world_bounds_preserved": true,
+        let proof = |passed: bool| {
+            json!({"phase": "p", "strength": "per_mesh", "passed": passed, "world_bounds_preserved": true,
             "triangles_by_material_preserved": passed, "rendered_meshes": {"before": 2, "after": 2},
-            "triangles": {"before": 10, "after": 10}, "tolerance": 1e-6, "differing": 0, "differences": []});
+            "triangles": {"before": 10, "after": 10}, "tolerance": 1e-6, "differing": 0, "differences": []})
+        };
         assert!(preservation(&[]).is_none());
         assert_eq!(preservation(&[proof(true), proof(true)]).unwrap()["passed"], true);
         let block = preservation(&[proof(true), proof(false)]).unwrap();

@@ -9,7 +9,8 @@ pub fn host_facts() -> Value {
         s.refresh_cpu_all();
         s
     });
-    let brand = system.as_ref().and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string())).unwrap_or_default();
+    let brand =
+        system.as_ref().and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string())).unwrap_or_default();
     json!({
         "cpu_count": cpu_count(),
         "cpu_brand": brand,

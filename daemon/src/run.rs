@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use crate::daemon::Core;
 use crate::decisions::assessment::{self, Classification, Facts};
 use crate::decisions::batch;
-use crate::decisions::prims::PrimTable;
 use crate::decisions::compare::{self, Profile};
 use crate::decisions::op_chain::{self, Evidence};
 use crate::decisions::preservation::{self, Signature, Strength};
+use crate::decisions::prims::PrimTable;
 use crate::decisions::restructure::{self, Branch, GatePlan, GroupCandidate};
 use crate::decisions::validation::{self, GeometryClasses, Placement, Plan, ValidationPhase};
 use crate::executors::{take_records, TaskFailure};
@@ -120,7 +120,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn new(run_id: String, stage_path: String, output_dir: String, branch: Option<String>, requested: Vec<String>) -> Self {
+    pub fn new(
+        run_id: String,
+        stage_path: String,
+        output_dir: String,
+        branch: Option<String>,
+        requested: Vec<String>,
+    ) -> Self {
         Self {
             run_id,
             stage_path,
@@ -140,7 +146,14 @@ impl RunRecord {
             created_at: now_rfc3339(),
             phases: PHASES
                 .iter()
-                .map(|p| PhaseRecord { milestone: p.label.into(), status: "pending".into(), note: String::new(), seconds: 0.0, artifacts: vec![], usage: None })
+                .map(|p| PhaseRecord {
+                    milestone: p.label.into(),
+                    status: "pending".into(),
+                    note: String::new(),
+                    seconds: 0.0,
+                    artifacts: vec![],
+                    usage: None,
+                })
                 .collect(),
         }
     }
@@ -150,7 +163,11 @@ impl RunRecord {
     }
 
     pub fn working_stage(&self) -> &str {
-        if self.working_stage_path.is_empty() { &self.stage_path } else { &self.working_stage_path }
+        if self.working_stage_path.is_empty() {
+            &self.stage_path
+        } else {
+            &self.working_stage_path
+        }
     }
 }
 
@@ -272,7 +289,8 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
         let seconds = round3(started.elapsed().as_secs_f64());
         let usage = {
             let mut usage = slot.usage.lock().unwrap().clone();
-            usage.daemon_cpu_seconds = crate::resources::own_cpu_seconds().zip(cpu_before).map_or(0.0, |(after, before)| after - before);
+            usage.daemon_cpu_seconds =
+                crate::resources::own_cpu_seconds().zip(cpu_before).map_or(0.0, |(after, before)| after - before);
             usage.daemon_peak_rss_mb = crate::resources::own_peak_rss_kb().unwrap_or(0) as f64 / 1024.0;
             usage
         };
@@ -280,7 +298,12 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
             Ok((artifacts, note)) => {
                 let record = slot.update(|r| {
                     r.phases[index] = PhaseRecord {
-                        milestone: spec.label.into(), status: "done".into(), note: note.clone(), seconds, artifacts, usage: Some(usage),
+                        milestone: spec.label.into(),
+                        status: "done".into(),
+                        note: note.clone(),
+                        seconds,
+                        artifacts,
+                        usage: Some(usage),
                     };
                 });
                 core.persist_and_emit(&record, "phase_finished", spec.label, &note);
@@ -296,7 +319,13 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
                 });
                 core.persist_and_emit(&record, "gate", spec.label, &gate.question);
                 let Some(answer) = wait_for_answer(&slot).await else {
-                    return set_state(&core, &slot, RunState::Cancelled, codes::CANCELLED, "cancelled while awaiting a decision");
+                    return set_state(
+                        &core,
+                        &slot,
+                        RunState::Cancelled,
+                        codes::CANCELLED,
+                        "cancelled while awaiting a decision",
+                    );
                 };
                 let record = slot.update(|r| {
                     r.state = RunState::Running;
@@ -306,7 +335,12 @@ pub async fn drive(core: Arc<Core>, slot: Arc<RunSlot>) {
                     r.route.restructure_branch = Some(answer.branch.as_str().into());
                     r.route.decision_source = Some(answer.answered_by.into());
                 });
-                core.persist_and_emit(&record, "progress", spec.label, &format!("answered: {}", answer.branch.as_str()));
+                core.persist_and_emit(
+                    &record,
+                    "progress",
+                    spec.label,
+                    &format!("answered: {}", answer.branch.as_str()),
+                );
                 // Run the same phase again, now with its answer.
             }
             Err(stop) => {
@@ -366,7 +400,8 @@ struct PhaseCtx<'a> {
 
 impl PhaseCtx<'_> {
     async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
-        let (executor_id, outcome, usage) = self.core.run_task(&self.slot.snapshot().run_id, self.milestone, kind, params).await;
+        let (executor_id, outcome, usage) =
+            self.core.run_task(&self.slot.snapshot().run_id, self.milestone, kind, params).await;
         self.slot.usage.lock().unwrap().add_task(usage);
         tracing::debug!(%executor_id, kind, "task done");
         Ok(outcome?)
@@ -393,7 +428,9 @@ async fn run_phase(core: &Arc<Core>, slot: &Arc<RunSlot>, milestone: Milestone) 
         Milestone::Setup => setup(&ctx).await,
         Milestone::ProfileBaseline => profile(&ctx, "profile-baseline", &ctx.record().stage_path).await,
         Milestone::StructureAssessment => structure_assessment(&ctx).await,
-        Milestone::ValidationRunner => whole_stage_validation(&ctx, ValidationPhase::Baseline, &ctx.record().stage_path).await,
+        Milestone::ValidationRunner => {
+            whole_stage_validation(&ctx, ValidationPhase::Baseline, &ctx.record().stage_path).await
+        }
         Milestone::RestructureDecision => restructure_decision(&ctx),
         Milestone::ApplyRestructure => apply_restructure(&ctx).await,
         Milestone::SoRunValidators => so_run_validators(&ctx).await,
@@ -420,7 +457,10 @@ async fn setup(ctx: &PhaseCtx<'_>) -> PhaseResult {
     if !requested.is_empty() && !so_available {
         return Err(Stop::Block {
             code: codes::BLOCKED_MISSING_SCENE_OPTIMIZER.into(),
-            message: format!("operations {} were requested but usd-optimize cannot load in the executor runtime", requested.join(", ")),
+            message: format!(
+                "operations {} were requested but usd-optimize cannot load in the executor runtime",
+                requested.join(", ")
+            ),
         });
     }
     let missing: Vec<&String> = requested.iter().filter(|op| !operations.contains(op)).collect();
@@ -436,8 +476,12 @@ async fn setup(ctx: &PhaseCtx<'_>) -> PhaseResult {
     }
     ctx.slot.update(|r| r.route.so_available = Some(so_available));
     let note = if so_available {
-        format!("{} runtime, usd-optimize {} ({} operations)", preflight["runtime_route"].as_str().unwrap_or(""),
-                preflight["usdOptimize"]["version"].as_str().unwrap_or(""), operations.len())
+        format!(
+            "{} runtime, usd-optimize {} ({} operations)",
+            preflight["runtime_route"].as_str().unwrap_or(""),
+            preflight["usdOptimize"]["version"].as_str().unwrap_or(""),
+            operations.len()
+        )
     } else {
         "usd-optimize unavailable: structural-only path".to_string()
     };
@@ -490,15 +534,22 @@ fn validation_inputs(ctx: &PhaseCtx<'_>) -> Result<validation::PlanInputs, Stop>
     let facts: Facts = ctx.read("stage-facts")?;
     let classes: GeometryClasses = ctx.read("geometry-classes")?;
     let boundaries: std::collections::HashMap<&str, &str> = assessment["asset_boundary_suggestions"]["boundaries"]
-        .as_array().into_iter().flatten()
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter_map(|b| Some((b["boundary_id"].as_str()?, b["prim_path"].as_str()?)))
         .collect();
-    let pairs = assessment["validation_scope"]["cross_component_pairs"].as_array().into_iter().flatten()
-        .filter_map(|p| Some(validation::FlaggedPair {
-            enclosing: boundaries.get(p["enclosing_boundary_id"].as_str()?)?.to_string(),
-            enclosed: boundaries.get(p["enclosed_boundary_id"].as_str()?)?.to_string(),
-            enclosure_opaque: p["enclosure_opaque"].as_bool(),
-        }))
+    let pairs = assessment["validation_scope"]["cross_component_pairs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(validation::FlaggedPair {
+                enclosing: boundaries.get(p["enclosing_boundary_id"].as_str()?)?.to_string(),
+                enclosed: boundaries.get(p["enclosed_boundary_id"].as_str()?)?.to_string(),
+                enclosure_opaque: p["enclosure_opaque"].as_bool(),
+            })
+        })
         .collect();
     let hints = facts.stage.authoring_hints.to_lowercase();
     Ok(validation::PlanInputs {
@@ -519,7 +570,13 @@ fn validation_inputs(ctx: &PhaseCtx<'_>) -> Result<validation::PlanInputs, Stop>
 /// ledger gate. Returns the report and the artifact paths. A note that several runs of the
 /// same plan share (2c and 6b) lists every report written under it.
 async fn run_validation_plan(
-    ctx: &PhaseCtx<'_>, plan: &Plan, classes: &GeometryClasses, stage: &str, phase: ValidationPhase, note_name: &str, report_name: &str,
+    ctx: &PhaseCtx<'_>,
+    plan: &Plan,
+    classes: &GeometryClasses,
+    stage: &str,
+    phase: ValidationPhase,
+    note_name: &str,
+    report_name: &str,
 ) -> Result<(Value, Vec<String>), Stop> {
     let mut reports: Vec<Value> = match ctx.ws.has_artifact(note_name) {
         true => ctx.ws.read_artifact(note_name)?["artifact_paths"].as_array().cloned().unwrap_or_default(),
@@ -549,7 +606,10 @@ fn validation_note(report: &Value) -> String {
         report["findings"].as_array().map_or(0, |f| f.len()),
         report["coverage_ledger"]["entries"].as_array().map_or(0, |e| e.len()),
         report["runtime_context"]["wall_seconds"],
-        by_tier.as_object().map(|o| o.iter().map(|(k, v)| format!("{k} {v}s")).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        by_tier
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| format!("{k} {v}s")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
     )
 }
 
@@ -562,15 +622,25 @@ async fn whole_stage_validation(ctx: &PhaseCtx<'_>, phase: ValidationPhase, stag
         ValidationPhase::After => "validation-report-after",
     };
     // 6b re-runs exactly the baseline plan, so both reports share one scope note.
-    let (report, artifacts) = run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, "validation-scope-note", report_name).await?;
+    let (report, artifacts) =
+        run_validation_plan(ctx, &plan, &inputs.classes, stage, phase, "validation-scope-note", report_name).await?;
     let mut note = validation_note(&report);
-    if phase == ValidationPhase::Baseline && ctx.record().route.phase_recommendation.as_deref() == Some("already_optimized") {
+    if phase == ValidationPhase::Baseline
+        && ctx.record().route.phase_recommendation.as_deref() == Some("already_optimized")
+    {
         // The assessment sees structure only; what the validators found that a lossless op
         // fixes (redundant time samples, duplicate materials, empty leaves) still deserves Phase 4.
-        let fixable: Vec<&str> = validation::STRUCTURE_BLIND_LOSSLESS_FIXES.iter().copied().filter(|c| validation::site_count(&report, c, None) > 0).collect();
+        let fixable: Vec<&str> = validation::STRUCTURE_BLIND_LOSSLESS_FIXES
+            .iter()
+            .copied()
+            .filter(|c| validation::site_count(&report, c, None) > 0)
+            .collect();
         if !fixable.is_empty() {
             ctx.slot.update(|r| r.route.phase_recommendation = Some("optimization".into()));
-            note.push_str(&format!("; findings a lossless op fixes ({}): on to Phase 4 although the structure is already optimized", fixable.join(", ")));
+            note.push_str(&format!(
+                "; findings a lossless op fixes ({}): on to Phase 4 although the structure is already optimized",
+                fixable.join(", ")
+            ));
         }
     }
     Ok((artifacts, note))
@@ -603,7 +673,8 @@ fn restructure_decision(ctx: &PhaseCtx<'_>) -> PhaseResult {
     };
     let (chosen, answered_by) = match (given, &plan) {
         (Some(text), _) => {
-            let branch = Branch::parse(text).ok_or_else(|| Stop::fail("invalid_restructure_branch", format!("unknown branch '{text}'")))?;
+            let branch = Branch::parse(text)
+                .ok_or_else(|| Stop::fail("invalid_restructure_branch", format!("unknown branch '{text}'")))?;
             let chosen = restructure::accept(&plan, branch).map_err(|e| Stop::fail("invalid_restructure_branch", e))?;
             (chosen, record.route.decision_source.clone().unwrap_or_else(|| "flag".into()))
         }
@@ -657,16 +728,25 @@ async fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
                     // The shallowest candidate level holding geometry in two or more prims.
                     let assessment = ctx.ws.read_artifact("structure-assessment")?;
                     let level = &assessment["asset_boundary_suggestions"]["candidate_levels"][0];
-                    let boundaries: Vec<String> = level["prim_paths"].as_array().into_iter().flatten()
-                        .filter_map(|p| p.as_str().map(String::from)).collect();
+                    let boundaries: Vec<String> = level["prim_paths"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.as_str().map(String::from))
+                        .collect();
                     restructure::plan_selective(&boundaries)
                 }
                 _ => restructure::plan_dedupe(mode, &groups),
             };
             if plan.prototypes.is_empty() && plan.sites.is_empty() && plan.subassets.is_empty() {
-                return Err(Stop::fail("restructure_nothing_to_author", format!(
-                    "'{}' found nothing to author: no shareable group or boundary (skipped: {})", branch.as_str(),
-                    plan.skipped.iter().map(|s| format!("{} {}", s.group, s.reason)).collect::<Vec<_>>().join("; "))));
+                return Err(Stop::fail(
+                    "restructure_nothing_to_author",
+                    format!(
+                        "'{}' found nothing to author: no shareable group or boundary (skipped: {})",
+                        branch.as_str(),
+                        plan.skipped.iter().map(|s| format!("{} {}", s.group, s.reason)).collect::<Vec<_>>().join("; ")
+                    ),
+                ));
             }
             let output_dir = Path::new(&record.output_dir).join("restructured");
             let root = output_dir.join(format!("{stem}.usdc"));
@@ -680,21 +760,40 @@ async fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
             let manifest = restructure_manifest(&record, &plan, &result, &proof_path);
             artifacts.push(ctx.write("apply-restructure-manifest", &manifest)?);
             let flipped = plan.sites.iter().filter(|s| s.instanceable).count() + plan.flips.len();
-            let note = format!("{}: {} prototypes, {} sites rewritten ({flipped} instanceable), {} sub-assets",
-                               mode.as_str(), plan.prototypes.len(), plan.sites.len(), plan.subassets.len());
-            (result["new_assembly_root"].as_str().unwrap_or_default().to_string(), plan.readiness, "restructured_root", note)
+            let note = format!(
+                "{}: {} prototypes, {} sites rewritten ({flipped} instanceable), {} sub-assets",
+                mode.as_str(),
+                plan.prototypes.len(),
+                plan.sites.len(),
+                plan.subassets.len()
+            );
+            (
+                result["new_assembly_root"].as_str().unwrap_or_default().to_string(),
+                plan.readiness,
+                "restructured_root",
+                note,
+            )
         }
         None => {
             let (flips, readiness) = restructure::plan_flips(&groups);
             if flips.is_empty() {
                 let readiness_doc = readiness_artifact(&readiness, None, "none");
                 artifacts.push(ctx.write("instancing-readiness", &readiness_doc)?);
-                return Ok((artifacts, format!("{}: nothing authored; no placement ready to flip instanceable", branch.as_str())));
+                return Ok((
+                    artifacts,
+                    format!("{}: nothing authored; no placement ready to flip instanceable", branch.as_str()),
+                ));
             }
             let output = Path::new(&record.output_dir).join("instancing").join(format!("{stem}.instancing.usda"));
-            let result = ctx.task("instancing", json!({"stage_path": record.stage_path, "output_path": output, "flips": flips})).await?;
-            let note = format!("{} placements flipped instanceable in an override layer ({} instances, {} prototypes)",
-                               flips.len(), result["instances"], result["prototypes"]);
+            let result = ctx
+                .task("instancing", json!({"stage_path": record.stage_path, "output_path": output, "flips": flips}))
+                .await?;
+            let note = format!(
+                "{} placements flipped instanceable in an override layer ({} instances, {} prototypes)",
+                flips.len(),
+                result["instances"],
+                result["prototypes"]
+            );
             (result["output_path"].as_str().unwrap_or_default().to_string(), readiness, "override_layer", note)
         }
     };
@@ -702,8 +801,14 @@ async fn apply_restructure(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let proof = prove_preservation(ctx, "apply-restructure", &record.stage_path, &new_root, Strength::PerMesh).await?;
     artifacts.push(ctx.write("preservation-apply-restructure", &proof)?);
     if proof["passed"] != true {
-        return Err(Stop::fail("restructure_not_lossless", format!(
-            "{} changed the composed geometry; its output {new_root} is not used: {}", branch.as_str(), preservation::summary(&proof))));
+        return Err(Stop::fail(
+            "restructure_not_lossless",
+            format!(
+                "{} changed the composed geometry; its output {new_root} is not used: {}",
+                branch.as_str(),
+                preservation::summary(&proof)
+            ),
+        ));
     }
     ctx.slot.update(|r| r.working_stage_path = new_root.clone());
     Ok((artifacts, format!("{note}; {}", preservation::summary(&proof))))
@@ -721,7 +826,12 @@ fn readiness_artifact(rows: &[restructure::Readiness], authored_in: Option<&str>
 }
 
 /// The apply-restructure manifest (mode restructure) from the plan and what the executor wrote.
-fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan, result: &Value, proof_path: &str) -> Value {
+fn restructure_manifest(
+    record: &RunRecord,
+    plan: &restructure::RestructurePlan,
+    result: &Value,
+    proof_path: &str,
+) -> Value {
     let outputs: Vec<Value> = result["outputs"].as_array().cloned().unwrap_or_default();
     let root_output = outputs.iter().find(|o| o["kind"] == "new_root").cloned().unwrap_or(Value::Null);
     let residual = root_output["mesh_count"].as_u64().unwrap_or(0);
@@ -767,7 +877,10 @@ fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan,
         if namespace_meshes > 0 {
             target["identity_disposition"] = json!("internal_share");
             target["declass_namespace"] = json!(plan.namespace);
-            target["notes"] = json!(format!("{residual} meshes outside the prototypes, {namespace_meshes} in the class namespace {}", plan.namespace));
+            target["notes"] = json!(format!(
+                "{residual} meshes outside the prototypes, {namespace_meshes} in the class namespace {}",
+                plan.namespace
+            ));
         }
         targets.push(target);
     }
@@ -795,7 +908,13 @@ fn restructure_manifest(record: &RunRecord, plan: &restructure::RestructurePlan,
 }
 
 /// Geometry signatures of two stages, compared (decisions::preservation).
-async fn prove_preservation(ctx: &PhaseCtx<'_>, phase: &str, before: &str, after: &str, strength: Strength) -> Result<Value, Stop> {
+async fn prove_preservation(
+    ctx: &PhaseCtx<'_>,
+    phase: &str,
+    before: &str,
+    after: &str,
+    strength: Strength,
+) -> Result<Value, Stop> {
     let cached = ctx.slot.source_signature.lock().unwrap().clone();
     let before_signature = match cached {
         Some(cached) if before == ctx.record().stage_path => cached,
@@ -832,8 +951,15 @@ async fn so_run_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let plan = validation::plan(&inputs, Placement::Target);
     let stage = ctx.record().stage_path;
     let (report, artifacts) = run_validation_plan(
-        ctx, &plan, &inputs.classes, &stage, ValidationPhase::Baseline, "validation-scope-note-targets", "validation-report-targets",
-    ).await?;
+        ctx,
+        &plan,
+        &inputs.classes,
+        &stage,
+        ValidationPhase::Baseline,
+        "validation-scope-note-targets",
+        "validation-report-targets",
+    )
+    .await?;
     Ok((artifacts, validation_note(&report)))
 }
 
@@ -843,7 +969,9 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let whole_stage = ctx.ws.read_artifact("validation-report")?;
     let facts: Facts = ctx.read("stage-facts")?;
     let record = ctx.record();
-    let count = |concept: &str| validation::site_count(&findings, concept, None) + validation::site_count(&whole_stage, concept, None);
+    let count = |concept: &str| {
+        validation::site_count(&findings, concept, None) + validation::site_count(&whole_stage, concept, None)
+    };
     let evidence = Evidence {
         meters_per_unit: facts.stage.meters_per_unit,
         meshes_with_mergeable_vertices: count("vertex_weld"),
@@ -853,13 +981,19 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
         empty_leaves: count("structure_empty_leaf"),
         duplicate_material_sets: count("material_duplicates"),
         // Exact copies (geometry classes) and what the validator groups among the distinct ones.
-        duplicate_geometry_groups: findings["findings"].as_array().into_iter().flatten().filter(|f| f["concept"] == "geom_duplicates").count() as u64,
+        duplicate_geometry_groups: findings["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["concept"] == "geom_duplicates")
+            .count() as u64,
         duplicate_geometry_copies: count("geom_duplicates"),
         prims_missing_extent: facts.geometry.meshes_missing_extent,
         occlusion_pairs: occlusion_pairs(&findings),
         occluded_meshes: count("spatial_occluded"),
         restructured: !record.working_stage_path.is_empty(),
-        instancing_in_play: facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0
+        instancing_in_play: facts.counts.instance_count > 0
+            || facts.counts.point_instancer_count > 0
             || !record.working_stage_path.is_empty(),
     };
     let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)
@@ -867,10 +1001,14 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let targets = phase4_targets(ctx)?;
     let optimized_dir = Path::new(&record.output_dir).join("optimized");
     let outputs = target_output_paths(targets.iter().map(|t| t["path"].as_str().unwrap_or_default()), &optimized_dir);
-    let targets: Vec<Value> = targets.into_iter().zip(outputs).map(|(mut t, output)| {
-        t["output_path"] = json!(output);
-        t
-    }).collect();
+    let targets: Vec<Value> = targets
+        .into_iter()
+        .zip(outputs)
+        .map(|(mut t, output)| {
+            t["output_path"] = json!(output);
+            t
+        })
+        .collect();
     let plan = json!({
         "target": record.working_stage(),
         "role": targets.first().map_or(json!("monolith"), |t| t["target_class"].clone()),
@@ -883,14 +1021,18 @@ fn so_interpret_validators(ctx: &PhaseCtx<'_>) -> PhaseResult {
     });
     let path = ctx.write("operation-plan", &plan)?;
     let names: Vec<&str> = chain.operations.iter().map(|o| o.operation).collect();
-    let chain_text = if names.is_empty() { "no operation selected by evidence".to_string() } else { names.join(" → ") };
+    let chain_text =
+        if names.is_empty() { "no operation selected by evidence".to_string() } else { names.join(" → ") };
     Ok((vec![path], format!("{chain_text} on {} target(s)", plan["targets"].as_array().map_or(0, |t| t.len()))))
 }
 
 /// The roots of the enclosure pairs ("enclosing + enclosed") where the Tier 3 occlusion probe
 /// found something, each once.
 fn occlusion_pairs(report: &Value) -> Vec<String> {
-    let mut roots: Vec<String> = report["findings"].as_array().into_iter().flatten()
+    let mut roots: Vec<String> = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|f| f["concept"] == "spatial_occluded" && f["site_count"].as_u64().unwrap_or(0) > 0)
         .filter_map(|f| f["target"].as_str())
         .flat_map(|t| t.split(" + ").map(String::from).collect::<Vec<_>>())
@@ -919,14 +1061,17 @@ fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Value>, Stop> {
 fn target_output_paths<'a>(paths: impl Iterator<Item = &'a str> + Clone, dir: &Path) -> Vec<PathBuf> {
     let dir = dir.display().to_string();
     let plain: Vec<PathBuf> = paths.clone().map(|p| optimized_output_path(p, &dir)).collect();
-    paths.zip(&plain).map(|(path, output)| {
-        if plain.iter().filter(|o| *o == output).count() == 1 {
-            return output.clone();
-        }
-        let name = output.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (stem, rest) = name.split_once(".optimized.").unwrap_or((name, "usdc"));
-        output.with_file_name(format!("{stem}.{}.optimized.{rest}", batch::path_tag(path)))
-    }).collect()
+    paths
+        .zip(&plain)
+        .map(|(path, output)| {
+            if plain.iter().filter(|o| *o == output).count() == 1 {
+                return output.clone();
+            }
+            let name = output.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let (stem, rest) = name.split_once(".optimized.").unwrap_or((name, "usdc"));
+            output.with_file_name(format!("{stem}.{}.optimized.{rest}", batch::path_tag(path)))
+        })
+        .collect()
 }
 
 /// `<outdir>/<stem>.optimized.<ext>`: never the source path.
@@ -966,13 +1111,19 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
         status
     }).collect();
     let schedule = run_batches(ctx, &targets, &operations, &mut statuses).await?;
-    let optimized: serde_json::Map<String, Value> = statuses.iter()
+    let optimized: serde_json::Map<String, Value> = statuses
+        .iter()
         .filter(|s| s["disposition"] == "optimized")
         .map(|s| (s["path"].as_str().unwrap_or_default().to_string(), s["output_path"].clone()))
         .collect();
     let mut artifacts = Vec::new();
-    let mut note = format!("{} operation(s) on {} of {} target(s) in {} batch(es)", operations.len(), optimized.len(), statuses.len(),
-                           schedule["batches"].as_array().map_or(0, |b| b.len()));
+    let mut note = format!(
+        "{} operation(s) on {} of {} target(s) in {} batch(es)",
+        operations.len(),
+        optimized.len(),
+        statuses.len(),
+        schedule["batches"].as_array().map_or(0, |b| b.len())
+    );
     // The whole is assembled and proven only when every target that had work came through.
     let blocked = statuses.iter().filter(|s| s["disposition"] == "blocked").count();
     if blocked > 0 {
@@ -988,11 +1139,16 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
                 })).await?;
                 let manifest = remap_manifest(&record, &remap, &optimized);
                 artifacts.push(ctx.write("ref-remap-manifest", &manifest)?);
-                note.push_str(&format!("; {} assemblies remapped", remap["rewritten"].as_array().map_or(0, |r| r.len())));
+                note.push_str(&format!(
+                    "; {} assemblies remapped",
+                    remap["rewritten"].as_array().map_or(0, |r| r.len())
+                ));
                 remap["new_assembly_root"].as_str().unwrap_or_default().to_string()
             }
         };
-        let proof = prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, operations_strength(&plan)).await?;
+        let proof =
+            prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, operations_strength(&plan))
+                .await?;
         artifacts.push(ctx.write("preservation-so-run-operations", &proof)?);
         if proof["passed"] == true {
             let reverify = reverify_output(ctx, &output).await?;
@@ -1008,7 +1164,9 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
             for status in statuses.iter_mut().filter(|s| s["disposition"] == "optimized") {
                 status["disposition"] = json!("blocked");
                 status["reason"] = json!(format!(
-                    "geometry preservation proof failed, output set aside as {discarded}: {}", preservation::summary(&proof)));
+                    "geometry preservation proof failed, output set aside as {discarded}: {}",
+                    preservation::summary(&proof)
+                ));
             }
             note = format!("targets blocked: {}", preservation::summary(&proof));
         }
@@ -1019,18 +1177,27 @@ async fn so_run_operations(ctx: &PhaseCtx<'_>) -> PhaseResult {
 
 /// Failures of one target that are failures of the chain itself: every other target would
 /// fail the same way, so the run stops instead of blocking targets one by one.
-const CHAIN_FAILURES: &[&str] = &["blocked_missing_scene_optimizer", "blocked_missing_so_operation", "unknown_operation_argument"];
+const CHAIN_FAILURES: &[&str] =
+    &["blocked_missing_scene_optimizer", "blocked_missing_so_operation", "unknown_operation_argument"];
 
 /// Phase 4b: the targets still to optimize, run in dependency groups (prototypes first), each
 /// group in batches whose concurrency the pilot and every later batch decide
 /// (decisions::batch). Each target runs in a standalone worker process; a target that fails
 /// is blocked with its error and the others go on. Returns the schedule record.
-async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value], statuses: &mut [Value]) -> Result<Value, Stop> {
+async fn run_batches(
+    ctx: &PhaseCtx<'_>,
+    targets: &[Value],
+    operations: &[Value],
+    statuses: &mut [Value],
+) -> Result<Value, Stop> {
     // Each target's weight once: its file size is read from disk.
-    let weights: Vec<batch::TargetWeight> = targets.iter().map(|t| batch::TargetWeight {
-        mesh_count: t["mesh_count"].as_u64().unwrap_or(0),
-        file_bytes: std::fs::metadata(t["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
-    }).collect();
+    let weights: Vec<batch::TargetWeight> = targets
+        .iter()
+        .map(|t| batch::TargetWeight {
+            mesh_count: t["mesh_count"].as_u64().unwrap_or(0),
+            file_bytes: std::fs::metadata(t["path"].as_str().unwrap_or("")).map_or(0, |m| m.len()),
+        })
+        .collect();
     let rank = |i: usize| batch::group_rank(targets[i]["dependency_group"].as_str());
     let mut order: Vec<usize> = (0..targets.len()).filter(|i| statuses[*i]["disposition"] == "optimized").collect();
     order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weights[i].mesh_count)));
@@ -1053,7 +1220,8 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
             let started = Instant::now();
             let results = futures::future::join_all(members.iter().map(|&i| {
                 optimize_target(ctx, pooled.then_some(pool.as_str()), &targets[i], operations, source_asset_paths)
-            })).await;
+            }))
+            .await;
             let mut observed = batch::BatchObservation { concurrency, ..Default::default() };
             for (&i, result) in members.iter().zip(results) {
                 let status = &mut statuses[i];
@@ -1073,7 +1241,10 @@ async fn run_batches(ctx: &PhaseCtx<'_>, targets: &[Value], operations: &[Value]
                     }
                 }
             }
-            let written = members.iter().filter(|&&i| statuses[i]["output_path"].as_str().is_some_and(|p| Path::new(p).is_file())).count();
+            let written = members
+                .iter()
+                .filter(|&&i| statuses[i]["output_path"].as_str().is_some_and(|p| Path::new(p).is_file()))
+                .count();
             let expected = members.iter().filter(|&&i| statuses[i]["disposition"] == "optimized").count();
             batches.push(json!({
                 "index": batches.len(), "dependency_group": targets[members[0]]["dependency_group"].as_str().unwrap_or("independent"),
@@ -1122,8 +1293,13 @@ fn budget(ctx: &PhaseCtx<'_>) -> batch::Budget {
 }
 
 /// One target through the chain in a worker: (the task's result, its peak memory in KiB, wall seconds).
-async fn optimize_target(ctx: &PhaseCtx<'_>, pool: Option<&str>, target: &Value, operations: &[Value], source_asset_paths: Option<u64>)
-                         -> Result<(Value, i64, f64), TaskFailure> {
+async fn optimize_target(
+    ctx: &PhaseCtx<'_>,
+    pool: Option<&str>,
+    target: &Value,
+    operations: &[Value],
+    source_asset_paths: Option<u64>,
+) -> Result<(Value, i64, f64), TaskFailure> {
     let started = Instant::now();
     let (_, outcome, usage) = ctx.core.run_task_in(pool, &ctx.record().run_id, ctx.milestone, "operations", json!({
         "stage_path": target["path"], "output_path": target["output_path"], "operations": operations,
@@ -1152,7 +1328,10 @@ fn record_target(status: &mut Value, result: &Value, seconds: f64) {
     let new_errors = result["reverify"]["new_composition_errors"].as_u64().unwrap_or(0);
     if new_errors > 0 {
         status["disposition"] = json!("blocked");
-        status["reason"] = json!(format!("the output composes with {new_errors} new error(s): {}", result["reverify"]["composition_errors"]));
+        status["reason"] = json!(format!(
+            "the output composes with {new_errors} new error(s): {}",
+            result["reverify"]["composition_errors"]
+        ));
     }
 }
 
@@ -1204,8 +1383,15 @@ async fn reverify_output(ctx: &PhaseCtx<'_>, output: &str) -> Result<Value, Stop
         return Ok(json!({"concepts": [], "note": "no Phase 4 concept had findings: nothing to re-verify"}));
     }
     let (after, _) = run_validation_plan(
-        ctx, &plan, &inputs.classes, output, ValidationPhase::After, "validation-scope-note-reverify", "validation-report-targets-after",
-    ).await?;
+        ctx,
+        &plan,
+        &inputs.classes,
+        output,
+        ValidationPhase::After,
+        "validation-scope-note-reverify",
+        "validation-report-targets-after",
+    )
+    .await?;
     let concepts: Vec<Value> = plan.jobs.iter().flat_map(|j| j.concepts.iter().map(move |c| (c, &j.target))).map(|(c, target)| json!({
         "concept": c, "target": target,
         "sites_before": validation::site_count(&baseline, c, Some(target)), "sites_after": validation::site_count(&after, c, Some(target)),
@@ -1217,7 +1403,8 @@ async fn reverify_output(ctx: &PhaseCtx<'_>, output: &str) -> Result<Value, Stop
 
 async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let record = ctx.record();
-    let stage = if record.output_stage_path.is_empty() { record.stage_path.clone() } else { record.output_stage_path.clone() };
+    let stage =
+        if record.output_stage_path.is_empty() { record.stage_path.clone() } else { record.output_stage_path.clone() };
     let (mut artifacts, note) = profile(ctx, "profile-after", &stage).await?;
     artifacts.extend(whole_stage_validation(ctx, ValidationPhase::After, &stage).await?.0);
     Ok((artifacts, note))
@@ -1228,7 +1415,8 @@ fn compare_profiles(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let after: Profile = ctx.read("profile-after")?;
     // Files written by apply-restructure (prototypes, sub-assets, an override layer) add layers on purpose.
     let layers_on_purpose = !ctx.record().working_stage_path.is_empty();
-    let comparison = compare::compare(&before, &after, layers_on_purpose).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
+    let comparison =
+        compare::compare(&before, &after, layers_on_purpose).map_err(|e| Stop::fail("profile_mode_mismatch", e))?;
     let value = serde_json::to_value(&comparison).expect("comparison serializes");
     let path = ctx.write("compare-profiles", &value)?;
     Ok((vec![path], format!("{}: {}", comparison.verdict.as_str(), comparison.summary)))

@@ -35,11 +35,21 @@ impl proto::run_service_server::RunService for Service {
 
     type WatchRunStream = EventStream;
 
-    async fn watch_run(&self, request: Request<proto::WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+    async fn watch_run(
+        &self,
+        request: Request<proto::WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
         let id = request.into_inner().run_id;
         let mut events = self.core.subscribe();
         let record = self.core.load(&id).ok_or_else(|| Status::not_found(format!("run_not_found: {id}")))?;
-        let snapshot = proto::RunEvent { run_id: id.clone(), kind: "snapshot".into(), milestone: record.milestone.clone(), message: String::new(), fraction: -1.0, run: Some(to_proto(&record)) };
+        let snapshot = proto::RunEvent {
+            run_id: id.clone(),
+            kind: "snapshot".into(),
+            milestone: record.milestone.clone(),
+            message: String::new(),
+            fraction: -1.0,
+            run: Some(to_proto(&record)),
+        };
         let stream = async_stream(snapshot, record.state.is_terminal(), move |tx| async move {
             loop {
                 match events.recv().await {
@@ -86,7 +96,10 @@ where
 impl proto::executor_service_server::ExecutorService for Service {
     type AttachStream = Pin<Box<dyn Stream<Item = Result<proto::DaemonMessage, Status>> + Send>>;
 
-    async fn attach(&self, request: Request<Streaming<proto::ExecutorMessage>>) -> Result<Response<Self::AttachStream>, Status> {
+    async fn attach(
+        &self,
+        request: Request<Streaming<proto::ExecutorMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(proto::ExecutorMessage { body: Some(executor_message::Body::Hello(hello)) }) => hello,

@@ -37,7 +37,9 @@ pub struct ExecutorEnv {
 impl ExecutorEnv {
     /// USDTUNE_EXECUTOR_ENV, else `<data dir>/executor-env`.
     pub fn default_location() -> Self {
-        let root = std::env::var_os("USDTUNE_EXECUTOR_ENV").map(PathBuf::from).unwrap_or_else(|| data_dir().join("executor-env"));
+        let root = std::env::var_os("USDTUNE_EXECUTOR_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir().join("executor-env"));
         Self { root }
     }
 
@@ -72,7 +74,9 @@ pub fn find_python312() -> Result<PathBuf> {
     if let Ok(out) = Command::new("pyenv").arg("root").output() {
         let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if let Ok(entries) = std::fs::read_dir(root.join("versions")) {
-            let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path())
+            let mut versions: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
                 .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("3.12.")))
                 .collect();
             versions.sort();
@@ -112,7 +116,10 @@ pub fn setup(env: &ExecutorEnv, dev: bool, log: &mut dyn FnMut(&str)) -> Result<
     }
     let extension = extension_dir();
     if !extension.join("usdtune_executor/__init__.py").is_file() {
-        bail!("executor_source_missing: no usdtune_executor package under {} (set USDTUNE_EXECUTOR_SRC)", extension.display());
+        bail!(
+            "executor_source_missing: no usdtune_executor package under {} (set USDTUNE_EXECUTOR_SRC)",
+            extension.display()
+        );
     }
     if !env.python().is_file() {
         let python = find_python312()?;
@@ -135,7 +142,10 @@ pub fn setup(env: &ExecutorEnv, dev: bool, log: &mut dyn FnMut(&str)) -> Result<
     run(&mut pip, "pip install")?;
 
     let site = String::from_utf8(
-        Command::new(env.python()).args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).output()?.stdout,
+        Command::new(env.python())
+            .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+            .output()?
+            .stdout,
     )?;
     let site = PathBuf::from(site.trim());
     let proto_dir = scratch.path().join("proto");

@@ -56,8 +56,10 @@ fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
         SCHEMAS
             .iter()
             .map(|(name, text)| {
-                let schema: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("schema {name} is not JSON: {e}"));
-                let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema {name} is invalid: {e}"));
+                let schema: Value =
+                    serde_json::from_str(text).unwrap_or_else(|e| panic!("schema {name} is not JSON: {e}"));
+                let validator =
+                    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema {name} is invalid: {e}"));
                 (*name, validator)
             })
             .collect()
@@ -67,11 +69,8 @@ fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
 /// Validate `value` against the schema of artifact `name`.
 pub fn validate(name: &str, value: &Value) -> Result<(), StoreError> {
     let validator = validators().get(name).ok_or_else(|| StoreError::UnknownArtifact(name.to_string()))?;
-    let errors: Vec<String> = validator
-        .iter_errors(value)
-        .take(5)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors: Vec<String> =
+        validator.iter_errors(value).take(5).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -1,1 +1,3 @@
-fn main() -> std::process::ExitCode { usdtune::cli::main_with(std::env::args()) }
+fn main() -> std::process::ExitCode {
+    usdtune::cli::main_with(std::env::args())
+}

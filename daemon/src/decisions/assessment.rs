@@ -154,8 +154,13 @@ impl Reuse {
 pub fn classify(facts: &Facts, reuse: &Reuse) -> (Classification, Vec<String>, Vec<&'static str>) {
     let c = &facts.composition;
     let mut composed_by = Vec::new();
-    for (count, arc) in [(c.references, "references"), (c.payloads, "payloads"), (c.sublayers, "sublayers"),
-                         (c.inherits, "inherits"), (c.specializes, "specializes")] {
+    for (count, arc) in [
+        (c.references, "references"),
+        (c.payloads, "payloads"),
+        (c.sublayers, "sublayers"),
+        (c.inherits, "inherits"),
+        (c.specializes, "specializes"),
+    ] {
         if count > 0 {
             composed_by.push(arc);
         }
@@ -174,10 +179,16 @@ pub fn classify(facts: &Facts, reuse: &Reuse) -> (Classification, Vec<String>, V
     }
     // Composed means content from more than one file; arcs inside one layer keep a stage monolithic.
     if facts.counts.layer_count > 1 {
-        reasons.push(format!("{} layers composed through {}", facts.counts.layer_count,
-                             if composed_by.is_empty() { "sublayers".to_string() } else { composed_by.join(", ") }));
+        reasons.push(format!(
+            "{} layers composed through {}",
+            facts.counts.layer_count,
+            if composed_by.is_empty() { "sublayers".to_string() } else { composed_by.join(", ") }
+        ));
         if reuse.reference_groups > 0 {
-            reasons.push(format!("{} groups of repeated references are not instanced (sharing saves {savings} prims)", reuse.reference_groups));
+            reasons.push(format!(
+                "{} groups of repeated references are not instanced (sharing saves {savings} prims)",
+                reuse.reference_groups
+            ));
         }
         return (Classification::Composed, reasons, composed_by);
     }
@@ -268,8 +279,10 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
 
     // Copies that sharing removes: validated through their kept representative.
     let kept: HashSet<usize> = selected.iter().flat_map(|g| g.representatives.iter().copied()).collect();
-    let removed: Vec<usize> = selected.iter().flat_map(|g| g.members.iter().copied()).filter(|m| !kept.contains(m)).collect();
-    let copies_of_row: HashMap<usize, usize> = selected.iter().flat_map(|g| g.representatives.iter().map(|r| (*r, g.copies()))).collect();
+    let removed: Vec<usize> =
+        selected.iter().flat_map(|g| g.members.iter().copied()).filter(|m| !kept.contains(m)).collect();
+    let copies_of_row: HashMap<usize, usize> =
+        selected.iter().flat_map(|g| g.representatives.iter().map(|r| (*r, g.copies()))).collect();
     let inside_removed: HashSet<usize> = removed.iter().flat_map(|m| table.subtree(*m)).collect();
     let copies_of = |row: usize| -> usize {
         std::iter::once(row).chain(table.ancestors(row)).find_map(|a| copies_of_row.get(&a).copied()).unwrap_or(1)
@@ -313,9 +326,13 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
             "kind present but {:.0}% of {} kind-bearing prims hold at most one mesh: an unreliable boundary, the frontier falls back to structure",
             trust.single_mesh_fraction * 100.0, trust.sampled)}));
     }
-    let flat: Vec<&str> = table.children.iter().enumerate()
+    let flat: Vec<&str> = table
+        .children
+        .iter()
+        .enumerate()
         .filter(|(_, kids)| kids.iter().filter(|k| table.rows[**k].meshes > 0).count() > FLAT_HIERARCHY_CHILDREN)
-        .map(|(i, _)| table.rows[i].path.as_str()).collect();
+        .map(|(i, _)| table.rows[i].path.as_str())
+        .collect();
     if !flat.is_empty() {
         findings.push(json!({"id": "flat_hierarchy", "severity": "info", "message": format!(
             "{} prims have more than {FLAT_HIERARCHY_CHILDREN} direct children with geometry: grouping into subassemblies may help", flat.len()),
@@ -483,7 +500,10 @@ pub(crate) mod tests {
         let mut shuffled = rows.clone();
         shuffled.reverse();
         shuffled.rotate_left(7);
-        let (a, b) = (assess(&facts(61, 20, 1), &PrimTable::from_rows(rows)), assess(&facts(61, 20, 1), &PrimTable::from_rows(shuffled)));
+        let (a, b) = (
+            assess(&facts(61, 20, 1), &PrimTable::from_rows(rows)),
+            assess(&facts(61, 20, 1), &PrimTable::from_rows(shuffled)),
+        );
         assert_eq!(a.structure.to_string(), b.structure.to_string());
         assert_eq!(a.candidates.to_string(), b.candidates.to_string());
     }

@@ -92,7 +92,13 @@ pub fn initial_concurrency(group: &[TargetWeight], budget: &Budget) -> (usize, S
         (budget.cap(), "small parts: as many as the cores allow")
     };
     let n = wanted.min(budget.cap()).min(memory_fit).min(group.len()).max(1);
-    (n, format!("{why}; budget {} cores, {} workers at most, memory fits {memory_fit}", budget.cpu_count, budget.max_workers))
+    (
+        n,
+        format!(
+            "{why}; budget {} cores, {} workers at most, memory fits {memory_fit}",
+            budget.cpu_count, budget.max_workers
+        ),
+    )
 }
 
 /// What a finished batch showed.
@@ -167,13 +173,22 @@ mod tests {
         // 1 GiB available, 0.7 of it for workers needing about 1 GiB each (base + 6 × 100 MiB).
         let big_files = vec![TargetWeight { mesh_count: 10, file_bytes: 100 << 20 }; 6];
         assert_eq!(initial_concurrency(&big_files, &budget(8, 1)).0, 1);
-        assert_eq!(initial_concurrency(&small(20), &Budget { max_workers: 3, ..budget(8, 16) }).0, 3, "the user's cap holds");
+        assert_eq!(
+            initial_concurrency(&small(20), &Budget { max_workers: 3, ..budget(8, 16) }).0,
+            3,
+            "the user's cap holds"
+        );
     }
 
     #[test]
     fn concurrency_adapts_to_what_the_pilot_showed() {
         let b = budget(8, 8);
-        let healthy = BatchObservation { concurrency: 2, failures: 0, peak_rss_bytes: vec![500 << 20; 2], seconds: vec![3.0, 4.0] };
+        let healthy = BatchObservation {
+            concurrency: 2,
+            failures: 0,
+            peak_rss_bytes: vec![500 << 20; 2],
+            seconds: vec![3.0, 4.0],
+        };
         assert_eq!(next_concurrency(&healthy, &b, 30).0, 4);
         assert_eq!(next_concurrency(&healthy, &b, 3).0, 3, "never more than what is left");
         let failed = BatchObservation { failures: 1, ..healthy.clone() };
@@ -182,7 +197,12 @@ mod tests {
         let hungry = BatchObservation { peak_rss_bytes: vec![3 * GIB, 2 * GIB], ..healthy.clone() };
         let (n, why) = next_concurrency(&hungry, &b, 30);
         assert_eq!(n, 1, "{why}");
-        let tail = BatchObservation { concurrency: 4, peak_rss_bytes: vec![1 << 20; 4], seconds: vec![1.0, 1.0, 1.0, 30.0], ..healthy };
+        let tail = BatchObservation {
+            concurrency: 4,
+            peak_rss_bytes: vec![1 << 20; 4],
+            seconds: vec![1.0, 1.0, 1.0, 30.0],
+            ..healthy
+        };
         assert_eq!(next_concurrency(&tail, &b, 30).0, 4);
     }
 

@@ -81,7 +81,11 @@ enum Kind {
 
 fn change_pct(before: f64, after: f64) -> f64 {
     if before == 0.0 {
-        if after == 0.0 { 0.0 } else { 100.0 }
+        if after == 0.0 {
+            0.0
+        } else {
+            100.0
+        }
     } else {
         ((after - before) / before * 1000.0).round() / 10.0
     }
@@ -131,12 +135,32 @@ pub fn compare(before: &Profile, after: &Profile, layers_added_on_purpose: bool)
         delta("cold_open_ms", Kind::Timing, before.cold_open_ms, after.cold_open_ms, None),
         delta("warm_open_ms", Kind::Timing, before.warm_open_ms, after.warm_open_ms, warm_inconclusive),
         delta("traverse_ms", Kind::Timing, before.traverse_ms, after.traverse_ms, None),
-        delta("attribute_resolution_ms", Kind::Timing, before.attribute_resolution_ms, after.attribute_resolution_ms, None),
+        delta(
+            "attribute_resolution_ms",
+            Kind::Timing,
+            before.attribute_resolution_ms,
+            after.attribute_resolution_ms,
+            None,
+        ),
         delta("transform_ms", Kind::Timing, before.transform_ms, after.transform_ms, None),
-        delta("prim_count_authored", Kind::Count, before.prim_count_authored as f64, after.prim_count_authored as f64, None),
+        delta(
+            "prim_count_authored",
+            Kind::Count,
+            before.prim_count_authored as f64,
+            after.prim_count_authored as f64,
+            None,
+        ),
         delta("prim_count", Kind::Count, before.prim_count as f64, after.prim_count as f64, None),
-        delta("layer_count", Kind::Count, before.layer_count as f64, after.layer_count as f64,
-              layers_added_on_purpose.then(|| "layers written by apply-restructure (prototypes, sub-assets or an override layer): intended".to_string())),
+        delta(
+            "layer_count",
+            Kind::Count,
+            before.layer_count as f64,
+            after.layer_count as f64,
+            layers_added_on_purpose.then(|| {
+                "layers written by apply-restructure (prototypes, sub-assets or an override layer): intended"
+                    .to_string()
+            }),
+        ),
         delta("total_size_bytes", Kind::Count, before.total_size_bytes as f64, after.total_size_bytes as f64, None),
     ];
     let improved: Vec<&MetricDelta> = metrics.iter().filter(|m| m.verdict == Verdict::Improved).collect();
@@ -150,7 +174,9 @@ pub fn compare(before: &Profile, after: &Profile, layers_added_on_purpose: bool)
     let critical = regressed.iter().any(|m| m.severity == "critical");
     let regressions: Vec<String> = regressed
         .iter()
-        .map(|m| format!("{}: {} → {} ({:+.1}%, {})", m.name, fmt_num(m.before), fmt_num(m.after), m.change_pct, m.severity))
+        .map(|m| {
+            format!("{}: {} → {} ({:+.1}%, {})", m.name, fmt_num(m.before), fmt_num(m.after), m.change_pct, m.severity)
+        })
         .collect();
     let mut recommendations = Vec::new();
     if critical {
@@ -184,7 +210,11 @@ pub fn fmt_num(value: f64) -> String {
         }
         out.push(c);
     }
-    if value < 0.0 { format!("-{out}") } else { out }
+    if value < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -193,9 +223,18 @@ mod tests {
 
     fn profile(open: f64, spread: f64, prims: u64) -> Profile {
         Profile {
-            mode: "quick".into(), cold_open_ms: open * 2.0, warm_open_ms: open, warm_open_spread_pct: spread,
-            traverse_ms: 50.0, attribute_resolution_ms: 100.0, transform_ms: 10.0, prim_count: prims,
-            prim_count_authored: prims, prim_count_with_instance_proxies: prims, layer_count: 1, total_size_bytes: 1000,
+            mode: "quick".into(),
+            cold_open_ms: open * 2.0,
+            warm_open_ms: open,
+            warm_open_spread_pct: spread,
+            traverse_ms: 50.0,
+            attribute_resolution_ms: 100.0,
+            transform_ms: 10.0,
+            prim_count: prims,
+            prim_count_authored: prims,
+            prim_count_with_instance_proxies: prims,
+            layer_count: 1,
+            total_size_bytes: 1000,
         }
     }
 

@@ -29,7 +29,8 @@ pub struct Pair {
 }
 
 fn inside(inner: &[f64; 6], outer: &[f64; 6]) -> bool {
-    let diagonal = ((outer[3] - outer[0]).powi(2) + (outer[4] - outer[1]).powi(2) + (outer[5] - outer[2]).powi(2)).sqrt();
+    let diagonal =
+        ((outer[3] - outer[0]).powi(2) + (outer[4] - outer[1]).powi(2) + (outer[5] - outer[2]).powi(2)).sqrt();
     let slack = 1e-6 * diagonal.max(1e-9);
     (0..3).all(|k| inner[k] >= outer[k] - slack && inner[k + 3] <= outer[k + 3] + slack)
 }
@@ -46,7 +47,8 @@ pub fn enclosure_opaque(table: &PrimTable, enclosure: usize, materials: &Map<Str
     let mut all_opaque = true;
     for path in bound {
         let Some(facts) = materials.get(path) else { return None };
-        let see_through = facts["transmissive"].as_bool() == Some(true) || facts["opacity"].as_f64().is_some_and(|o| o < 1.0);
+        let see_through =
+            facts["transmissive"].as_bool() == Some(true) || facts["opacity"].as_f64().is_some_and(|o| o < 1.0);
         if see_through {
             return Some(false);
         }
@@ -85,7 +87,13 @@ pub fn pairs(
         }
     }
     // Biggest shells first: they hide the most.
-    found.sort_by(|a, b| table.rows[b.enclosing].prims.cmp(&table.rows[a.enclosing].prims).then(a.enclosing.cmp(&b.enclosing)).then(a.enclosed.cmp(&b.enclosed)));
+    found.sort_by(|a, b| {
+        table.rows[b.enclosing]
+            .prims
+            .cmp(&table.rows[a.enclosing].prims)
+            .then(a.enclosing.cmp(&b.enclosing))
+            .then(a.enclosed.cmp(&b.enclosed))
+    });
     found.truncate(MAX_PAIRS);
     found
 }
@@ -142,7 +150,8 @@ mod tests {
     use crate::decisions::prims::PrimRow;
 
     fn machine(bounds_of_motor: [f64; 6]) -> PrimTable {
-        let with = |r: PrimRow, b: [f64; 6], material: &str| PrimRow { bounds: Some(b), material: material.into(), ..r };
+        let with =
+            |r: PrimRow, b: [f64; 6], material: &str| PrimRow { bounds: Some(b), material: material.into(), ..r };
         PrimTable::from_rows(vec![
             with(row("/M", "m", 4, 3), [-2.0, -2.0, -2.0, 2.0, 2.0, 2.0], ""),
             with(row("/M/Housing_0", "h", 1, 1), [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "/Looks/Steel"),
@@ -153,14 +162,17 @@ mod tests {
 
     fn materials(opacity: Value) -> Map<String, Value> {
         json!({"/Looks/Steel": {"surfaces": ["UsdPreviewSurface"], "opacity": opacity, "transmissive": false}})
-            .as_object().unwrap().clone()
+            .as_object()
+            .unwrap()
+            .clone()
     }
 
     #[test]
     fn a_part_inside_a_housing_is_paired_and_one_outside_is_not() {
         let table = machine([-0.5, -0.5, -0.5, 0.5, 0.5, 0.5]);
         let found = pairs(&table, &materials(Value::Null), &HashSet::new(), &|_| 1);
-        let named: Vec<_> = found.iter().map(|p| (table.rows[p.enclosing].name(), table.rows[p.enclosed].name(), p.opaque)).collect();
+        let named: Vec<_> =
+            found.iter().map(|p| (table.rows[p.enclosing].name(), table.rows[p.enclosed].name(), p.opaque)).collect();
         assert_eq!(named, [("Housing_0", "Motor_1", Some(true))]);
         let (boundaries, pairs) = boundary_records(&table, &found);
         assert_eq!(boundaries.len(), 2);

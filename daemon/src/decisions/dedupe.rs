@@ -97,7 +97,8 @@ impl Group {
         let rows = |g: &Self| g.members.iter().map(|m| &table.rows[*m]).collect::<Vec<_>>();
         let members = rows(self);
         let mut seen = HashSet::new();
-        self.representatives = self.members.iter().copied().filter(|m| seen.insert(table.rows[*m].variants.clone())).collect();
+        self.representatives =
+            self.members.iter().copied().filter(|m| seen.insert(table.rows[*m].variants.clone())).collect();
         let kept: HashSet<usize> = self.representatives.iter().copied().collect();
         self.subtree_prims = members.iter().map(|r| r.prims).max().unwrap_or(0);
         self.prim_savings = self.members.iter().filter(|m| !kept.contains(m)).map(|m| table.rows[*m].prims).sum();
@@ -130,12 +131,15 @@ impl Group {
             if !overridden.is_empty() {
                 self.findings.push(format!(
                     "{} of {n} copies carry opinions on descendants of what they bring in (first: {})",
-                    overridden.len(), overridden[0]
+                    overridden.len(),
+                    overridden[0]
                 ));
             }
             Readiness::OverridesFound
         } else if prototypes > 1 {
-            self.findings.push(format!("copies select {prototypes} distinct variant combinations: each becomes its own prototype"));
+            self.findings.push(format!(
+                "copies select {prototypes} distinct variant combinations: each becomes its own prototype"
+            ));
             Readiness::VariantDivergence
         } else {
             Readiness::Safe
@@ -156,7 +160,10 @@ impl Group {
         }
         self.blocks_sharing = members.iter().any(|r| r.rigid_below || r.animated_below);
         if self.blocks_sharing {
-            self.findings.push("a copy moves parts below its root (rigid bodies or animated transforms): sharing would freeze them".into());
+            self.findings.push(
+                "a copy moves parts below its root (rigid bodies or animated transforms): sharing would freeze them"
+                    .into(),
+            );
         }
     }
 }
@@ -214,7 +221,11 @@ pub fn frontier(table: &PrimTable, mut groups: Vec<Group>) -> (Vec<Group>, Vec<P
     let mut placements = Vec::with_capacity(groups.len());
     for g in 0..groups.len() {
         if groups[g].blocks_sharing {
-            placements.push(Placement { selected: false, absorbed_by: None, reason: "copies move parts below their root".into() });
+            placements.push(Placement {
+                selected: false,
+                absorbed_by: None,
+                reason: "copies move parts below their root".into(),
+            });
             continue;
         }
         let mut absorbed_by = None;
@@ -231,7 +242,11 @@ pub fn frontier(table: &PrimTable, mut groups: Vec<Group>) -> (Vec<Group>, Vec<P
             })
             .collect();
         if remaining.len() < 2 {
-            placements.push(Placement { selected: false, absorbed_by, reason: "its copies are shared through a larger group".into() });
+            placements.push(Placement {
+                selected: false,
+                absorbed_by,
+                reason: "its copies are shared through a larger group".into(),
+            });
             continue;
         }
         if remaining.len() != groups[g].members.len() {
@@ -270,7 +285,8 @@ pub fn kind_trust(table: &PrimTable) -> KindTrust {
             continue;
         }
         // A single-mesh subcomponent under a multi-mesh kind-bearing ancestor is well-authored fine grain.
-        let fine_grain = r.kind == "subcomponent" && r.meshes <= 1
+        let fine_grain = r.kind == "subcomponent"
+            && r.meshes <= 1
             && table.ancestors(i).any(|a| !table.rows[a].kind.is_empty() && table.rows[a].meshes > 1);
         if fine_grain {
             excluded += 1;
@@ -279,7 +295,13 @@ pub fn kind_trust(table: &PrimTable) -> KindTrust {
         }
     }
     if sample.is_empty() {
-        return KindTrust { sampled: 0, excluded_fine_grain_subcomponents: excluded, single_mesh_fraction: 0.0, median_meshes: 0.0, trusted: None };
+        return KindTrust {
+            sampled: 0,
+            excluded_fine_grain_subcomponents: excluded,
+            single_mesh_fraction: 0.0,
+            median_meshes: 0.0,
+            trusted: None,
+        };
     }
     sample.sort_unstable();
     let single = sample.iter().filter(|m| **m <= 1).count() as f64 / sample.len() as f64;
@@ -316,7 +338,13 @@ fn sites(table: &PrimTable, group: &Group) -> Vec<Value> {
 }
 
 /// The dedupe-candidates artifact (schemas/dedupe-candidates.schema.json).
-pub fn candidates_artifact(table: &PrimTable, groups: &[Group], placements: &[Placement], trust: &KindTrust, stage: &str) -> Value {
+pub fn candidates_artifact(
+    table: &PrimTable,
+    groups: &[Group],
+    placements: &[Placement],
+    trust: &KindTrust,
+    stage: &str,
+) -> Value {
     let id = |g: usize| format!("g{:03}", g + 1);
     let identity_kinds = ["assembly", "group", "component", "subcomponent"];
     let listed: Vec<Value> = groups
@@ -363,7 +391,11 @@ pub fn candidates_artifact(table: &PrimTable, groups: &[Group], placements: &[Pl
         })
         .collect();
     let selected: Vec<&Group> = groups.iter().zip(placements).filter(|(_, p)| p.selected).map(|(g, _)| g).collect();
-    let clean: u64 = selected.iter().filter(|g| g.verdict != Verdict::Red && g.readiness != Readiness::OverridesFound).map(|g| g.prim_savings).sum();
+    let clean: u64 = selected
+        .iter()
+        .filter(|g| g.verdict != Verdict::Red && g.readiness != Readiness::OverridesFound)
+        .map(|g| g.prim_savings)
+        .sum();
     let total: u64 = selected.iter().map(|g| g.prim_savings).sum();
     let max_depth = table.rows.iter().map(|r| r.depth()).max().unwrap_or(0);
     json!({
@@ -419,7 +451,12 @@ mod tests {
 
     fn frontier_of(table: &PrimTable) -> Vec<(u64, usize, u64)> {
         let (groups, placements) = frontier(table, find_groups(table));
-        groups.iter().zip(&placements).filter(|(_, p)| p.selected).map(|(g, _)| (g.subtree_prims, g.copies(), g.prim_savings)).collect()
+        groups
+            .iter()
+            .zip(&placements)
+            .filter(|(_, p)| p.selected)
+            .map(|(g, _)| (g.subtree_prims, g.copies(), g.prim_savings))
+            .collect()
     }
 
     #[test]
@@ -461,7 +498,12 @@ mod tests {
     fn readiness_and_verdict_follow_overrides_and_outside_targets() {
         let copies = |ext: [&str; 2], overrides: [u64; 2]| {
             let rows: Vec<PrimRow> = (0..2)
-                .map(|i| PrimRow { ext: ext[i].into(), ext_n: 1, overrides_below: overrides[i], ..row(&format!("/W/A{i}"), "h", 3, 1) })
+                .map(|i| PrimRow {
+                    ext: ext[i].into(),
+                    ext_n: 1,
+                    overrides_below: overrides[i],
+                    ..row(&format!("/W/A{i}"), "h", 3, 1)
+                })
                 .collect();
             let table = PrimTable::from_rows(rows);
             let g = find_groups(&table).remove(0);
@@ -489,7 +531,8 @@ mod tests {
 
     #[test]
     fn kind_is_untrusted_when_components_hold_single_meshes() {
-        let mut rows: Vec<PrimRow> = (0..10).map(|i| PrimRow { kind: "component".into(), ..row(&format!("/W/P{i}"), "p", 1, 1) }).collect();
+        let mut rows: Vec<PrimRow> =
+            (0..10).map(|i| PrimRow { kind: "component".into(), ..row(&format!("/W/P{i}"), "p", 1, 1) }).collect();
         assert_eq!(kind_trust(&PrimTable::from_rows(rows.clone())).trusted, Some(false));
         for r in rows.iter_mut().take(6) {
             r.meshes = 4;

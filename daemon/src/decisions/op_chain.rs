@@ -82,7 +82,10 @@ pub const OP_CATALOG: &[(&str, Safety, Authority)] = &[
 /// and the executor re-authors every placement at float precision from the copy it replaced
 /// (kit-extension/.../instancer_precision.py), or fails the target.
 pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority) {
-    let (safety, authority) = OP_CATALOG.iter().find(|(op, ..)| *op == operation).map(|(_, s, a)| (*s, *a))
+    let (safety, authority) = OP_CATALOG
+        .iter()
+        .find(|(op, ..)| *op == operation)
+        .map(|(_, s, a)| (*s, *a))
         .unwrap_or((Safety::Destructive, Authority::IntentGated));
     if operation == "findOccludedMeshes" {
         // Analysis by itself; with an action (1 Delete, 2 Deactivate, 3 Hide) it removes content.
@@ -94,7 +97,11 @@ pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority
     if operation == "meshCleanup" {
         let repairs = ["makeManifold", "coorientFaces"].iter().any(|k| args[*k] == true);
         let welds_apart = args["tolerance"].as_f64().unwrap_or(0.0) > 0.0;
-        return if repairs || welds_apart { (Safety::BoundedLoss, Authority::IntentGated) } else { (Safety::Lossless, Authority::Auto) };
+        return if repairs || welds_apart {
+            (Safety::BoundedLoss, Authority::IntentGated)
+        } else {
+            (Safety::Lossless, Authority::Auto)
+        };
     }
     (safety, authority)
 }
@@ -102,8 +109,21 @@ pub fn classify(operation: &str, args: &serde_json::Value) -> (Safety, Authority
 /// Ops that only ever touch meshes: a target without meshes has nothing for them. (Time
 /// samples, materials, extents of other gprims and empty leaves are work without meshes.)
 pub fn is_mesh_only(operation: &str) -> bool {
-    matches!(operation, "meshCleanup" | "deduplicateGeometry" | "decimateMeshes" | "findOccludedMeshes" | "removeSmallGeometry"
-        | "generateNormals" | "mergeVertices" | "triangulateMeshes" | "splitMeshes" | "merge" | "sparseMeshes" | "remeshMeshes")
+    matches!(
+        operation,
+        "meshCleanup"
+            | "deduplicateGeometry"
+            | "decimateMeshes"
+            | "findOccludedMeshes"
+            | "removeSmallGeometry"
+            | "generateNormals"
+            | "mergeVertices"
+            | "triangulateMeshes"
+            | "splitMeshes"
+            | "merge"
+            | "sparseMeshes"
+            | "remeshMeshes"
+    )
 }
 
 pub fn safety(operation: &str) -> Safety {
@@ -223,7 +243,9 @@ pub enum InstancingForm {
 /// proxies, which deduplicateGeometry leaves alone): what is left here are mesh copies.
 pub fn instancing_form(e: &Evidence) -> (InstancingForm, String) {
     let per_geometry = e.duplicate_geometry_copies / e.duplicate_geometry_groups.max(1);
-    if e.duplicate_geometry_copies >= POINT_INSTANCER_MIN_COPIES && per_geometry >= POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY {
+    if e.duplicate_geometry_copies >= POINT_INSTANCER_MIN_COPIES
+        && per_geometry >= POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY
+    {
         (InstancingForm::PointInstancer, format!(
             "point instancer: {} copies, {per_geometry} per geometry (at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY}); \
              placements kept at float precision (orientationsf)", e.duplicate_geometry_copies))
@@ -274,16 +296,32 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
     // and leaves transparent occluders out. Destructive: it runs only when approved.
     // Path expressions "<root>//": each pair root and everything below it.
     let occlusion_scope: Vec<String> = e.occlusion_pairs.iter().map(|root| format!("{root}//")).collect();
-    pick("findOccludedMeshes", !e.occlusion_pairs.is_empty() && !e.restructured,
-         json!({"paths": occlusion_scope, "action": 1, "checkTransparency": true, "clustered": true, "useGpu": false}),
-         format!("{} meshes occluded inside {} flagged enclosure pair roots (Tier 3 probe)", e.occluded_meshes, e.occlusion_pairs.len()),
-         if e.restructured { "occluded meshes lie inside shared prototypes: removing them there is not built yet".into() }
-         else { "the Tier 3 probe found no occluded mesh".into() });
+    pick(
+        "findOccludedMeshes",
+        !e.occlusion_pairs.is_empty() && !e.restructured,
+        json!({"paths": occlusion_scope, "action": 1, "checkTransparency": true, "clustered": true, "useGpu": false}),
+        format!(
+            "{} meshes occluded inside {} flagged enclosure pair roots (Tier 3 probe)",
+            e.occluded_meshes,
+            e.occlusion_pairs.len()
+        ),
+        if e.restructured {
+            "occluded meshes lie inside shared prototypes: removing them there is not built yet".into()
+        } else {
+            "the Tier 3 probe found no occluded mesh".into()
+        },
+    );
     let cleanup = mesh_cleanup_args(e);
-    pick("meshCleanup", cleanup.is_some(), cleanup.unwrap_or_default(),
-         format!("{} meshes with coincident vertices, {} with degenerate faces, {} with duplicate faces",
-                 e.meshes_with_mergeable_vertices, e.meshes_with_degenerate_faces, e.meshes_with_duplicate_faces),
-         "no mergeable vertices, degenerate or duplicate faces found".into());
+    pick(
+        "meshCleanup",
+        cleanup.is_some(),
+        cleanup.unwrap_or_default(),
+        format!(
+            "{} meshes with coincident vertices, {} with degenerate faces, {} with duplicate faces",
+            e.meshes_with_mergeable_vertices, e.meshes_with_degenerate_faces, e.meshes_with_duplicate_faces
+        ),
+        "no mergeable vertices, degenerate or duplicate faces found".into(),
+    );
     let (form, form_reason) = instancing_form(e);
     // Deep transforms off: copies match on their local points, and each keeps its own
     // transform. With them on (the default), usd-optimize 1.3.1 placed copies up to 190
@@ -291,35 +329,63 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
     let dedupe_args = match form {
         InstancingForm::PointInstancer => json!({"tolerance": tolerance, "duplicateMethod": 4, "minimumDuplicates": 2,
                                                  "pointInstancerLocation": 0, "considerDeepTransforms": false}),
-        InstancingForm::Native => json!({"tolerance": tolerance, "duplicateMethod": 2, "considerDeepTransforms": false}),
+        InstancingForm::Native => {
+            json!({"tolerance": tolerance, "duplicateMethod": 2, "considerDeepTransforms": false})
+        }
     };
-    pick("deduplicateGeometry", e.duplicate_geometry_groups > 0, dedupe_args,
-         format!("{} groups of identical meshes, {} copies (tolerance {tolerance:e} stage units); {form_reason}",
-                 e.duplicate_geometry_groups, e.duplicate_geometry_copies),
-         "no duplicate geometry found".into());
-    pick("computeExtents", e.prims_missing_extent > 0, json!({}),
-         format!("{} gprims without authored extent", e.prims_missing_extent),
-         "every gprim has an authored extent".into());
+    pick(
+        "deduplicateGeometry",
+        e.duplicate_geometry_groups > 0,
+        dedupe_args,
+        format!(
+            "{} groups of identical meshes, {} copies (tolerance {tolerance:e} stage units); {form_reason}",
+            e.duplicate_geometry_groups, e.duplicate_geometry_copies
+        ),
+        "no duplicate geometry found".into(),
+    );
+    pick(
+        "computeExtents",
+        e.prims_missing_extent > 0,
+        json!({}),
+        format!("{} gprims without authored extent", e.prims_missing_extent),
+        "every gprim has an authored extent".into(),
+    );
     // Exact repeats only (removeInterpolated off): a sample equal to both neighbours.
-    pick("optimizeTimeSamples", e.attributes_with_redundant_samples > 0, json!({"removeInterpolated": false}),
-         format!("{} attributes hold time samples equal to their neighbours", e.attributes_with_redundant_samples),
-         "no redundant time samples found".into());
+    pick(
+        "optimizeTimeSamples",
+        e.attributes_with_redundant_samples > 0,
+        json!({"removeInterpolated": false}),
+        format!("{} attributes hold time samples equal to their neighbours", e.attributes_with_redundant_samples),
+        "no redundant time samples found".into(),
+    );
     // Mode 0: duplicates are rebound to one survivor with the same network.
-    pick("optimizeMaterials", e.duplicate_material_sets > 0, json!({"optimizeMaterialsMode": 0}),
-         format!("{} sets of materials with identical networks", e.duplicate_material_sets),
-         "no duplicate materials found".into());
+    pick(
+        "optimizeMaterials",
+        e.duplicate_material_sets > 0,
+        json!({"optimizeMaterialsMode": 0}),
+        format!("{} sets of materials with identical networks", e.duplicate_material_sets),
+        "no duplicate materials found".into(),
+    );
     // Last: earlier ops can leave grouping prims empty. Unloaded payloads only look empty.
     let emptied_by_instancing = form == InstancingForm::PointInstancer && e.duplicate_geometry_groups > 0;
-    pick("pruneLeaves", e.empty_leaves > 0 || emptied_by_instancing, json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
-         if emptied_by_instancing { format!("{} empty grouping leaves, and the Xforms point instancing empties", e.empty_leaves) }
-         else { format!("{} empty grouping leaves", e.empty_leaves) },
-         "no empty leaf prims found".into());
+    pick(
+        "pruneLeaves",
+        e.empty_leaves > 0 || emptied_by_instancing,
+        json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
+        if emptied_by_instancing {
+            format!("{} empty grouping leaves, and the Xforms point instancing empties", e.empty_leaves)
+        } else {
+            format!("{} empty grouping leaves", e.empty_leaves)
+        },
+        "no empty leaf prims found".into(),
+    );
     (operations, skipped)
 }
 
 /// The named pipelines a user can ask for (usd-optimize's `pipelines.json`, as the upstream
 /// operations catalog lists their members), in an order that keeps every invariant.
-pub const PIPELINES: &[&str] = &["safe-cleanup", "memory-reduction", "load-time-reduction", "mesh-count-reduction", "data-quality-baseline"];
+pub const PIPELINES: &[&str] =
+    &["safe-cleanup", "memory-reduction", "load-time-reduction", "mesh-count-reduction", "data-quality-baseline"];
 
 /// Conservative visual band of decimateMeshes for a component (units-and-tolerances.md).
 pub const DECIMATE_BAND_MM: f64 = 0.1;
@@ -337,20 +403,40 @@ pub fn pipeline_chain(name: &str, meters_per_unit: f64) -> Result<Vec<PlannedOp>
     // pruneLeaves keeps prims whose payloads are unloaded: they only look like empty leaves.
     let prune = || op("pruneLeaves", json!({"preserveUnloadedPayloads": true}));
     Ok(match name {
-        "safe-cleanup" => vec![prune(), op("deduplicateGeometry", json!({"tolerance": tolerance})), op("optimizeMaterials", json!({})),
-                               op("optimizeTimeSamples", json!({})), op("computeExtents", json!({}))],
-        "memory-reduction" => vec![op("deduplicateHierarchies", json!({"tolerance": tolerance})), prune(),
-                                   op("deduplicateGeometry", json!({"tolerance": tolerance})), op("optimizeMaterials", json!({}))],
-        "load-time-reduction" => vec![prune(), op("optimizeMaterials", json!({})), op("optimizeTimeSamples", json!({})), op("computeExtents", json!({}))],
+        "safe-cleanup" => vec![
+            prune(),
+            op("deduplicateGeometry", json!({"tolerance": tolerance})),
+            op("optimizeMaterials", json!({})),
+            op("optimizeTimeSamples", json!({})),
+            op("computeExtents", json!({})),
+        ],
+        "memory-reduction" => vec![
+            op("deduplicateHierarchies", json!({"tolerance": tolerance})),
+            prune(),
+            op("deduplicateGeometry", json!({"tolerance": tolerance})),
+            op("optimizeMaterials", json!({})),
+        ],
+        "load-time-reduction" => vec![
+            prune(),
+            op("optimizeMaterials", json!({})),
+            op("optimizeTimeSamples", json!({})),
+            op("computeExtents", json!({})),
+        ],
         "mesh-count-reduction" => vec![
             op("meshCleanup", json!({"tolerance": 0.0})),
             op("deduplicateGeometry", json!({"tolerance": tolerance})),
             op("removeSmallGeometry", json!({})),
             // reductionFactor is the percent KEPT: 0 lets maxMeanError alone decide where to stop.
-            op("decimateMeshes", json!({"reductionFactor": 0.0, "maxMeanError": mm_to_stage_units(DECIMATE_BAND_MM, meters_per_unit), "pinBoundaries": true})),
+            op(
+                "decimateMeshes",
+                json!({"reductionFactor": 0.0, "maxMeanError": mm_to_stage_units(DECIMATE_BAND_MM, meters_per_unit), "pinBoundaries": true}),
+            ),
         ],
-        "data-quality-baseline" => vec![op("generateNormals", json!({})), op("meshCleanup", json!({"coorientFaces": true, "makeManifold": true})),
-                                        op("computeExtents", json!({}))],
+        "data-quality-baseline" => vec![
+            op("generateNormals", json!({})),
+            op("meshCleanup", json!({"coorientFaces": true, "makeManifold": true})),
+            op("computeExtents", json!({})),
+        ],
         _ => return Err(format!("unknown pipeline '{name}'; choose one of: {}", PIPELINES.join(", "))),
     })
 }
@@ -363,7 +449,8 @@ pub fn gate(ops: Vec<PlannedOp>, approvals: &[String]) -> (Vec<PlannedOp>, Vec<S
     let mut kept = Vec::new();
     let mut held = Vec::new();
     for mut op in ops {
-        let class = serde_json::to_value(op.safety).expect("safety serializes").as_str().unwrap_or("").replace('_', "-");
+        let class =
+            serde_json::to_value(op.safety).expect("safety serializes").as_str().unwrap_or("").replace('_', "-");
         let gated = op.safety != Safety::Lossless || op.authority == Authority::IntentGated;
         let approved_by = approvals.iter().find(|a| a.as_str() == op.operation || a.as_str() == class);
         match (gated, approved_by) {
@@ -377,8 +464,11 @@ pub fn gate(ops: Vec<PlannedOp>, approvals: &[String]) -> (Vec<PlannedOp>, Vec<S
             }
             (true, None) => held.push(Skipped {
                 operation: op.operation,
-                reason: format!("{class} ({}): not run without approval (--approve {})",
-                                serde_json::to_value(op.authority).expect("authority serializes").as_str().unwrap_or(""), op.operation),
+                reason: format!(
+                    "{class} ({}): not run without approval (--approve {})",
+                    serde_json::to_value(op.authority).expect("authority serializes").as_str().unwrap_or(""),
+                    op.operation
+                ),
             }),
         }
     }
@@ -405,8 +495,13 @@ mod tests {
 
     #[test]
     fn evidence_selects_each_op_and_records_why() {
-        let e = Evidence { meters_per_unit: 1.0, meshes_with_mergeable_vertices: 268, duplicate_geometry_groups: 5,
-                           prims_missing_extent: 268, ..Default::default() };
+        let e = Evidence {
+            meters_per_unit: 1.0,
+            meshes_with_mergeable_vertices: 268,
+            duplicate_geometry_groups: 5,
+            prims_missing_extent: 268,
+            ..Default::default()
+        };
         let chain = build_chain(&e, None, &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["meshCleanup", "deduplicateGeometry", "computeExtents"]);
@@ -429,18 +524,31 @@ mod tests {
         assert_eq!(args["removeDegenerateFaces"], true, "welding can collapse faces");
         assert_eq!(args["removeDuplicateFaces"], false);
         assert_eq!(args["contractDegenerateEdges"], false);
-        let duplicates = Evidence { meshes_with_duplicate_faces: 1, meshes_with_degenerate_faces: 2, ..Default::default() };
+        let duplicates =
+            Evidence { meshes_with_duplicate_faces: 1, meshes_with_degenerate_faces: 2, ..Default::default() };
         let args = mesh_cleanup_args(&duplicates).unwrap();
-        assert_eq!((args["mergeVertices"].clone(), args["removeDuplicateFaces"].clone(), args["contractDegenerateEdges"].clone()),
-                   (false.into(), true.into(), true.into()));
+        assert_eq!(
+            (
+                args["mergeVertices"].clone(),
+                args["removeDuplicateFaces"].clone(),
+                args["contractDegenerateEdges"].clone()
+            ),
+            (false.into(), true.into(), true.into())
+        );
         assert_eq!(classify("meshCleanup", &args), (Safety::Lossless, Authority::Auto));
         assert!(mesh_cleanup_args(&Evidence::default()).is_none());
     }
 
     #[test]
     fn tier_one_findings_select_their_lossless_ops_with_prune_last() {
-        let e = Evidence { meters_per_unit: 1.0, attributes_with_redundant_samples: 4, empty_leaves: 2, duplicate_material_sets: 1,
-                           duplicate_geometry_groups: 1, ..Default::default() };
+        let e = Evidence {
+            meters_per_unit: 1.0,
+            attributes_with_redundant_samples: 4,
+            empty_leaves: 2,
+            duplicate_material_sets: 1,
+            duplicate_geometry_groups: 1,
+            ..Default::default()
+        };
         let chain = build_chain(&e, None, &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["deduplicateGeometry", "optimizeTimeSamples", "optimizeMaterials", "pruneLeaves"]);
@@ -450,7 +558,12 @@ mod tests {
 
     #[test]
     fn many_small_copies_choose_a_point_instancer_and_few_choose_native_instancing() {
-        let few = Evidence { meters_per_unit: 1.0, duplicate_geometry_groups: 5, duplicate_geometry_copies: 40, ..Default::default() };
+        let few = Evidence {
+            meters_per_unit: 1.0,
+            duplicate_geometry_groups: 5,
+            duplicate_geometry_copies: 40,
+            ..Default::default()
+        };
         let chain = build_chain(&few, None, &[]).unwrap();
         let dedupe = chain.operations.iter().find(|o| o.operation == "deduplicateGeometry").unwrap();
         assert_eq!(dedupe.args["duplicateMethod"], 2);
@@ -491,7 +604,10 @@ mod tests {
             let names: Vec<&str> = ops.iter().map(|o| o.operation).collect();
             assert!(check_order(&names, true).is_ok(), "{name}: {names:?}");
             let (kept, held) = gate(ops, &[]);
-            assert!(kept.iter().all(|o| o.safety == Safety::Lossless && o.authority != Authority::IntentGated), "{name}");
+            assert!(
+                kept.iter().all(|o| o.safety == Safety::Lossless && o.authority != Authority::IntentGated),
+                "{name}"
+            );
             assert!(held.iter().all(|h| h.reason.contains("--approve")), "{name}");
         }
         assert!(pipeline_chain("make-it-fast", 1.0).unwrap_err().contains("safe-cleanup"));
@@ -501,10 +617,14 @@ mod tests {
     fn approvals_let_bounded_loss_and_destructive_ops_through() {
         let e = Evidence { meters_per_unit: 0.01, ..Default::default() };
         let chain = build_chain(&e, Some("mesh-count-reduction"), &[]).unwrap();
-        assert_eq!(chain.operations.iter().map(|o| o.operation).collect::<Vec<_>>(), ["meshCleanup", "deduplicateGeometry"]);
+        assert_eq!(
+            chain.operations.iter().map(|o| o.operation).collect::<Vec<_>>(),
+            ["meshCleanup", "deduplicateGeometry"]
+        );
         let held: Vec<_> = chain.skipped.iter().map(|s| s.operation).collect();
         assert_eq!(held, ["removeSmallGeometry", "decimateMeshes"]);
-        let chain = build_chain(&e, Some("mesh-count-reduction"), &["decimateMeshes".into(), "destructive".into()]).unwrap();
+        let chain =
+            build_chain(&e, Some("mesh-count-reduction"), &["decimateMeshes".into(), "destructive".into()]).unwrap();
         assert_eq!(chain.operations.len(), 4);
         let decimate = chain.operations.iter().find(|o| o.operation == "decimateMeshes").unwrap();
         assert_eq!(decimate.safety, Safety::BoundedLoss);
@@ -515,7 +635,10 @@ mod tests {
 
     #[test]
     fn mesh_cleanup_sub_modes_change_its_class() {
-        assert_eq!(classify("meshCleanup", &serde_json::json!({"tolerance": 0.0})), (Safety::Lossless, Authority::Auto));
+        assert_eq!(
+            classify("meshCleanup", &serde_json::json!({"tolerance": 0.0})),
+            (Safety::Lossless, Authority::Auto)
+        );
         assert_eq!(classify("meshCleanup", &serde_json::json!({"makeManifold": true})).0, Safety::BoundedLoss);
         assert_eq!(classify("meshCleanup", &serde_json::json!({"tolerance": 0.01})).1, Authority::IntentGated);
         assert_eq!(classify("somethingNew", &serde_json::Value::Null), (Safety::Destructive, Authority::IntentGated));
@@ -523,11 +646,19 @@ mod tests {
 
     #[test]
     fn occluded_geometry_goes_first_and_only_when_approved() {
-        let e = Evidence { meters_per_unit: 1.0, occlusion_pairs: vec!["/F/M/Housing".into(), "/F/M/Motor".into()], occluded_meshes: 3,
-                           meshes_with_mergeable_vertices: 5, ..Default::default() };
+        let e = Evidence {
+            meters_per_unit: 1.0,
+            occlusion_pairs: vec!["/F/M/Housing".into(), "/F/M/Motor".into()],
+            occluded_meshes: 3,
+            meshes_with_mergeable_vertices: 5,
+            ..Default::default()
+        };
         let held = build_chain(&e, None, &[]).unwrap();
         assert_eq!(held.operations[0].operation, "meshCleanup");
-        assert!(held.skipped.iter().any(|s| s.operation == "findOccludedMeshes" && s.reason.contains("--approve findOccludedMeshes")));
+        assert!(held
+            .skipped
+            .iter()
+            .any(|s| s.operation == "findOccludedMeshes" && s.reason.contains("--approve findOccludedMeshes")));
         let approved = build_chain(&e, None, &["findOccludedMeshes".into()]).unwrap();
         assert_eq!(approved.operations[0].operation, "findOccludedMeshes");
         assert_eq!(approved.operations[0].safety, Safety::Destructive);

@@ -32,7 +32,10 @@ pub enum Strength {
     Aggregate,
     /// `band`: the approved deviation in stage units; `meshes_may_drop`: a destructive op
     /// (one that removes geometry) was approved.
-    Bounded { band: f64, meshes_may_drop: bool },
+    Bounded {
+        band: f64,
+        meshes_may_drop: bool,
+    },
 }
 
 impl Strength {
@@ -83,14 +86,17 @@ impl Signature {
         for text in chunks {
             let chunk: Chunk = serde_json::from_str(text).map_err(|e| format!("geometry table chunk: {e}"))?;
             for (i, path) in chunk.path.into_iter().enumerate() {
-                meshes.insert(path, MeshSignature {
-                    points: chunk.points[i].clone(),
-                    topology: chunk.topology[i].clone(),
-                    triangles: chunk.triangles[i],
-                    surface: chunk.surface[i],
-                    material: chunk.material[i].clone(),
-                    bounds: chunk.bounds[i].clone(),
-                });
+                meshes.insert(
+                    path,
+                    MeshSignature {
+                        points: chunk.points[i].clone(),
+                        topology: chunk.topology[i].clone(),
+                        triangles: chunk.triangles[i],
+                        surface: chunk.surface[i],
+                        material: chunk.material[i].clone(),
+                        bounds: chunk.bounds[i].clone(),
+                    },
+                );
             }
         }
         let count = |key: &str| result[key].as_u64().unwrap_or(0);
@@ -109,7 +115,9 @@ impl Signature {
             let b = &m.bounds;
             Some(match acc {
                 None => [b[0], b[1], b[2], b[3], b[4], b[5]],
-                Some(a) => [a[0].min(b[0]), a[1].min(b[1]), a[2].min(b[2]), a[3].max(b[3]), a[4].max(b[4]), a[5].max(b[5])],
+                Some(a) => {
+                    [a[0].min(b[0]), a[1].min(b[1]), a[2].min(b[2]), a[3].max(b[3]), a[4].max(b[4]), a[5].max(b[5])]
+                }
             })
         })
     }
@@ -134,7 +142,8 @@ fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
 /// Compare two signatures; the result is the proof record (schemas/preservation.schema.json).
 pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Strength) -> Value {
     let world = before.world_bounds();
-    let diagonal = world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
+    let diagonal =
+        world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
     let tolerance = match strength {
         Strength::Bounded { band, .. } => band.max(RELATIVE_TOLERANCE * diagonal.max(1.0)),
         _ => RELATIVE_TOLERANCE * diagonal.max(1.0),
@@ -163,8 +172,12 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
                     None => note(path, "missing after".into()),
                     Some(now) if now.points != was.points => note(path, "local points changed".into()),
                     Some(now) if now.topology != was.topology => note(path, "topology changed".into()),
-                    Some(now) if now.material != was.material => note(path, format!("bound material {} → {}", was.material, now.material)),
-                    Some(now) if !close(&now.bounds, &was.bounds, tolerance) => note(path, "world-space bounds moved beyond tolerance".into()),
+                    Some(now) if now.material != was.material => {
+                        note(path, format!("bound material {} → {}", was.material, now.material))
+                    }
+                    Some(now) if !close(&now.bounds, &was.bounds, tolerance) => {
+                        note(path, "world-space bounds moved beyond tolerance".into())
+                    }
                     Some(_) => {}
                 }
             }
@@ -172,12 +185,24 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
                 note(path, "new after".into());
             }
             if prims_after != before.prims_with_proxies {
-                note("/", format!("composed prims with instance proxies {} → {prims_after}", before.prims_with_proxies));
+                note(
+                    "/",
+                    format!("composed prims with instance proxies {} → {prims_after}", before.prims_with_proxies),
+                );
             }
         }
         Strength::Bounded { meshes_may_drop, .. } => {
-            if after.meshes.len() > before.meshes.len() || (!meshes_may_drop && after.meshes.len() < before.meshes.len()) {
-                note("/", format!("rendered meshes {} → {} beyond what was approved", before.meshes.len(), after.meshes.len()));
+            if after.meshes.len() > before.meshes.len()
+                || (!meshes_may_drop && after.meshes.len() < before.meshes.len())
+            {
+                note(
+                    "/",
+                    format!(
+                        "rendered meshes {} → {} beyond what was approved",
+                        before.meshes.len(),
+                        after.meshes.len()
+                    ),
+                );
             }
             if !bounds_same {
                 note("/", "world bounds moved beyond the approved band".into());
@@ -185,7 +210,10 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
         }
         Strength::Aggregate => {
             if before.meshes_with_surface() != after.meshes_with_surface() {
-                note("/", format!("meshes with surface {} → {}", before.meshes_with_surface(), after.meshes_with_surface()));
+                note(
+                    "/",
+                    format!("meshes with surface {} → {}", before.meshes_with_surface(), after.meshes_with_surface()),
+                );
             }
             if !triangles_same {
                 note("/", "surface triangles per bound material changed".into());
@@ -220,7 +248,11 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
 
 /// The proof's one-line summary for run notes and errors.
 pub fn summary(proof: &Value) -> String {
-    let first: Vec<String> = proof["differences"].as_array().into_iter().flatten().take(3)
+    let first: Vec<String> = proof["differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(3)
         .map(|d| format!("{} ({})", d["path"].as_str().unwrap_or(""), d["difference"].as_str().unwrap_or("")))
         .collect();
     format!(
@@ -240,10 +272,22 @@ mod tests {
     fn signature(meshes: &[(&str, &str, f64)]) -> Signature {
         Signature {
             prims_with_proxies: 10,
-            meshes: meshes.iter().map(|(path, points, x)| (path.to_string(), MeshSignature {
-                points: points.to_string(), topology: "t".into(), triangles: 12, surface: 12, material: "M#1".into(),
-                bounds: vec![*x, 0.0, 0.0, x + 1.0, 1.0, 1.0],
-            })).collect(),
+            meshes: meshes
+                .iter()
+                .map(|(path, points, x)| {
+                    (
+                        path.to_string(),
+                        MeshSignature {
+                            points: points.to_string(),
+                            topology: "t".into(),
+                            triangles: 12,
+                            surface: 12,
+                            material: "M#1".into(),
+                            bounds: vec![*x, 0.0, 0.0, x + 1.0, 1.0, 1.0],
+                        },
+                    )
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -271,27 +315,40 @@ mod tests {
     fn an_approved_loss_is_measured_and_bounded() {
         let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
         let mut after = before.clone();
-        after.meshes.values_mut().for_each(|m| { m.triangles = 6; m.surface = 6; m.points = "decimated".into(); });
+        after.meshes.values_mut().for_each(|m| {
+            m.triangles = 6;
+            m.surface = 6;
+            m.points = "decimated".into();
+        });
         let bounded = Strength::Bounded { band: 0.01, meshes_may_drop: false };
         let proof = prove("so-run-operations", &before, &after, bounded);
         assert_eq!(proof["passed"], true);
         assert_eq!(proof["triangles"], json!({"before": 24, "after": 12}));
         after.meshes.remove("/W/B/m");
         assert_eq!(prove("x", &before, &after, bounded)["passed"], false);
-        assert_eq!(prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"], false,
-                   "dropping a mesh moved the world bounds beyond the band");
+        assert_eq!(
+            prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"],
+            false,
+            "dropping a mesh moved the world bounds beyond the band"
+        );
     }
 
     #[test]
     fn dropping_degenerate_or_duplicate_faces_keeps_the_surface() {
         let before = signature(&[("/W/A/m", "p1", 0.0)]);
         let mut after = before.clone();
-        after.meshes.values_mut().for_each(|m| { m.triangles = 10; m.topology = "cleaned".into(); });
+        after.meshes.values_mut().for_each(|m| {
+            m.triangles = 10;
+            m.topology = "cleaned".into();
+        });
         let proof = prove("so-run-operations", &before, &after, Strength::Aggregate);
         assert_eq!(proof["passed"], true, "raw triangles 12 → 10, surface 12 → 12");
         // A mesh of only zero-area faces renders nothing: cleaning it away loses no surface.
         let mut with_empty = before.clone();
-        with_empty.meshes.insert("/W/Empty/m".into(), MeshSignature { surface: 0, triangles: 4, bounds: vec![50.0; 6], ..before.meshes["/W/A/m"].clone() });
+        with_empty.meshes.insert(
+            "/W/Empty/m".into(),
+            MeshSignature { surface: 0, triangles: 4, bounds: vec![50.0; 6], ..before.meshes["/W/A/m"].clone() },
+        );
         assert_eq!(prove("x", &with_empty, &after, Strength::Aggregate)["passed"], true);
         after.meshes.values_mut().for_each(|m| m.surface = 10);
         assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], false);

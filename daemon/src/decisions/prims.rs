@@ -89,10 +89,8 @@ impl PrimTable {
     pub fn from_rows(mut rows: Vec<PrimRow>) -> Self {
         rows.sort_by(|a, b| a.path.cmp(&b.path));
         let by_path: HashMap<String, usize> = rows.iter().enumerate().map(|(i, r)| (r.path.clone(), i)).collect();
-        let parent: Vec<Option<usize>> = rows
-            .iter()
-            .map(|r| r.path.rsplit_once('/').and_then(|(head, _)| by_path.get(head).copied()))
-            .collect();
+        let parent: Vec<Option<usize>> =
+            rows.iter().map(|r| r.path.rsplit_once('/').and_then(|(head, _)| by_path.get(head).copied())).collect();
         let mut children = vec![Vec::new(); rows.len()];
         for (i, p) in parent.iter().enumerate() {
             if let Some(p) = p {
@@ -108,10 +106,29 @@ impl PrimTable {
         for (n, text) in chunks.iter().enumerate() {
             let mut c: Chunk = serde_json::from_str(text.as_ref()).map_err(|e| format!("prim table chunk {n}: {e}"))?;
             let len = c.path.len();
-            let lengths = [c.type_name.len(), c.kind.len(), c.hash.len(), c.prims.len(), c.meshes.len(), c.gprims.len(), c.bytes.len(),
-                c.ext.len(), c.ext_n.len(), c.reference.len(), c.variants.len(), c.overrides_below.len(), c.instance.len(),
-                c.physics.len(), c.skeleton.len(), c.rigid_below.len(), c.animated_below.len(), c.animated.len(),
-                c.articulation_root.len(), c.material.len(), c.bounds.len()];
+            let lengths = [
+                c.type_name.len(),
+                c.kind.len(),
+                c.hash.len(),
+                c.prims.len(),
+                c.meshes.len(),
+                c.gprims.len(),
+                c.bytes.len(),
+                c.ext.len(),
+                c.ext_n.len(),
+                c.reference.len(),
+                c.variants.len(),
+                c.overrides_below.len(),
+                c.instance.len(),
+                c.physics.len(),
+                c.skeleton.len(),
+                c.rigid_below.len(),
+                c.animated_below.len(),
+                c.animated.len(),
+                c.articulation_root.len(),
+                c.material.len(),
+                c.bounds.len(),
+            ];
             if lengths.iter().any(|l| *l != len) {
                 return Err(format!("prim table chunk {n}: columns of different lengths"));
             }
@@ -197,7 +214,11 @@ pub fn path_pattern<'a>(paths: impl IntoIterator<Item = &'a str>) -> String {
 pub fn name_base(name: &str) -> &str {
     let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
     let trimmed = trimmed.strip_suffix("_copy").or_else(|| trimmed.strip_suffix("Copy")).unwrap_or(trimmed);
-    if trimmed.is_empty() { name } else { trimmed }
+    if trimmed.is_empty() {
+        name
+    } else {
+        trimmed
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +227,16 @@ pub(crate) mod tests {
 
     /// A row with the given path and defaults fit for a leaf mesh.
     pub fn row(path: &str, hash: &str, prims: u64, meshes: u64) -> PrimRow {
-        PrimRow { path: path.into(), type_name: "Xform".into(), hash: hash.into(), prims, meshes, gprims: meshes, bytes: prims * 100, ..Default::default() }
+        PrimRow {
+            path: path.into(),
+            type_name: "Xform".into(),
+            hash: hash.into(),
+            prims,
+            meshes,
+            gprims: meshes,
+            bytes: prims * 100,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -41,7 +41,6 @@ impl Branch {
     pub fn parse(text: &str) -> Option<Self> {
         ALL_BRANCHES.into_iter().find(|b| b.as_str() == text)
     }
-
 }
 
 /// What the gate does for a stage.
@@ -53,7 +52,12 @@ pub enum GatePlan {
     Automatic(Branch),
 }
 
-pub fn gate_plan(class: Classification, dedupe_recommended: bool, payload_count: u64, clear_boundaries: bool) -> GatePlan {
+pub fn gate_plan(
+    class: Classification,
+    dedupe_recommended: bool,
+    payload_count: u64,
+    clear_boundaries: bool,
+) -> GatePlan {
     use Branch::*;
     match class {
         Classification::MonolithicNeedsRestructure if dedupe_recommended => GatePlan::Ask {
@@ -64,10 +68,9 @@ pub fn gate_plan(class: Classification, dedupe_recommended: bool, payload_count:
             branches: vec![DecomposeForSelectiveLoading, OptimizeAsIs, Exit],
             recommended: Some(DecomposeForSelectiveLoading),
         },
-        Classification::MonolithicFineAsIs if payload_count == 0 && clear_boundaries => GatePlan::Ask {
-            branches: vec![DecomposeForSelectiveLoading, OptimizeAsIs, Exit],
-            recommended: None,
-        },
+        Classification::MonolithicFineAsIs if payload_count == 0 && clear_boundaries => {
+            GatePlan::Ask { branches: vec![DecomposeForSelectiveLoading, OptimizeAsIs, Exit], recommended: None }
+        }
         Classification::MonolithicFineAsIs => GatePlan::Automatic(OptimizeAsIs),
         Classification::Composed | Classification::AlreadyOptimized => GatePlan::Automatic(Continue),
     }
@@ -87,7 +90,6 @@ pub fn accept(plan: &GatePlan, answer: Branch) -> Result<Branch, String> {
         GatePlan::Automatic(auto) => Ok(*auto),
     }
 }
-
 
 /// How apply-restructure materializes a branch (the upstream `dedupe.mode` / `goal`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -195,7 +197,11 @@ pub fn readiness(group: &GroupCandidate) -> Vec<Readiness> {
                 }
             }
             if clean.len() < 2 {
-                let reason = if divergent { "the only copy selecting this variant: nothing to share" } else { "fewer than two clean copies" };
+                let reason = if divergent {
+                    "the only copy selecting this variant: nothing to share"
+                } else {
+                    "fewer than two clean copies"
+                };
                 held_back.extend(clean.drain(..).map(|path| HeldBack { path, reason: reason.into() }));
             }
             let verdict = if share.iter().any(|s| s.overrides) || group.verdict == "red" {
@@ -205,7 +211,14 @@ pub fn readiness(group: &GroupCandidate) -> Vec<Readiness> {
             } else {
                 "safe"
             };
-            Readiness { group: group.id.clone(), prototype: k, sites: share.len(), readiness: verdict, flipped: clean, held_back }
+            Readiness {
+                group: group.id.clone(),
+                prototype: k,
+                sites: share.len(),
+                readiness: verdict,
+                flipped: clean,
+                held_back,
+            }
         })
         .collect()
 }
@@ -288,7 +301,14 @@ fn is_below(path: &str, root: &str) -> bool {
 /// now lives (the nested library: parent prototypes reference child prototypes).
 pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
     let mut plan = RestructurePlan {
-        mode, namespace: PROTOTYPE_NAMESPACE, prototypes: vec![], sites: vec![], subassets: vec![], flips: vec![], readiness: vec![], skipped: vec![],
+        mode,
+        namespace: PROTOTYPE_NAMESPACE,
+        prototypes: vec![],
+        sites: vec![],
+        subassets: vec![],
+        flips: vec![],
+        readiness: vec![],
+        skipped: vec![],
     };
     // (prototype name, its source path, copied?) per (group, variant)
     let mut shares: Vec<(&GroupCandidate, usize, String, String, bool)> = Vec::new();
@@ -300,12 +320,18 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
             continue;
         }
         if group.verdict == "red" {
-            plan.skipped.push(Skipped { group: group.id.clone(), reason: "copies point at different targets outside their subtree: not one prototype".into() });
+            plan.skipped.push(Skipped {
+                group: group.id.clone(),
+                reason: "copies point at different targets outside their subtree: not one prototype".into(),
+            });
             plan.readiness.extend(readiness);
             continue;
         }
         let Some(sites) = group.sites.as_deref() else {
-            plan.skipped.push(Skipped { group: group.id.clone(), reason: "the assessment listed no sites for this group".into() });
+            plan.skipped.push(Skipped {
+                group: group.id.clone(),
+                reason: "the assessment listed no sites for this group".into(),
+            });
             continue;
         };
         for (k, representative) in group.representatives.iter().enumerate() {
@@ -335,7 +361,12 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
     }
     let copied: Vec<(&str, &str)> = shares.iter().filter(|s| s.4).map(|s| (s.2.as_str(), s.3.as_str())).collect();
     for (group, k, name, source, is_copied) in &shares {
-        plan.prototypes.push(PlannedPrototype { name: name.clone(), group: group.id.clone(), source: source.clone(), in_place: !*is_copied });
+        plan.prototypes.push(PlannedPrototype {
+            name: name.clone(),
+            group: group.id.clone(),
+            source: source.clone(),
+            in_place: !*is_copied,
+        });
         let flipped: std::collections::HashSet<&str> = plan
             .readiness
             .iter()
@@ -347,13 +378,18 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
                 continue; // the prototype itself, used in place
             }
             // The innermost copied prototype whose source holds this copy.
-            let holder = copied.iter().filter(|(_, root)| is_below(&site.path, root)).max_by_key(|(_, root)| root.len());
+            let holder =
+                copied.iter().filter(|(_, root)| is_below(&site.path, root)).max_by_key(|(_, root)| root.len());
             let (within, path) = match holder {
                 Some((holder, root)) => (holder.to_string(), site.path[root.len() + 1..].to_string()),
                 None => (String::new(), site.path.clone()),
             };
             plan.sites.push(PlannedSite {
-                prototype: name.clone(), within, path, member: site.path.clone(), instanceable: flipped.contains(site.path.as_str()),
+                prototype: name.clone(),
+                within,
+                path,
+                member: site.path.clone(),
+                instanceable: flipped.contains(site.path.as_str()),
             });
         }
     }
@@ -381,7 +417,14 @@ pub fn plan_selective(boundaries: &[String]) -> RestructurePlan {
         })
         .collect();
     RestructurePlan {
-        mode: Mode::SelectiveLoading, namespace: PROTOTYPE_NAMESPACE, prototypes: vec![], sites: vec![], subassets, flips: vec![], readiness: vec![], skipped: vec![],
+        mode: Mode::SelectiveLoading,
+        namespace: PROTOTYPE_NAMESPACE,
+        prototypes: vec![],
+        sites: vec![],
+        subassets,
+        flips: vec![],
+        readiness: vec![],
+        skipped: vec![],
     }
 }
 
@@ -406,7 +449,13 @@ mod tests {
     #[test]
     fn dedupe_candidates_offer_both_strategies_without_preselecting() {
         let plan = gate_plan(Classification::MonolithicNeedsRestructure, true, 0, false);
-        assert_eq!(plan, GatePlan::Ask { branches: vec![DeduplicateInternally, ExtractAsAssets, OptimizeAsIs, Exit], recommended: None });
+        assert_eq!(
+            plan,
+            GatePlan::Ask {
+                branches: vec![DeduplicateInternally, ExtractAsAssets, OptimizeAsIs, Exit],
+                recommended: None
+            }
+        );
     }
 
     #[test]
@@ -443,17 +492,30 @@ mod tests {
 
     fn group(id: &str, source: &str, representatives: &[&str], sites: Vec<SiteCandidate>) -> GroupCandidate {
         GroupCandidate {
-            id: id.into(), source: source.into(), verdict: "green".into(), selected: true, content_flags: vec![],
-            representatives: representatives.iter().map(|r| r.to_string()).collect(), sites: Some(sites),
+            id: id.into(),
+            source: source.into(),
+            verdict: "green".into(),
+            selected: true,
+            content_flags: vec![],
+            representatives: representatives.iter().map(|r| r.to_string()).collect(),
+            sites: Some(sites),
         }
     }
 
     #[test]
     fn copies_with_overrides_or_a_unique_variant_are_not_flipped() {
-        let teapots = group("g001", "reference", &["/W/T0", "/W/T2"], vec![
-            site("/W/T0", 0, false, "@t.usd@<>"), site("/W/T1", 0, true, "@t.usd@<>"),
-            site("/W/T2", 1, false, "@t.usd@<>"), site("/W/T3", 1, false, "@t.usd@<>"), site("/W/T4", 1, false, "@t.usd@<>"),
-        ]);
+        let teapots = group(
+            "g001",
+            "reference",
+            &["/W/T0", "/W/T2"],
+            vec![
+                site("/W/T0", 0, false, "@t.usd@<>"),
+                site("/W/T1", 0, true, "@t.usd@<>"),
+                site("/W/T2", 1, false, "@t.usd@<>"),
+                site("/W/T3", 1, false, "@t.usd@<>"),
+                site("/W/T4", 1, false, "@t.usd@<>"),
+            ],
+        );
         let rows = readiness(&teapots);
         assert_eq!(rows[0].readiness, "overrides_found");
         assert!(rows[0].flipped.is_empty(), "one clean copy left: nothing to share");
@@ -475,13 +537,33 @@ mod tests {
 
     #[test]
     fn copies_inside_a_copied_prototype_are_rewritten_there() {
-        let lines = group("g001", "hash", &["/F/Line_0"], vec![site("/F/Line_0", 0, false, ""), site("/F/Line_1", 0, false, "")]);
-        let robots = group("g002", "hash", &["/F/Line_0/Robot_0"], vec![
-            site("/F/Line_0/Robot_0", 0, false, ""), site("/F/Line_0/Robot_1", 0, false, ""), site("/F/Cell/Robot_9", 0, false, ""),
-        ]);
+        let lines = group(
+            "g001",
+            "hash",
+            &["/F/Line_0"],
+            vec![site("/F/Line_0", 0, false, ""), site("/F/Line_1", 0, false, "")],
+        );
+        let robots = group(
+            "g002",
+            "hash",
+            &["/F/Line_0/Robot_0"],
+            vec![
+                site("/F/Line_0/Robot_0", 0, false, ""),
+                site("/F/Line_0/Robot_1", 0, false, ""),
+                site("/F/Cell/Robot_9", 0, false, ""),
+            ],
+        );
         let plan = plan_dedupe(Mode::ExternalPrototype, &[lines, robots]);
-        assert_eq!(plan.prototypes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Line_0_g001", "Robot_0_g002"]);
-        let robot_sites: Vec<(&str, &str)> = plan.sites.iter().filter(|s| s.prototype == "Robot_0_g002").map(|s| (s.within.as_str(), s.path.as_str())).collect();
+        assert_eq!(
+            plan.prototypes.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["Line_0_g001", "Robot_0_g002"]
+        );
+        let robot_sites: Vec<(&str, &str)> = plan
+            .sites
+            .iter()
+            .filter(|s| s.prototype == "Robot_0_g002")
+            .map(|s| (s.within.as_str(), s.path.as_str()))
+            .collect();
         assert_eq!(robot_sites, [("Line_0_g001", "Robot_0"), ("Line_0_g001", "Robot_1"), ("", "/F/Cell/Robot_9")]);
         assert!(plan.sites.iter().all(|s| s.instanceable));
     }
@@ -489,9 +571,12 @@ mod tests {
     #[test]
     fn internal_mode_keeps_an_already_referenced_copy_as_the_prototype() {
         // A BIM library prim and the visible placement that references it.
-        let g = group("g060", "hash", &["/A/Library/node_0"], vec![
-            site("/A/Library/node_0", 0, false, ""), site("/A/Scene/node_0", 0, false, "</A/Library/node_0>"),
-        ]);
+        let g = group(
+            "g060",
+            "hash",
+            &["/A/Library/node_0"],
+            vec![site("/A/Library/node_0", 0, false, ""), site("/A/Scene/node_0", 0, false, "</A/Library/node_0>")],
+        );
         let internal = plan_dedupe(Mode::InternalReference, std::slice::from_ref(&g));
         assert!(internal.prototypes[0].in_place && internal.prototypes[0].source == "/A/Library/node_0");
         assert_eq!(internal.sites.len(), 1);
@@ -500,14 +585,16 @@ mod tests {
         assert!(external.prototypes[0].in_place, "an existing sharing is not scattered into files");
         assert_eq!(external.sites.len(), 1);
         // ...unless a copy lies inside an extracted prototype, which cannot reach back.
-        let outer = group("g001", "hash", &["/A/Scene"], vec![site("/A/Scene", 0, false, ""), site("/A/Other", 0, false, "")]);
+        let outer =
+            group("g001", "hash", &["/A/Scene"], vec![site("/A/Scene", 0, false, ""), site("/A/Other", 0, false, "")]);
         let nested = plan_dedupe(Mode::ExternalPrototype, &[outer, g]);
         assert!(nested.prototypes.iter().all(|p| !p.in_place));
     }
 
     #[test]
     fn selective_loading_cuts_at_the_outermost_boundaries() {
-        let plan = plan_selective(&["/F/Hall_A".into(), "/F/Hall_A/Cell".into(), "/F/Hall_B".into(), "/G/Hall_A".into()]);
+        let plan =
+            plan_selective(&["/F/Hall_A".into(), "/F/Hall_A/Cell".into(), "/F/Hall_B".into(), "/G/Hall_A".into()]);
         let names: Vec<_> = plan.subassets.iter().map(|s| (s.name.as_str(), s.source.as_str())).collect();
         assert_eq!(names, [("Hall_A", "/F/Hall_A"), ("Hall_B", "/F/Hall_B"), ("Hall_A_2", "/G/Hall_A")]);
     }

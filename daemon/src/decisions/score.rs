@@ -21,10 +21,8 @@ pub fn group_score(change_pct: f64) -> f64 {
 }
 
 pub fn overall(groups: &[MetricGroup]) -> f64 {
-    let scored: Vec<(f64, f64)> = groups
-        .iter()
-        .filter_map(|g| g.score.filter(|_| g.weight > 0.0).map(|s| (s, g.weight)))
-        .collect();
+    let scored: Vec<(f64, f64)> =
+        groups.iter().filter_map(|g| g.score.filter(|_| g.weight > 0.0).map(|s| (s, g.weight))).collect();
     let weight: f64 = scored.iter().map(|(_, w)| w).sum();
     if weight == 0.0 {
         return 5.0;

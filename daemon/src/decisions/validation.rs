@@ -40,7 +40,14 @@ pub struct Concept {
     pub per_geometry: bool,
 }
 
-const fn so(name: &'static str, tier: u8, module: &'static str, class_name: &'static str, op_family: &'static str, per_geometry: bool) -> Concept {
+const fn so(
+    name: &'static str,
+    tier: u8,
+    module: &'static str,
+    class_name: &'static str,
+    op_family: &'static str,
+    per_geometry: bool,
+) -> Concept {
     Concept { name, tier, provider: Provider::UsdOptimize, module, class_name, op_family, per_geometry }
 }
 
@@ -56,32 +63,177 @@ pub const CONCEPTS: &[Concept] = &[
     nv("texture_bind", "usd_validation_nvidia.rules._basic", "TextureChecker"),
     nv("texture_normalmap", "usd_validation_nvidia.rules._basic", "NormalMapTextureChecker"),
     Concept {
-        name: "extents_general", tier: 1, provider: Provider::Nvidia, module: "usd_validation_nvidia.rules._basic",
-        class_name: "ExtentsChecker", op_family: "computeExtents", per_geometry: true,
+        name: "extents_general",
+        tier: 1,
+        provider: Provider::Nvidia,
+        module: "usd_validation_nvidia.rules._basic",
+        class_name: "ExtentsChecker",
+        op_family: "computeExtents",
+        per_geometry: true,
     },
-    so("material_duplicates", 1, "usd_optimize.validators.duplicate_materials_checker", "DuplicateMaterialsChecker", "optimizeMaterials", false),
-    so("structure_empty_leaf", 1, "usd_optimize.validators.empty_leaf_checker", "EmptyLeafChecker", "pruneLeaves", false),
-    so("structure_invisible", 1, "usd_optimize.validators.invisible_prims_checker", "InvisiblePrimsChecker", "removePrims", false),
-    so("structure_flat_hierarchy", 1, "usd_optimize.validators.flat_hierarchies_checker", "FlatHierarchiesChecker", "flattenHierarchy", false),
-    so("extents_zero", 1, "usd_optimize.validators.zero_extent_checker", "ZeroExtentChecker", "removeSmallGeometry", false),
-    so("perf_small_mesh", 1, "usd_optimize.validators.small_mesh_checker", "SmallMeshChecker", "removeSmallGeometry", false),
-    so("perf_sparse_mesh", 1, "usd_optimize.validators.sparse_mesh_checker", "SparseMeshChecker", "sparseMeshes", false),
-    so("perf_rtx_mesh_count", 1, "usd_optimize.validators.rtx_mesh_count_checker", "RtxMeshCountChecker", "rtxMeshCount", false),
-    so("perf_redundant_timesamples", 1, "usd_optimize.validators.redundant_timesamples_checker", "RedundantTimeSamplesChecker", "optimizeTimeSamples", false),
-    so("perf_high_vertex_count", 1, "usd_optimize.validators.high_vertex_count_checker", "HighVertexCountChecker", "countVertices", false),
-    so("primitive_fit", 2, "usd_optimize.validators.primitive_fit_checker", "PrimitiveFitChecker", "fitPrimitives", true),
-    so("primvar_indexability", 2, "usd_optimize.validators.indexed_primvars_checker", "IndexedPrimvarChecker", "optimizePrimvars", true),
+    so(
+        "material_duplicates",
+        1,
+        "usd_optimize.validators.duplicate_materials_checker",
+        "DuplicateMaterialsChecker",
+        "optimizeMaterials",
+        false,
+    ),
+    so(
+        "structure_empty_leaf",
+        1,
+        "usd_optimize.validators.empty_leaf_checker",
+        "EmptyLeafChecker",
+        "pruneLeaves",
+        false,
+    ),
+    so(
+        "structure_invisible",
+        1,
+        "usd_optimize.validators.invisible_prims_checker",
+        "InvisiblePrimsChecker",
+        "removePrims",
+        false,
+    ),
+    so(
+        "structure_flat_hierarchy",
+        1,
+        "usd_optimize.validators.flat_hierarchies_checker",
+        "FlatHierarchiesChecker",
+        "flattenHierarchy",
+        false,
+    ),
+    so(
+        "extents_zero",
+        1,
+        "usd_optimize.validators.zero_extent_checker",
+        "ZeroExtentChecker",
+        "removeSmallGeometry",
+        false,
+    ),
+    so(
+        "perf_small_mesh",
+        1,
+        "usd_optimize.validators.small_mesh_checker",
+        "SmallMeshChecker",
+        "removeSmallGeometry",
+        false,
+    ),
+    so(
+        "perf_sparse_mesh",
+        1,
+        "usd_optimize.validators.sparse_mesh_checker",
+        "SparseMeshChecker",
+        "sparseMeshes",
+        false,
+    ),
+    so(
+        "perf_rtx_mesh_count",
+        1,
+        "usd_optimize.validators.rtx_mesh_count_checker",
+        "RtxMeshCountChecker",
+        "rtxMeshCount",
+        false,
+    ),
+    so(
+        "perf_redundant_timesamples",
+        1,
+        "usd_optimize.validators.redundant_timesamples_checker",
+        "RedundantTimeSamplesChecker",
+        "optimizeTimeSamples",
+        false,
+    ),
+    so(
+        "perf_high_vertex_count",
+        1,
+        "usd_optimize.validators.high_vertex_count_checker",
+        "HighVertexCountChecker",
+        "countVertices",
+        false,
+    ),
+    so(
+        "primitive_fit",
+        2,
+        "usd_optimize.validators.primitive_fit_checker",
+        "PrimitiveFitChecker",
+        "fitPrimitives",
+        true,
+    ),
+    so(
+        "primvar_indexability",
+        2,
+        "usd_optimize.validators.indexed_primvars_checker",
+        "IndexedPrimvarChecker",
+        "optimizePrimvars",
+        true,
+    ),
     so("primvar_unused", 2, "usd_optimize.validators.unused_uvs_checker", "UnusedUVsChecker", "removeUnusedUVs", true),
-    so("vertex_weld", 2, "usd_optimize.validators.colocated_vertices_checker", "ColocatedVerticesChecker", "meshCleanup", true),
-    so("topology_zero_area_faces", 2, "usd_optimize.validators.zero_area_faces_checker", "ZeroAreaFacesChecker", "meshCleanup", true),
-    so("topology_duplicate_faces", 2, "usd_optimize.validators.duplicate_face_checker", "DuplicateFaceChecker", "meshCleanup", true),
+    so(
+        "vertex_weld",
+        2,
+        "usd_optimize.validators.colocated_vertices_checker",
+        "ColocatedVerticesChecker",
+        "meshCleanup",
+        true,
+    ),
+    so(
+        "topology_zero_area_faces",
+        2,
+        "usd_optimize.validators.zero_area_faces_checker",
+        "ZeroAreaFacesChecker",
+        "meshCleanup",
+        true,
+    ),
+    so(
+        "topology_duplicate_faces",
+        2,
+        "usd_optimize.validators.duplicate_face_checker",
+        "DuplicateFaceChecker",
+        "meshCleanup",
+        true,
+    ),
     so("normals_winding", 2, "usd_optimize.validators.windings_checker", "WindingsChecker", "meshCleanup", true),
-    so("geom_duplicates", 3, "usd_optimize.validators.duplicate_geometry_checker", "DuplicateGeometryChecker", "deduplicateGeometry", true),
-    so("topology_manifold", 3, "usd_optimize.validators.nonmanifold_checker", "NonManifoldChecker", "meshCleanup", true),
+    so(
+        "geom_duplicates",
+        3,
+        "usd_optimize.validators.duplicate_geometry_checker",
+        "DuplicateGeometryChecker",
+        "deduplicateGeometry",
+        true,
+    ),
+    so(
+        "topology_manifold",
+        3,
+        "usd_optimize.validators.nonmanifold_checker",
+        "NonManifoldChecker",
+        "meshCleanup",
+        true,
+    ),
     so("normals_validity", 3, "usd_optimize.validators.normals_checker", "NormalsChecker", "generateNormals", true),
-    so("spatial_occluded", 3, "usd_optimize.validators.occluded_meshes_checker", "OccludedMeshesChecker", "findOccludedMeshes", false),
-    so("spatial_overlapping", 3, "usd_optimize.validators.find_overlapping_meshes_checker", "FindOverlappingMeshesChecker", "findOverlappingMeshes", false),
-    so("spatial_coinciding", 3, "usd_optimize.validators.coinciding_geometry_checker", "CoincidingGeometryChecker", "findCoincidingGeometry", false),
+    so(
+        "spatial_occluded",
+        3,
+        "usd_optimize.validators.occluded_meshes_checker",
+        "OccludedMeshesChecker",
+        "findOccludedMeshes",
+        false,
+    ),
+    so(
+        "spatial_overlapping",
+        3,
+        "usd_optimize.validators.find_overlapping_meshes_checker",
+        "FindOverlappingMeshesChecker",
+        "findOverlappingMeshes",
+        false,
+    ),
+    so(
+        "spatial_coinciding",
+        3,
+        "usd_optimize.validators.coinciding_geometry_checker",
+        "CoincidingGeometryChecker",
+        "findCoincidingGeometry",
+        false,
+    ),
 ];
 
 pub fn concept(name: &str) -> &'static Concept {
@@ -89,20 +241,32 @@ pub fn concept(name: &str) -> &'static Concept {
 }
 
 /// The selection table's rows, in the contract's order.
-const SAFETY_GATE: &[&str] = &["composition_missing_ref", "material_path", "material_dangling_binding", "texture_bind", "texture_normalmap"];
+const SAFETY_GATE: &[&str] =
+    &["composition_missing_ref", "material_path", "material_dangling_binding", "texture_bind", "texture_normalmap"];
 /// The contract's whole-stage row plus authored-extent checks (the lossless chain's
 /// computeExtents), which run once per geometry class like the per-mesh rows.
 const WHOLE_STAGE_OPTIMIZATION: &[&str] = &[
-    "extents_general", "material_duplicates", "structure_empty_leaf", "structure_invisible", "structure_flat_hierarchy", "extents_zero",
-    "perf_small_mesh", "perf_sparse_mesh", "perf_rtx_mesh_count", "perf_redundant_timesamples", "perf_high_vertex_count",
+    "extents_general",
+    "material_duplicates",
+    "structure_empty_leaf",
+    "structure_invisible",
+    "structure_flat_hierarchy",
+    "extents_zero",
+    "perf_small_mesh",
+    "perf_sparse_mesh",
+    "perf_rtx_mesh_count",
+    "perf_redundant_timesamples",
+    "perf_high_vertex_count",
 ];
 /// Whole-stage findings a lossless op fixes that the assessment's facts do not show: on a
 /// stage assessed already_optimized, any of them still sends the run to Phase 4.
-pub const STRUCTURE_BLIND_LOSSLESS_FIXES: &[&str] = &["perf_redundant_timesamples", "material_duplicates", "structure_empty_leaf"];
+pub const STRUCTURE_BLIND_LOSSLESS_FIXES: &[&str] =
+    &["perf_redundant_timesamples", "material_duplicates", "structure_empty_leaf"];
 const PRIMVAR_CLEANUP: &[&str] = &["primvar_indexability", "primvar_unused"];
 /// The contract's hygiene trio plus duplicate faces: the lossless chain's meshCleanup
 /// enables removeDuplicateFaces only on evidence, so that evidence must be gathered.
-const MESH_HYGIENE: &[&str] = &["vertex_weld", "topology_zero_area_faces", "normals_winding", "topology_duplicate_faces"];
+const MESH_HYGIENE: &[&str] =
+    &["vertex_weld", "topology_zero_area_faces", "normals_winding", "topology_duplicate_faces"];
 const SIMULATION_READY: &[&str] = &["topology_manifold", "normals_validity"];
 const PAIR_ROUTING: &[&str] = &["spatial_overlapping", "spatial_coinciding"];
 
@@ -113,8 +277,22 @@ pub const LARGE_STAGE_PRIMS: u64 = 10_000;
 pub const JOB_TIMEOUT_S: u64 = 300;
 
 /// Words in a stage's authoring metadata that mark converted CAD/BIM/MEP content.
-pub const CONVERTER_WORDS: &[&str] =
-    &["ifc", "revit", "hoops", "cad", "step", "catia", "solidworks", "navisworks", "inventor", "creo", "jt ", "bim", "rhino", "sketchup"];
+pub const CONVERTER_WORDS: &[&str] = &[
+    "ifc",
+    "revit",
+    "hoops",
+    "cad",
+    "step",
+    "catia",
+    "solidworks",
+    "navisworks",
+    "inventor",
+    "creo",
+    "jt ",
+    "bim",
+    "rhino",
+    "sketchup",
+];
 
 /// A flagged cross-component pair, resolved to prim paths.
 #[derive(Clone, Debug, PartialEq)]
@@ -228,7 +406,9 @@ impl GeometryClasses {
         loop {
             if let Some(class) = index.get(head) {
                 let tail = &site[head.len()..];
-                return std::iter::once(site.to_string()).chain(class.copies.iter().map(|c| format!("{c}{tail}"))).collect();
+                return std::iter::once(site.to_string())
+                    .chain(class.copies.iter().map(|c| format!("{c}{tail}")))
+                    .collect();
             }
             match head.rsplit_once('/') {
                 Some((parent, _)) if !parent.is_empty() => head = parent,
@@ -332,7 +512,9 @@ pub fn select(inputs: &PlanInputs) -> Vec<Row> {
     let posture = inputs.phase_recommendation.as_str();
     let mut rows = Vec::new();
     match posture {
-        "optimization" | "already_optimized" => rows.push(row("always: whole-stage safety gate", WholeStage, SAFETY_GATE)),
+        "optimization" | "already_optimized" => {
+            rows.push(row("always: whole-stage safety gate", WholeStage, SAFETY_GATE))
+        }
         // Do not validate geometry about to be restructured: structural blockers only.
         _ => rows.push(row("structuring: structural blockers only", WholeStage, &["composition_missing_ref"])),
     }
@@ -340,7 +522,11 @@ pub fn select(inputs: &PlanInputs) -> Vec<Row> {
         rows.push(row("phase_recommendation optimization: whole-stage probes", WholeStage, WHOLE_STAGE_OPTIMIZATION));
     }
     if posture == "already_optimized" {
-        rows.push(row("already_optimized: Tier 1 findings the structure facts cannot see", WholeStage, STRUCTURE_BLIND_LOSSLESS_FIXES));
+        rows.push(row(
+            "already_optimized: Tier 1 findings the structure facts cannot see",
+            WholeStage,
+            STRUCTURE_BLIND_LOSSLESS_FIXES,
+        ));
     }
     // The per-target rows run in Phase 4, on whatever target the restructure produced.
     if inputs.converted_cad {
@@ -366,7 +552,9 @@ pub fn select(inputs: &PlanInputs) -> Vec<Row> {
 /// A scope-note target entry: the representatives' mask, or the whole stage.
 fn note_target(name: &str, scope: &Scope, classes: &GeometryClasses) -> Value {
     match scope {
-        Scope::Representatives if !classes.mask_paths.is_empty() => json!({"concept": name, "mask_paths": classes.mask_paths}),
+        Scope::Representatives if !classes.mask_paths.is_empty() => {
+            json!({"concept": name, "mask_paths": classes.mask_paths})
+        }
         _ => json!({"concept": name, "paths": ["/"]}),
     }
 }
@@ -400,13 +588,18 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
         Placement::WholeStage => {
             // Tier 1 batches, one engine per provider so the two halves run side by side;
             // per-geometry concepts get their own batch over the representatives.
-            let scope_of = |c: &str| if concept(c).per_geometry && !full { Scope::Representatives } else { Scope::WholeStage };
+            let scope_of =
+                |c: &str| if concept(c).per_geometry && !full { Scope::Representatives } else { Scope::WholeStage };
             for (provider, scope, id) in [
                 (Provider::Nvidia, Scope::WholeStage, "tier1-usd-validation-nvidia"),
                 (Provider::UsdOptimize, Scope::WholeStage, "tier1-usd-optimize"),
                 (Provider::Nvidia, Scope::Representatives, "tier1-per-geometry"),
             ] {
-                let batch: Vec<_> = concepts.iter().copied().filter(|c| concept(c).provider == provider && scope_of(c) == scope).collect();
+                let batch: Vec<_> = concepts
+                    .iter()
+                    .copied()
+                    .filter(|c| concept(c).provider == provider && scope_of(c) == scope)
+                    .collect();
                 if !batch.is_empty() {
                     jobs.push(Job { id: id.into(), tier: 1, concepts: batch, scope, target: "/".into() });
                 }
@@ -419,22 +612,43 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
                 let c = concept(name);
                 if per_pair.contains(name) {
                     // Occlusion is not probed behind an enclosure known to be see-through.
-                    let probed = inputs.pairs.iter().filter(|p| c.name != "spatial_occluded" || p.enclosure_opaque != Some(false));
+                    let probed = inputs
+                        .pairs
+                        .iter()
+                        .filter(|p| c.name != "spatial_occluded" || p.enclosure_opaque != Some(false));
                     if full {
-                        jobs.push(Job { id: format!("t3-{}-stage", c.name), tier: 3, concepts: vec![c.name], scope: Scope::WholeStage, target: "/".into() });
+                        jobs.push(Job {
+                            id: format!("t3-{}-stage", c.name),
+                            tier: 3,
+                            concepts: vec![c.name],
+                            scope: Scope::WholeStage,
+                            target: "/".into(),
+                        });
                         targets.push(json!({"concept": c.name, "paths": ["/"]}));
                         continue;
                     }
                     let mut pairs = Vec::new();
                     for (k, p) in probed.enumerate() {
-                        jobs.push(Job { id: format!("t3-{}-{k}", c.name), tier: 3, concepts: vec![c.name], scope: Scope::Pair(p.clone()), target: pair_target(p) });
+                        jobs.push(Job {
+                            id: format!("t3-{}-{k}", c.name),
+                            tier: 3,
+                            concepts: vec![c.name],
+                            scope: Scope::Pair(p.clone()),
+                            target: pair_target(p),
+                        });
                         pairs.push(json!([p.enclosing, p.enclosed]));
                     }
                     targets.push(json!({"concept": c.name, "pairs": pairs}));
                 } else {
                     let scope = if full || !c.per_geometry { Scope::WholeStage } else { Scope::Representatives };
                     targets.push(note_target(c.name, &scope, &inputs.classes));
-                    jobs.push(Job { id: format!("t{}-{}", c.tier, c.name), tier: c.tier, concepts: vec![c.name], scope, target: "/".into() });
+                    jobs.push(Job {
+                        id: format!("t{}-{}", c.tier, c.name),
+                        tier: c.tier,
+                        concepts: vec![c.name],
+                        scope,
+                        target: "/".into(),
+                    });
                 }
             }
         }
@@ -493,7 +707,8 @@ pub enum ValidationPhase {
 /// The validation report (upstream validation-report contract) from the executor's result.
 pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, classes: &GeometryClasses) -> Value {
     let index = classes.index();
-    let results: HashMap<&str, &Value> = result["jobs"].as_array().into_iter().flatten().filter_map(|j| Some((j["id"].as_str()?, j))).collect();
+    let results: HashMap<&str, &Value> =
+        result["jobs"].as_array().into_iter().flatten().filter_map(|j| Some((j["id"].as_str()?, j))).collect();
     let mut validators = Vec::new();
     let mut findings = Vec::new();
     let mut entries = Vec::new();
@@ -539,12 +754,26 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
                     let sites: u64 = normalized.iter().map(|f| f["site_count"].as_u64().unwrap_or(0)).sum();
                     let found = !normalized.is_empty();
                     findings.extend(normalized);
-                    (if found { "probed_with_findings" } else { "probed_clean" }, if errors { "FAIL" } else { "PASS" }, String::new(), sites)
+                    (
+                        if found { "probed_with_findings" } else { "probed_clean" },
+                        if errors { "FAIL" } else { "PASS" },
+                        String::new(),
+                        sites,
+                    )
                 }
-                ("timeout", _) => ("timeout_recorded", "TIMEOUT", outcome["error"].as_str().unwrap_or("").to_string(), 0),
-                ("blocked_runtime", _) => ("blocked_validation_runtime", "BLOCKED", outcome["error"].as_str().unwrap_or("").to_string(), 0),
+                ("timeout", _) => {
+                    ("timeout_recorded", "TIMEOUT", outcome["error"].as_str().unwrap_or("").to_string(), 0)
+                }
+                ("blocked_runtime", _) => {
+                    ("blocked_validation_runtime", "BLOCKED", outcome["error"].as_str().unwrap_or("").to_string(), 0)
+                }
                 // A crash or an engine failure: the runtime could not validate this target.
-                _ => ("blocked_validation_runtime", "BLOCKED", format!("{status}: {}", outcome["error"].as_str().unwrap_or("no result for the rule")), 0),
+                _ => (
+                    "blocked_validation_runtime",
+                    "BLOCKED",
+                    format!("{status}: {}", outcome["error"].as_str().unwrap_or("no result for the rule")),
+                    0,
+                ),
             };
             let mut validator = json!({
                 "name": format!("{} ({})", c.name, job.target), "kind": "rule", "status": validator_status,
@@ -577,7 +806,8 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
         let span = spans.entry(format!("tier{}", job.tier)).or_insert((start, end));
         *span = (span.0.min(start), span.1.max(end));
     }
-    let tier_seconds: BTreeMap<String, f64> = spans.into_iter().map(|(k, (a, b))| (k, ((b - a) * 1000.0).round() / 1000.0)).collect();
+    let tier_seconds: BTreeMap<String, f64> =
+        spans.into_iter().map(|(k, (a, b))| (k, ((b - a) * 1000.0).round() / 1000.0)).collect();
     json!({
         "schemaVersion": "1.0",
         "phase": match phase { ValidationPhase::Baseline => "baseline", ValidationPhase::After => "after" },
@@ -598,9 +828,22 @@ pub fn report(phase: ValidationPhase, stage: &str, plan: &Plan, result: &Value, 
 /// Findings of one rule on one job: grouped by message, sites expanded to every copy.
 /// usd-optimize rules add a stage-level summary issue at "/" beside the per-prim ones;
 /// the summary is kept only when a rule names no prim.
-fn normalize(c: &Concept, job: &Job, issues: &[Value], classes: &GeometryClasses, index: &HashMap<&str, &SharedClass>) -> Vec<Value> {
+fn normalize(
+    c: &Concept,
+    job: &Job,
+    issues: &[Value],
+    classes: &GeometryClasses,
+    index: &HashMap<&str, &SharedClass>,
+) -> Vec<Value> {
     let sites_of = |issue: &Value| -> Vec<String> {
-        issue["sites"].as_array().into_iter().flatten().filter_map(Value::as_str).filter(|s| !s.is_empty()).map(String::from).collect()
+        issue["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     };
     let names_a_prim = |issue: &Value| sites_of(issue).iter().any(|s| s != "/");
     let per_prim = issues.iter().any(names_a_prim);
@@ -609,7 +852,10 @@ fn normalize(c: &Concept, job: &Job, issues: &[Value], classes: &GeometryClasses
         if per_prim && !names_a_prim(issue) {
             continue;
         }
-        let key = (issue["severity"].as_str().unwrap_or("info").to_string(), issue["message"].as_str().unwrap_or("").to_string());
+        let key = (
+            issue["severity"].as_str().unwrap_or("info").to_string(),
+            issue["message"].as_str().unwrap_or("").to_string(),
+        );
         let sites = grouped.entry(key).or_default();
         for site in sites_of(issue) {
             if job.scope == Scope::Representatives {
@@ -656,13 +902,17 @@ pub fn ledger_gate(report: &Value) -> Result<(), String> {
     if report["coverage_ledger"]["complete"] == json!(true) {
         return Ok(());
     }
-    let unresolved: Vec<&str> = report["runtime_context"]["unresolved"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let unresolved: Vec<&str> =
+        report["runtime_context"]["unresolved"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     Err(format!("{} flagged validation target(s) unresolved: {}", unresolved.len(), unresolved.join(", ")))
 }
 
 /// Sites of a concept's findings in a report (on one target, or all), counted over every copy.
 pub fn site_count(report: &Value, concept: &str, target: Option<&str>) -> u64 {
-    report["findings"].as_array().into_iter().flatten()
+    report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|f| f["concept"] == concept && target.is_none_or(|t| f["target"] == t))
         .map(|f| f["site_count"].as_u64().unwrap_or(0))
         .sum()
@@ -671,20 +921,34 @@ pub fn site_count(report: &Value, concept: &str, target: Option<&str>) -> u64 {
 /// The narrower re-verify plan for Phase 4 outputs: only (target, concept) pairs that had
 /// findings (clean ones are subtracted, as iterations subtract them).
 pub fn reverify(plan: &Plan, baseline: &Value) -> Plan {
-    let with_findings: Vec<(String, String)> = baseline["coverage_ledger"]["entries"].as_array().into_iter().flatten()
+    let with_findings: Vec<(String, String)> = baseline["coverage_ledger"]["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|e| e["status"] == "probed_with_findings")
         .map(|e| (e["target"].as_str().unwrap_or("").to_string(), e["concept"].as_str().unwrap_or("").to_string()))
         .collect();
-    let jobs: Vec<Job> = plan.jobs.iter()
+    let jobs: Vec<Job> = plan
+        .jobs
+        .iter()
         .filter(|j| j.concepts.iter().any(|c| with_findings.contains(&(j.target.clone(), c.to_string()))))
         .cloned()
         .collect();
     let mut note = plan.note.clone();
     let kept: Vec<&str> = jobs.iter().flat_map(|j| j.concepts.iter().copied()).collect();
     note["concepts"] = json!(kept);
-    note["targets"] = json!(note["targets"].as_array().into_iter().flatten().filter(|t| kept.iter().any(|c| t["concept"] == *c)).cloned().collect::<Vec<_>>());
+    note["targets"] = json!(note["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| kept.iter().any(|c| t["concept"] == *c))
+        .cloned()
+        .collect::<Vec<_>>());
     note["tier_assignments"] = json!(kept.iter().map(|c| (c.to_string(), concept(c).tier)).collect::<BTreeMap<_, _>>());
-    note["selection_reason"] = json!(format!("re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings", jobs.len()));
+    note["selection_reason"] = json!(format!(
+        "re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings",
+        jobs.len()
+    ));
     Plan { note, jobs, openability: false }
 }
 
@@ -703,9 +967,15 @@ mod tests {
     fn table() -> PrimTable {
         PrimTable::from_rows(vec![
             row("/F", "f", 9, 6),
-            row("/F/M1", "m", 3, 2), mesh("/F/M1/Body", "body"), mesh("/F/M1/Bolt", "bolt"),
-            row("/F/M2", "m", 3, 2), mesh("/F/M2/Body", "body"), mesh("/F/M2/Bolt", "bolt"),
-            row("/F/M3", "m3", 3, 2), mesh("/F/M3/Body", "body3"), mesh("/F/M3/Bolt", "bolt"),
+            row("/F/M1", "m", 3, 2),
+            mesh("/F/M1/Body", "body"),
+            mesh("/F/M1/Bolt", "bolt"),
+            row("/F/M2", "m", 3, 2),
+            mesh("/F/M2/Body", "body"),
+            mesh("/F/M2/Bolt", "bolt"),
+            row("/F/M3", "m3", 3, 2),
+            mesh("/F/M3/Body", "body3"),
+            mesh("/F/M3/Bolt", "bolt"),
             row("/F/Looks", "l", 1, 0),
         ])
     }
@@ -735,7 +1005,14 @@ mod tests {
 
     #[test]
     fn selection_follows_the_phase_recommendation() {
-        let concepts = |i: &PlanInputs, p| plan(i, p).note["concepts"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let concepts = |i: &PlanInputs, p| {
+            plan(i, p).note["concepts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
         let structuring = inputs("structuring");
         assert_eq!(concepts(&structuring, Placement::WholeStage), ["composition_missing_ref"]);
         let optimization = inputs("optimization");
@@ -744,8 +1021,18 @@ mod tests {
         assert!(whole.iter().all(|c| concept(c).tier == 1));
         let target = concepts(&optimization, Placement::Target);
         // Shared geometry is a duplicate-geometry signal; no pairs, no physics, not CAD.
-        assert_eq!(target, ["primvar_indexability", "primvar_unused", "vertex_weld", "topology_zero_area_faces",
-                            "normals_winding", "topology_duplicate_faces", "geom_duplicates"]);
+        assert_eq!(
+            target,
+            [
+                "primvar_indexability",
+                "primvar_unused",
+                "vertex_weld",
+                "topology_zero_area_faces",
+                "normals_winding",
+                "topology_duplicate_faces",
+                "geom_duplicates"
+            ]
+        );
         // Same assessment, same selection.
         assert_eq!(target, concepts(&optimization, Placement::Target));
     }
@@ -755,8 +1042,10 @@ mod tests {
         let mut i = inputs("optimization");
         i.prim_count = 100_000;
         let p = plan(&i, Placement::WholeStage);
-        assert_eq!(p.jobs.iter().map(|j| (j.id.as_str(), j.concepts.len())).collect::<Vec<_>>(),
-                   [("tier1-usd-validation-nvidia", 5), ("tier1-usd-optimize", 10), ("tier1-per-geometry", 1)]);
+        assert_eq!(
+            p.jobs.iter().map(|j| (j.id.as_str(), j.concepts.len())).collect::<Vec<_>>(),
+            [("tier1-usd-validation-nvidia", 5), ("tier1-usd-optimize", 10), ("tier1-per-geometry", 1)]
+        );
         assert_eq!(p.note["full_sweep"]["status"], "skipped");
         assert!(p.note["full_sweep"]["reason"].as_str().unwrap().contains("100000 composed prims"));
         crate::store::validate("validation-scope-note", &p.note).unwrap();
@@ -777,7 +1066,10 @@ mod tests {
         assert_eq!(job["mask_paths"], json!(["/F/M1", "/F/M3/Body"]));
         // The transparent hood is not probed for occlusion, but both pairs for overlap.
         let pair_jobs = |c: &str| p.jobs.iter().filter(|j| j.concepts == [c]).count();
-        assert_eq!((pair_jobs("spatial_occluded"), pair_jobs("spatial_overlapping"), pair_jobs("spatial_coinciding")), (1, 2, 2));
+        assert_eq!(
+            (pair_jobs("spatial_occluded"), pair_jobs("spatial_overlapping"), pair_jobs("spatial_coinciding")),
+            (1, 2, 2)
+        );
         crate::store::validate("validation-scope-note", &p.note).unwrap();
         // Approval lifts the scoping: the same concepts over the whole stage.
         i.full_sweep_approved = true;
@@ -794,8 +1086,14 @@ mod tests {
     fn report_shares_a_representative_result_with_every_copy_and_resolves_the_ledger() {
         let i = inputs("optimization");
         let p = plan(&i, Placement::Target);
-        let mut jobs: Vec<Value> = p.jobs.iter().map(|j| json!({"id": j.id, "status": "ok", "seconds": 0.5,
-            "rules": j.concepts.iter().map(|c| json!({"concept": c, "issues": []})).collect::<Vec<_>>()})).collect();
+        let mut jobs: Vec<Value> = p
+            .jobs
+            .iter()
+            .map(|j| {
+                json!({"id": j.id, "status": "ok", "seconds": 0.5,
+            "rules": j.concepts.iter().map(|c| json!({"concept": c, "issues": []})).collect::<Vec<_>>()})
+            })
+            .collect();
         let weld = jobs.iter_mut().find(|j| j["id"] == "t2-vertex_weld").unwrap();
         weld["rules"][0]["issues"] = json!([
             {"severity": "warning", "message": "Found 1 mesh with mergeable vertices to fix", "sites": ["/"]},
@@ -809,7 +1107,10 @@ mod tests {
         assert_eq!(weld["sites"], json!(["/F/M1/Bolt", "/F/M2/Bolt", "/F/M3/Bolt"]));
         assert_eq!(weld["op_family"], "meshCleanup");
         assert_eq!(site_count(&r, "vertex_weld", None), 3);
-        let status = |c: &str| r["coverage_ledger"]["entries"].as_array().unwrap().iter().find(|e| e["concept"] == c).unwrap()["status"].clone();
+        let status = |c: &str| {
+            r["coverage_ledger"]["entries"].as_array().unwrap().iter().find(|e| e["concept"] == c).unwrap()["status"]
+                .clone()
+        };
         assert_eq!(status("vertex_weld"), "probed_with_findings");
         assert_eq!(status("primvar_unused"), "probed_clean");
         assert_eq!(status("geom_duplicates"), "timeout_recorded");
@@ -826,7 +1127,11 @@ mod tests {
     #[test]
     fn the_ledger_gate_blocks_when_a_flagged_target_has_no_disposition() {
         let mut i = inputs("optimization");
-        i.pairs = vec![FlaggedPair { enclosing: "/F/M1/Housing".into(), enclosed: "/F/M1/Motor".into(), enclosure_opaque: Some(true) }];
+        i.pairs = vec![FlaggedPair {
+            enclosing: "/F/M1/Housing".into(),
+            enclosed: "/F/M1/Motor".into(),
+            enclosure_opaque: Some(true),
+        }];
         let p = plan(&i, Placement::Target);
         // The executor answered every job but the occlusion probe of the flagged pair.
         let jobs: Vec<Value> = p.jobs.iter().filter(|j| !j.concepts.contains(&"spatial_occluded"))
@@ -844,9 +1149,15 @@ mod tests {
     fn a_crashed_or_unloadable_rule_is_recorded_not_passed() {
         let i = inputs("structuring");
         let p = plan(&i, Placement::WholeStage);
-        let r = report(ValidationPhase::Baseline, "/s.usda", &p, &result(json!([
-            {"id": "tier1-usd-validation-nvidia", "status": "crashed", "error": "validator process exited with code -11", "rules": []}
-        ])), &i.classes);
+        let r = report(
+            ValidationPhase::Baseline,
+            "/s.usda",
+            &p,
+            &result(json!([
+                {"id": "tier1-usd-validation-nvidia", "status": "crashed", "error": "validator process exited with code -11", "rules": []}
+            ])),
+            &i.classes,
+        );
         let entry = &r["coverage_ledger"]["entries"][0];
         assert_eq!(entry["status"], "blocked_validation_runtime");
         assert!(entry["reason"].as_str().unwrap().contains("code -11"));
