@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::phases::codes;
+use crate::outcome::Outcome;
 use crate::proto::{self, daemon_message, executor_message, DaemonMessage};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub struct TaskFailure {
 }
 
 impl TaskFailure {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_string(), message: message.into(), path: String::new() }
+    pub fn new(outcome: Outcome, message: impl Into<String>) -> Self {
+        Self { code: outcome.code().to_string(), message: message.into(), path: String::new() }
     }
 }
 
@@ -142,7 +142,7 @@ impl ExecutorHub {
             let lease = state.leases.remove(&task_id).expect("listed above");
             let _ = lease.reply.send((
                 Err(TaskFailure::new(
-                    codes::EXECUTOR_LOST,
+                    Outcome::ExecutorLost,
                     format!(
                         "executor {executor_id} was lost during task '{}' ({reason}); the task did not complete",
                         lease.kind
@@ -177,7 +177,7 @@ impl ExecutorHub {
                     let outcome = if result.ok {
                         serde_json::from_str::<Value>(&result.result_json)
                             .map_err(|e| {
-                                TaskFailure::new("executor_protocol_error", format!("result is not JSON: {e}"))
+                                TaskFailure::new(Outcome::ExecutorProtocolError, format!("result is not JSON: {e}"))
                             })
                             .map(|mut value| {
                                 if !lease.records.is_empty() {
@@ -291,7 +291,7 @@ impl ExecutorHub {
                 return (
                     String::new(),
                     Err(TaskFailure::new(
-                        codes::NO_EXECUTOR,
+                        Outcome::NoExecutor,
                         format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
                     )),
                     TaskUsage::default(),
@@ -300,7 +300,7 @@ impl ExecutorHub {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let (result, usage) = outcome.await.unwrap_or_else(|_| {
-            (Err(TaskFailure::new(codes::EXECUTOR_LOST, "the task's lease was dropped")), TaskUsage::default())
+            (Err(TaskFailure::new(Outcome::ExecutorLost, "the task's lease was dropped")), TaskUsage::default())
         });
         (executor_id, result, usage)
     }
@@ -329,16 +329,17 @@ mod tests {
         proto::Hello { executor_id: id.into(), task_kinds: vec!["probe".into()], ..Default::default() }
     }
 
-    type Outcome = (String, Result<Value, TaskFailure>, TaskUsage);
-
-    /// A hub with one executor "a" and a probe task leased to it: (hub, executor id, what the
-    /// executor receives, the task's outcome).
-    fn leased_probe() -> (
+    type TaskOutcome = (String, Result<Value, TaskFailure>, TaskUsage);
+    /// (hub, executor id, what the executor receives, the task's outcome)
+    type Leased = (
         std::sync::Arc<ExecutorHub>,
         String,
         mpsc::UnboundedReceiver<Result<DaemonMessage, Status>>,
-        tokio::task::JoinHandle<Outcome>,
-    ) {
+        tokio::task::JoinHandle<TaskOutcome>,
+    );
+
+    /// A hub with one executor "a" and a probe task leased to it.
+    fn leased_probe() -> Leased {
         let hub = std::sync::Arc::new(ExecutorHub::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let id = hub.register(hello("a"), tx);
@@ -355,7 +356,7 @@ mod tests {
         assert!(rx.recv().await.is_some(), "task was sent");
         hub.unregister(&id, "stream closed");
         let (_, outcome, _) = task.await.unwrap();
-        assert_eq!(outcome.unwrap_err().code, codes::EXECUTOR_LOST);
+        assert_eq!(outcome.unwrap_err().code, Outcome::ExecutorLost.code());
     }
 
     #[tokio::test]
@@ -413,14 +414,14 @@ mod tests {
         hub.register(hello("ops-1"), inside);
         assert!(inside_rx.recv().await.is_some(), "leased to the pool's executor once it connected");
         hub.unregister("ops-1", "test over");
-        assert_eq!(task.await.unwrap().1.unwrap_err().code, codes::EXECUTOR_LOST);
+        assert_eq!(task.await.unwrap().1.unwrap_err().code, Outcome::ExecutorLost.code());
     }
 
     #[tokio::test]
     async fn no_capable_executor_is_a_clear_error() {
         let hub = ExecutorHub::default();
         let (_, outcome, _) = hub.run_task("facts", &serde_json::json!({}), None, Duration::from_millis(150)).await;
-        assert_eq!(outcome.unwrap_err().code, codes::NO_EXECUTOR);
+        assert_eq!(outcome.unwrap_err().code, Outcome::NoExecutor.code());
     }
 
     #[tokio::test]
@@ -448,6 +449,6 @@ mod tests {
         assert_eq!(hub.connected().len(), 1, "busy in a native call, not lost");
         tokio::time::sleep(Duration::from_millis(200)).await;
         hub.reap_silent();
-        assert_eq!(task.await.unwrap().1.unwrap_err().code, codes::EXECUTOR_LOST);
+        assert_eq!(task.await.unwrap().1.unwrap_err().code, Outcome::ExecutorLost.code());
     }
 }

@@ -1,14 +1,19 @@
-//! The gRPC services: thin adapters from the proto contract onto [`crate::daemon::Core`].
+//! The gRPC services: thin adapters from the proto contract onto [`crate::core::Core`]
+//! (RunService for clients, ExecutorService for executors), the conversion of runs to their
+//! wire form, and the server that serves both.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::daemon::{to_proto, Core};
+use crate::core::{Core, Refusal};
 use crate::proto::{self, executor_message};
+use crate::record::{EventKind, RunEvent, RunRecord, RunState, Submission};
 
 #[derive(Clone)]
 pub struct Service {
@@ -17,15 +22,39 @@ pub struct Service {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::RunEvent, Status>> + Send>>;
 
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Self {
+        r.outcome.status(r.message)
+    }
+}
+
+fn submission(r: proto::SubmitRunRequest) -> Submission {
+    let given = |s: String| Some(s).filter(|s| !s.is_empty());
+    Submission {
+        stage_path: r.stage_path,
+        output_dir: r.output_dir,
+        restructure_branch: given(r.restructure_branch),
+        requested_operations: r.requested_operations,
+        assess_only: r.assess_only,
+        approve_full_validation: r.approve_full_validation,
+        pipeline: given(r.pipeline),
+        approvals: r.approvals,
+    }
+}
+
+fn not_found(run_id: &str) -> Status {
+    crate::outcome::Outcome::RunNotFound.status(run_id)
+}
+
 #[tonic::async_trait]
 impl proto::run_service_server::RunService for Service {
     async fn submit_run(&self, request: Request<proto::SubmitRunRequest>) -> Result<Response<proto::Run>, Status> {
-        Ok(Response::new(to_proto(&self.core.submit(request.into_inner())?)))
+        Ok(Response::new(to_proto(&self.core.submit(submission(request.into_inner()))?)))
     }
 
     async fn get_run(&self, request: Request<proto::GetRunRequest>) -> Result<Response<proto::Run>, Status> {
         let id = request.into_inner().run_id;
-        let record = self.core.load(&id).ok_or_else(|| Status::not_found(format!("run_not_found: {id}")))?;
+        let record = self.core.load(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(to_proto(&record)))
     }
 
@@ -41,31 +70,34 @@ impl proto::run_service_server::RunService for Service {
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         let id = request.into_inner().run_id;
         let mut events = self.core.subscribe();
-        let record = self.core.load(&id).ok_or_else(|| Status::not_found(format!("run_not_found: {id}")))?;
-        let snapshot = proto::RunEvent {
+        let record = self.core.load(&id).ok_or_else(|| not_found(&id))?;
+        let snapshot = RunEvent {
             run_id: id.clone(),
-            kind: "snapshot".into(),
+            kind: EventKind::Snapshot,
             milestone: record.milestone.clone(),
             message: String::new(),
             fraction: -1.0,
-            run: Some(to_proto(&record)),
+            run: Some(record.clone()),
         };
-        let stream = async_stream(snapshot, record.state.is_terminal(), move |tx| async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) if event.run_id == id => {
-                        let done = event.kind == "finished";
-                        if tx.send(Ok(event)).is_err() || done {
-                            return;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = tx.send(Ok(event_to_proto(&snapshot)));
+        if !record.state.is_terminal() {
+            tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.run_id == id => {
+                            let done = event.kind == EventKind::Finished;
+                            if tx.send(Ok(event_to_proto(&event))).is_err() || done {
+                                return;
+                            }
                         }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
                     }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return,
                 }
-            }
-        });
-        Ok(Response::new(stream))
+            });
+        }
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
     }
 
     async fn answer_gate(&self, request: Request<proto::AnswerGateRequest>) -> Result<Response<proto::Run>, Status> {
@@ -76,20 +108,6 @@ impl proto::run_service_server::RunService for Service {
     async fn cancel_run(&self, request: Request<proto::CancelRunRequest>) -> Result<Response<proto::Run>, Status> {
         Ok(Response::new(to_proto(&self.core.cancel(&request.into_inner().run_id)?)))
     }
-}
-
-/// A stream that yields `first`, then whatever `feed` sends (unless `only_first`).
-fn async_stream<F, Fut>(first: proto::RunEvent, only_first: bool, feed: F) -> EventStream
-where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<proto::RunEvent, Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let _ = tx.send(Ok(first));
-    if !only_first {
-        tokio::spawn(feed(tx));
-    }
-    Box::pin(UnboundedReceiverStream::new(rx))
 }
 
 #[tonic::async_trait]
@@ -119,4 +137,95 @@ impl proto::executor_service_server::ExecutorService for Service {
         });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
     }
+}
+
+fn event_to_proto(e: &RunEvent) -> proto::RunEvent {
+    proto::RunEvent {
+        run_id: e.run_id.clone(),
+        kind: e.kind.as_str().into(),
+        milestone: e.milestone.clone(),
+        message: e.message.clone(),
+        fraction: e.fraction,
+        run: e.run.as_ref().map(to_proto),
+    }
+}
+
+pub fn to_proto(r: &RunRecord) -> proto::Run {
+    let state = match r.state {
+        RunState::Queued => proto::RunState::Queued,
+        RunState::Running => proto::RunState::Running,
+        RunState::AwaitingDecision => proto::RunState::AwaitingDecision,
+        RunState::Completed => proto::RunState::Completed,
+        RunState::Failed => proto::RunState::Failed,
+        RunState::Blocked => proto::RunState::Blocked,
+        RunState::Cancelled => proto::RunState::Cancelled,
+    };
+    proto::Run {
+        run_id: r.run_id.clone(),
+        stage_path: r.stage_path.clone(),
+        output_dir: r.output_dir.clone(),
+        state: state as i32,
+        milestone: r.milestone.clone(),
+        gate: r.gate.as_ref().map(|g| proto::Gate {
+            id: g.id.clone(),
+            question: g.question.clone(),
+            branches: g.branches.clone(),
+            recommended: g.recommended.clone().unwrap_or_default(),
+            evidence_json: g.evidence.to_string(),
+        }),
+        code: r.code.clone(),
+        message: r.message.clone(),
+        report_path: r.report_path.clone(),
+        output_stage_path: r.output_stage_path.clone(),
+        verdict: r.verdict.map(|v| v.as_str().to_string()).unwrap_or_default(),
+        workflow_mode: r.workflow_mode.map(|m| m.as_str().to_string()).unwrap_or_default(),
+        phases: r
+            .phases
+            .iter()
+            .map(|p| proto::PhaseRecord {
+                milestone: p.milestone.clone(),
+                status: p.status.as_str().into(),
+                note: p.note.clone(),
+                seconds: p.seconds,
+                artifacts: p.artifacts.clone(),
+            })
+            .collect(),
+        created_at: r.created_at.clone(),
+        markdown_report_path: if r.report_path.is_empty() {
+            String::new()
+        } else {
+            crate::report::markdown_path(&r.workspace()).display().to_string()
+        },
+    }
+}
+
+/// Serve both gRPC services on `listener` until the process ends. Also reaps silent executors.
+pub fn serve(
+    core: Arc<Core>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let address = listener.local_addr()?;
+    core.set_address(address);
+    let reaper = core.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reaper.hub.reap_silent();
+        }
+    });
+    let service = Service { core };
+    let handle = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(proto::run_service_server::RunServiceServer::new(service.clone()))
+            // Table chunks from the facts task run to a few MB; leave ample headroom.
+            .add_service(
+                proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+        if let Err(e) = result {
+            tracing::error!("gRPC server stopped: {e}");
+        }
+    });
+    Ok((address, handle))
 }

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::outcome::Outcome;
+
 const PROTO: &str = include_str!("../../proto/usdtune/v1/usdtune.proto");
 const REQUIREMENTS: &str = include_str!("../../kit-extension/requirements.txt");
 const REQUIREMENTS_DEV: &str = include_str!("../../kit-extension/requirements-dev.txt");
@@ -94,8 +96,9 @@ pub fn find_python312() -> Result<PathBuf> {
         }
     }
     bail!(
-        "python312_not_found: usd-optimize needs CPython 3.12 and none was found (tried {}). \
+        "{}: usd-optimize needs CPython 3.12 and none was found (tried {}). \
          Install it (e.g. `pyenv install 3.12`) or set USDTUNE_PYTHON to a python3.12 executable.",
+        Outcome::Python312NotFound,
         candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
     )
 }
@@ -117,7 +120,8 @@ pub fn setup(env: &ExecutorEnv, dev: bool, log: &mut dyn FnMut(&str)) -> Result<
     let extension = extension_dir();
     if !extension.join("usdtune_executor/__init__.py").is_file() {
         bail!(
-            "executor_source_missing: no usdtune_executor package under {} (set USDTUNE_EXECUTOR_SRC)",
+            "{}: no usdtune_executor package under {} (set USDTUNE_EXECUTOR_SRC)",
+            Outcome::ExecutorSourceMissing,
             extension.display()
         );
     }

@@ -48,6 +48,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not valid JSON: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error("artifact {name} is not what the daemon reads: {source}")]
+    Shape { name: String, source: serde_json::Error },
 }
 
 fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
@@ -127,6 +129,21 @@ impl Workspace {
         let path = self.path_of(name);
         let text = std::fs::read(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
         serde_json::from_slice(&text).map_err(|source| StoreError::Json { path, source })
+    }
+
+    /// Read an artifact into its type: a missing or misnamed field is an error, not a default.
+    pub fn read<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+        serde_json::from_value(self.read_artifact(name)?)
+            .map_err(|source| StoreError::Shape { name: name.into(), source })
+    }
+
+    /// [`Self::read`] of an artifact an earlier phase may not have written.
+    pub fn read_opt<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        if self.has_artifact(name) {
+            self.read(name).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     pub fn has_artifact(&self, name: &str) -> bool {

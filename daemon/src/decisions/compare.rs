@@ -50,19 +50,21 @@ impl Verdict {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MetricDelta {
-    pub name: &'static str,
+    pub name: String,
     pub before: f64,
     pub after: f64,
     pub change_pct: f64,
     pub verdict: Verdict,
-    pub severity: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// none | warning | critical
+    pub severity: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// compare-profiles.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Comparison {
     pub verdict: Verdict,
     pub summary: String,
@@ -113,7 +115,7 @@ fn delta(name: &'static str, kind: Kind, before: f64, after: f64, inconclusive: 
         Verdict::Regressed => "warning",
         _ => "none",
     };
-    MetricDelta { name, before, after, change_pct: pct, verdict, severity, notes }
+    MetricDelta { name: name.into(), before, after, change_pct: pct, verdict, severity: severity.into(), notes }
 }
 
 /// `layers_added_on_purpose`: apply-restructure wrote files of its own (prototypes,
@@ -251,7 +253,7 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Regressed);
         assert!(c.critical);
         let cold = c.metrics.iter().find(|m| m.name == "cold_open_ms").unwrap();
-        assert_eq!((cold.change_pct, cold.severity), (30.0, "critical"));
+        assert_eq!((cold.change_pct, cold.severity.as_str()), (30.0, "critical"));
     }
 
     #[test]

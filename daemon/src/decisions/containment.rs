@@ -46,7 +46,7 @@ pub fn enclosure_opaque(table: &PrimTable, enclosure: usize, materials: &Map<Str
     }
     let mut all_opaque = true;
     for path in bound {
-        let Some(facts) = materials.get(path) else { return None };
+        let facts = materials.get(path)?;
         let see_through =
             facts["transmissive"].as_bool() == Some(true) || facts["opacity"].as_f64().is_some_and(|o| o < 1.0);
         if see_through {

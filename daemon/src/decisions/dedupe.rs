@@ -219,8 +219,8 @@ pub fn frontier(table: &PrimTable, mut groups: Vec<Group>) -> (Vec<Group>, Vec<P
     let mut claimed: HashMap<usize, usize> = HashMap::new(); // member row -> group index
     let mut removed: HashMap<usize, usize> = HashMap::new(); // non-representative member -> group index
     let mut placements = Vec::with_capacity(groups.len());
-    for g in 0..groups.len() {
-        if groups[g].blocks_sharing {
+    for (g, group) in groups.iter_mut().enumerate() {
+        if group.blocks_sharing {
             placements.push(Placement {
                 selected: false,
                 absorbed_by: None,
@@ -229,7 +229,7 @@ pub fn frontier(table: &PrimTable, mut groups: Vec<Group>) -> (Vec<Group>, Vec<P
             continue;
         }
         let mut absorbed_by = None;
-        let remaining: Vec<usize> = groups[g]
+        let remaining: Vec<usize> = group
             .members
             .iter()
             .copied()
@@ -249,12 +249,12 @@ pub fn frontier(table: &PrimTable, mut groups: Vec<Group>) -> (Vec<Group>, Vec<P
             });
             continue;
         }
-        if remaining.len() != groups[g].members.len() {
-            groups[g].members = remaining;
-            groups[g].assess(table);
+        if remaining.len() != group.members.len() {
+            group.members = remaining;
+            group.assess(table);
         }
-        let kept: HashSet<usize> = groups[g].representatives.iter().copied().collect();
-        for m in &groups[g].members {
+        let kept: HashSet<usize> = group.representatives.iter().copied().collect();
+        for m in &group.members {
             claimed.insert(*m, g);
             if !kept.contains(m) {
                 removed.insert(*m, g);

@@ -9,6 +9,8 @@ pub mod dedupe;
 pub mod op_chain;
 pub mod preservation;
 pub mod prims;
+pub mod report;
 pub mod restructure;
 pub mod score;
+pub mod targets;
 pub mod validation;

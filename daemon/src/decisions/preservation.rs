@@ -18,8 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// World-space tolerance: this fraction of the scene's bounding-box diagonal (at least 1 unit).
 pub const RELATIVE_TOLERANCE: f64 = 1e-6;
@@ -39,7 +38,7 @@ pub enum Strength {
 }
 
 impl Strength {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::PerMesh => "per_mesh",
             Self::Aggregate => "aggregate",
@@ -80,8 +79,18 @@ struct Chunk {
     bounds: Vec<Vec<f64>>,
 }
 
+/// The executor's `geometry` task result, beside its streamed `meshes` table.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GeometryResult {
+    pub prim_count_with_instance_proxies: u64,
+    /// Material networks a restructure copied into standalone prototypes.
+    pub material_closure_prims: u64,
+    pub authored_prim_specs: u64,
+    pub file_bytes: u64,
+}
+
 impl Signature {
-    pub fn from_task(result: &Value, chunks: &[String]) -> Result<Self, String> {
+    pub fn from_task(result: &GeometryResult, chunks: &[String]) -> Result<Self, String> {
         let mut meshes = BTreeMap::new();
         for text in chunks {
             let chunk: Chunk = serde_json::from_str(text).map_err(|e| format!("geometry table chunk: {e}"))?;
@@ -99,12 +108,11 @@ impl Signature {
                 );
             }
         }
-        let count = |key: &str| result[key].as_u64().unwrap_or(0);
         Ok(Self {
-            prims_with_proxies: count("prim_count_with_instance_proxies"),
-            material_closure_prims: count("material_closure_prims"),
-            authored_prim_specs: count("authored_prim_specs"),
-            file_bytes: count("file_bytes"),
+            prims_with_proxies: result.prim_count_with_instance_proxies,
+            material_closure_prims: result.material_closure_prims,
+            authored_prim_specs: result.authored_prim_specs,
+            file_bytes: result.file_bytes,
             meshes,
         })
     }
@@ -139,8 +147,53 @@ fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance)
 }
 
-/// Compare two signatures; the result is the proof record (schemas/preservation.schema.json).
-pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Strength) -> Value {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeforeAfter {
+    pub before: u64,
+    pub after: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimsWithProxies {
+    pub before: u64,
+    pub after: u64,
+    pub material_closure_prims: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub path: String,
+    pub difference: String,
+}
+
+/// The proof record (schemas/preservation.schema.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proof {
+    pub phase: String,
+    /// per_mesh | aggregate | bounded
+    pub strength: String,
+    pub passed: bool,
+    pub tolerance: f64,
+    pub tolerance_basis: String,
+    /// The stages compared (set by the phase that measured them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    pub rendered_meshes: BeforeAfter,
+    pub triangles: BeforeAfter,
+    pub surface_triangles: BeforeAfter,
+    pub triangles_by_material_preserved: bool,
+    pub world_bounds_preserved: bool,
+    pub prims_with_instance_proxies: PrimsWithProxies,
+    pub authored_prim_specs: BeforeAfter,
+    pub file_bytes: BeforeAfter,
+    pub differing: usize,
+    pub differences: Vec<Difference>,
+}
+
+/// Compare two signatures into the proof record.
+pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Strength) -> Proof {
     let world = before.world_bounds();
     let diagonal =
         world.map_or(0.0, |b| ((b[3] - b[0]).powi(2) + (b[4] - b[1]).powi(2) + (b[5] - b[2]).powi(2)).sqrt());
@@ -148,12 +201,12 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
         Strength::Bounded { band, .. } => band.max(RELATIVE_TOLERANCE * diagonal.max(1.0)),
         _ => RELATIVE_TOLERANCE * diagonal.max(1.0),
     };
-    let mut differences: Vec<Value> = Vec::new();
+    let mut differences: Vec<Difference> = Vec::new();
     let mut differing = 0usize;
     let mut note = |path: &str, what: String| {
         differing += 1;
         if differences.len() < LISTED {
-            differences.push(json!({"path": path, "difference": what}));
+            differences.push(Difference { path: path.to_string(), difference: what });
         }
     };
     let by_material_before = before.surface_by_material();
@@ -226,43 +279,63 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
     let passed = differing == 0;
     let sum = |s: &Signature| s.meshes.values().map(|m| m.triangles).sum::<u64>();
     let surface = |s: &Signature| s.meshes.values().map(|m| m.surface).sum::<u64>();
-    json!({
-        "phase": phase,
-        "strength": strength.as_str(),
-        "passed": passed,
-        "tolerance": tolerance,
-        "tolerance_basis": format!("{RELATIVE_TOLERANCE:e} × scene bounds diagonal ({diagonal:.4} stage units), at least {RELATIVE_TOLERANCE:e}"),
-        "rendered_meshes": {"before": before.meshes.len(), "after": after.meshes.len()},
-        "triangles": {"before": sum(before), "after": sum(after)},
-        "surface_triangles": {"before": surface(before), "after": surface(after)},
-        "triangles_by_material_preserved": triangles_same,
-        "world_bounds_preserved": bounds_same,
-        "prims_with_instance_proxies": {"before": before.prims_with_proxies, "after": after.prims_with_proxies,
-                                        "material_closure_prims": after.material_closure_prims},
-        "authored_prim_specs": {"before": before.authored_prim_specs, "after": after.authored_prim_specs},
-        "file_bytes": {"before": before.file_bytes, "after": after.file_bytes},
-        "differing": differing,
-        "differences": differences,
-    })
+    let pair = |before: u64, after: u64| BeforeAfter { before, after };
+    Proof {
+        phase: phase.to_string(),
+        strength: strength.as_str().to_string(),
+        passed,
+        tolerance,
+        tolerance_basis: format!(
+            "{RELATIVE_TOLERANCE:e} × scene bounds diagonal ({diagonal:.4} stage units), at least {RELATIVE_TOLERANCE:e}"
+        ),
+        before: None,
+        after: None,
+        rendered_meshes: pair(before.meshes.len() as u64, after.meshes.len() as u64),
+        triangles: pair(sum(before), sum(after)),
+        surface_triangles: pair(surface(before), surface(after)),
+        triangles_by_material_preserved: triangles_same,
+        world_bounds_preserved: bounds_same,
+        prims_with_instance_proxies: PrimsWithProxies {
+            before: before.prims_with_proxies,
+            after: after.prims_with_proxies,
+            material_closure_prims: after.material_closure_prims,
+        },
+        authored_prim_specs: pair(before.authored_prim_specs, after.authored_prim_specs),
+        file_bytes: pair(before.file_bytes, after.file_bytes),
+        differing,
+        differences,
+    }
 }
 
-/// The proof's one-line summary for run notes and errors.
-pub fn summary(proof: &Value) -> String {
-    let first: Vec<String> = proof["differences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .take(3)
-        .map(|d| format!("{} ({})", d["path"].as_str().unwrap_or(""), d["difference"].as_str().unwrap_or("")))
-        .collect();
-    format!(
-        "{} proof {}: {} rendered meshes, {} differences{}",
-        proof["strength"].as_str().unwrap_or(""),
-        if proof["passed"] == true { "passed" } else { "FAILED" },
-        proof["rendered_meshes"]["after"],
-        proof["differing"],
-        if first.is_empty() { String::new() } else { format!(" (first: {})", first.join("; ")) },
-    )
+/// How strictly Phase 4d holds a chain's output: a lossless chain may weld or re-index, so
+/// it is held to the aggregate proof; a chain with approved lossy ops to the approved band
+/// (the largest `maxMeanError` approved), with meshes allowed to drop only when a
+/// destructive op was approved.
+pub fn strength_for_chain(ops: &[(&str, Option<f64>)]) -> Strength {
+    // (safety class as the plan writes it, the op's maxMeanError argument)
+    if ops.iter().all(|(safety, _)| *safety == "lossless") {
+        return Strength::Aggregate;
+    }
+    Strength::Bounded {
+        band: ops.iter().filter_map(|(_, band)| *band).fold(0.0, f64::max),
+        meshes_may_drop: ops.iter().any(|(safety, _)| *safety == "destructive"),
+    }
+}
+
+impl Proof {
+    /// One line for run notes and errors.
+    pub fn summary(&self) -> String {
+        let first: Vec<String> =
+            self.differences.iter().take(3).map(|d| format!("{} ({})", d.path, d.difference)).collect();
+        format!(
+            "{} proof {}: {} rendered meshes, {} differences{}",
+            self.strength,
+            if self.passed { "passed" } else { "FAILED" },
+            self.rendered_meshes.after,
+            self.differing,
+            if first.is_empty() { String::new() } else { format!(" (first: {})", first.join("; ")) },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -296,7 +369,7 @@ mod tests {
     fn identical_geometry_passes_both_strengths() {
         let a = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
         for strength in [Strength::PerMesh, Strength::Aggregate] {
-            assert_eq!(prove("x", &a, &a.clone(), strength)["passed"], true);
+            assert!(prove("x", &a, &a.clone(), strength).passed);
         }
     }
 
@@ -305,10 +378,10 @@ mod tests {
         let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0), ("/W/C/m", "p1", 2.0)]);
         let after = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0), ("/W/C/m", "p1", 3.0)]);
         let proof = prove("apply-restructure", &before, &after, Strength::PerMesh);
-        assert_eq!(proof["passed"], false);
-        assert_eq!(proof["differences"][0]["path"], "/W/C/m");
-        assert!(summary(&proof).contains("FAILED"));
-        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], true);
+        assert!(!proof.passed);
+        assert_eq!(proof.differences[0].path, "/W/C/m");
+        assert!(proof.summary().contains("FAILED"));
+        assert!(prove("x", &before, &after, Strength::Aggregate).passed);
     }
 
     #[test]
@@ -322,13 +395,12 @@ mod tests {
         });
         let bounded = Strength::Bounded { band: 0.01, meshes_may_drop: false };
         let proof = prove("so-run-operations", &before, &after, bounded);
-        assert_eq!(proof["passed"], true);
-        assert_eq!(proof["triangles"], json!({"before": 24, "after": 12}));
+        assert!(proof.passed);
+        assert_eq!(proof.triangles, BeforeAfter { before: 24, after: 12 });
         after.meshes.remove("/W/B/m");
-        assert_eq!(prove("x", &before, &after, bounded)["passed"], false);
-        assert_eq!(
-            prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true })["passed"],
-            false,
+        assert!(!prove("x", &before, &after, bounded).passed);
+        assert!(
+            !prove("x", &before, &after, Strength::Bounded { band: 0.01, meshes_may_drop: true }).passed,
             "dropping a mesh moved the world bounds beyond the band"
         );
     }
@@ -342,27 +414,27 @@ mod tests {
             m.topology = "cleaned".into();
         });
         let proof = prove("so-run-operations", &before, &after, Strength::Aggregate);
-        assert_eq!(proof["passed"], true, "raw triangles 12 → 10, surface 12 → 12");
+        assert!(proof.passed, "raw triangles 12 → 10, surface 12 → 12");
         // A mesh of only zero-area faces renders nothing: cleaning it away loses no surface.
         let mut with_empty = before.clone();
         with_empty.meshes.insert(
             "/W/Empty/m".into(),
             MeshSignature { surface: 0, triangles: 4, bounds: vec![50.0; 6], ..before.meshes["/W/A/m"].clone() },
         );
-        assert_eq!(prove("x", &with_empty, &after, Strength::Aggregate)["passed"], true);
+        assert!(prove("x", &with_empty, &after, Strength::Aggregate).passed);
         after.meshes.values_mut().for_each(|m| m.surface = 10);
-        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], false);
+        assert!(!prove("x", &before, &after, Strength::Aggregate).passed);
     }
 
     #[test]
     fn lost_meshes_or_prims_fail() {
         let before = signature(&[("/W/A/m", "p1", 0.0), ("/W/B/m", "p1", 5.0)]);
         let mut after = signature(&[("/W/A/m", "p1", 0.0)]);
-        assert_eq!(prove("x", &before, &after, Strength::Aggregate)["passed"], false);
+        assert!(!prove("x", &before, &after, Strength::Aggregate).passed);
         after = before.clone();
         after.prims_with_proxies = 12;
-        assert_eq!(prove("x", &before, &after, Strength::PerMesh)["passed"], false);
+        assert!(!prove("x", &before, &after, Strength::PerMesh).passed);
         after.material_closure_prims = 2; // copied material networks are counted apart
-        assert_eq!(prove("x", &before, &after, Strength::PerMesh)["passed"], true);
+        assert!(prove("x", &before, &after, Strength::PerMesh).passed);
     }
 }

@@ -1,6 +1,6 @@
 //! The prim table the facts task streams: one row per composed prim with its subtree
 //! aggregates. Column meanings live with the collector (kit-extension/usdtune.executor/
-//! usdtune_executor/tasks/stage_walk.py, `PRIM_COLUMNS`); rows arrive in chunks of columns.
+//! usdtune_executor/workers/stage_walk.py, `PRIM_COLUMNS`); rows arrive in chunks of columns.
 
 use std::collections::HashMap;
 
@@ -46,6 +46,34 @@ impl PrimRow {
         self.path.matches('/').count()
     }
 }
+
+/// The columns of the prim table, in the executor's row order. The collector declares them
+/// in `PRIM_COLUMNS` (kit-extension/usdtune.executor/usdtune_executor/workers/stage_walk.py);
+/// a test holds the two lists and [`Chunk`]'s fields equal.
+pub const PRIM_COLUMNS: &[&str] = &[
+    "path",
+    "type",
+    "kind",
+    "hash",
+    "prims",
+    "meshes",
+    "gprims",
+    "bytes",
+    "ext",
+    "ext_n",
+    "ref",
+    "variants",
+    "overrides_below",
+    "instance",
+    "physics",
+    "skeleton",
+    "rigid_below",
+    "animated_below",
+    "animated",
+    "articulation_root",
+    "material",
+    "bounds",
+];
 
 /// One streamed chunk: equal-length columns.
 #[derive(Deserialize)]
@@ -224,6 +252,43 @@ pub fn name_base(name: &str) -> &str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// The keys of the collector's `PRIM_COLUMNS = {...}` dict literal, in order.
+    fn collector_columns() -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../kit-extension/usdtune.executor/usdtune_executor/workers/stage_walk.py");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("PRIM_COLUMNS = {").expect("the collector declares PRIM_COLUMNS");
+        let body = &text[start..start + text[start..].find("\n}").unwrap()];
+        body.lines()
+            .skip(1)
+            .filter_map(|line| line.trim().strip_prefix('"')?.split_once('"').map(|(key, _)| key.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_table_columns_are_the_collectors_and_the_chunk_reads_every_one() {
+        assert_eq!(collector_columns(), PRIM_COLUMNS);
+        // A chunk of one row holding exactly these columns is read; without any one of them it is refused.
+        let value = |c: &str| match c {
+            "prims" | "meshes" | "gprims" | "bytes" | "ext_n" | "overrides_below" | "physics" | "skeleton" => {
+                json!([1])
+            }
+            "instance" | "rigid_below" | "animated_below" | "animated" | "articulation_root" => json!([false]),
+            "bounds" => json!([null]),
+            _ => json!(["x"]),
+        };
+        let chunk = |skip: Option<&str>| {
+            let columns: serde_json::Map<String, serde_json::Value> =
+                PRIM_COLUMNS.iter().filter(|c| Some(**c) != skip).map(|c| (c.to_string(), value(c))).collect();
+            serde_json::Value::Object(columns).to_string()
+        };
+        assert_eq!(PrimTable::from_chunks(&[chunk(None)]).unwrap().rows.len(), 1);
+        for column in PRIM_COLUMNS {
+            assert!(PrimTable::from_chunks(&[chunk(Some(column))]).is_err(), "{column} is required");
+        }
+    }
 
     /// A row with the given path and defaults fit for a leaf mesh.
     pub fn row(path: &str, hash: &str, prims: u64, meshes: u64) -> PrimRow {

@@ -3,14 +3,15 @@
 //! 50 % improvement or better, 0 at a 50 % regression or worse; the overall score is the
 //! weighted mean over scored groups, rounded to one decimal.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricGroup {
-    pub id: &'static str,
-    pub display_name: &'static str,
+    pub id: String,
+    pub display_name: String,
     pub score: Option<f64>,
-    pub status: &'static str,
+    /// measured | not_measured
+    pub status: String,
     pub weight: f64,
     pub summary: String,
 }
@@ -46,7 +47,14 @@ mod tests {
     use super::*;
 
     fn group(score: Option<f64>, weight: f64) -> MetricGroup {
-        MetricGroup { id: "other", display_name: "x", score, status: "measured", weight, summary: String::new() }
+        MetricGroup {
+            id: "other".into(),
+            display_name: "x".into(),
+            score,
+            status: "measured".into(),
+            weight,
+            summary: String::new(),
+        }
     }
 
     #[test]

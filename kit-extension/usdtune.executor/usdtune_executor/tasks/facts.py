@@ -16,15 +16,15 @@ are finished here with the workers' subtree summaries.
 import os
 import pickle
 import subprocess
-import sys
 import tempfile
 import time
 
 from pxr import Usd, UsdGeom
 
+from .. import workers
 from ..errors import TaskError
-from ..stage_io import authoring_hints, check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
-from .stage_walk import PRIM_COLUMNS, Walker, union, walk_subtrees
+from ..usd.stage import authoring_hints, check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
+from ..workers.stage_walk import PRIM_COLUMNS, Walker, union, walk_subtrees
 
 CHUNK_ROWS = 5000
 MAX_LISTED_PATHS = 50
@@ -32,7 +32,6 @@ MAX_LISTED_PATHS = 50
 PARALLEL_MIN_PRIMS = 20_000
 # This process's share of the walk relative to a worker's: it also counts arcs and merges.
 OWN_SHARE = 1.0
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _RowStream:
@@ -104,14 +103,11 @@ class _WalkWorkers:
     def __init__(self, stage_path, count):
         self._stage_path = stage_path
         self._scratch = tempfile.TemporaryDirectory(prefix="usdtune-walk-")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
         self._jobs = []
         for k in range(count):
             result = os.path.join(self._scratch.name, f"{k}.result")
-            process = subprocess.Popen([sys.executable, "-m", "usdtune_executor.tasks.stage_walk", stage_path, result],
-                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE)
+            process = workers.spawn("stage_walk", stage_path, result, stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             self._jobs.append((process, result))
 
     def send(self, bins, paths):

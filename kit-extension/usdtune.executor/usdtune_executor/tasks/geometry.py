@@ -16,7 +16,7 @@ import time
 import numpy as np
 from pxr import Sdf, Usd, UsdGeom, UsdShade
 
-from ..stage_io import open_stage, total_file_bytes, used_layer_paths
+from ..usd.stage import open_stage, total_file_bytes, used_layer_paths
 from .restructure import CLOSURE_MARK
 
 CHUNK_ROWS = 5000

@@ -11,7 +11,8 @@ import time
 from pxr import Sdf
 
 from ..errors import TaskError
-from ..stage_io import open_stage
+from ..usd.export import export_atomically
+from ..usd.stage import open_stage
 
 
 def run(params, reporter):
@@ -35,12 +36,7 @@ def run(params, reporter):
     with Sdf.ChangeBlock():
         for path in params["flips"]:
             Sdf.CreatePrimInLayer(layer, path).instanceable = True
-    os.makedirs(os.path.dirname(output_path), exist_ok=True)
-    base, extension = os.path.splitext(output_path)
-    partial = f"{base}.partial{extension}"
-    if not layer.Export(partial):
-        raise TaskError("export_failed", f"could not write {partial}", partial)
-    os.replace(partial, output_path)
+    export_atomically(layer, output_path)
     flipped, errors = open_stage(output_path)
     instances = sum(1 for p in params["flips"] if flipped.GetPrimAtPath(p).IsInstance())
     return {"output_path": output_path, "flipped": len(params["flips"]), "instances": instances,

@@ -2,18 +2,20 @@
 
 The source is opened, edited in memory through its root layer and exported elsewhere;
 nothing is ever saved over the source. Relative asset paths are re-anchored to the new
-location so the output opens where it lands. The output appears atomically: it is
-written beside its final name and renamed only after every op succeeded.
+location so the output opens where it lands. The output appears atomically
+(usd/export.py), and only after every op succeeded.
 """
 import os
 import time
 
 from pxr import Sdf
 
-from .. import instancer_precision
 from ..errors import TaskError
-from ..stage_io import open_stage, reachable_mesh_count, reanchor_asset_paths, source_may_hold_asset_paths
-from .so_runtime import check_operation_args, core
+from ..usd import instancer_precision
+from ..usd.assets import reanchor_asset_paths, source_may_hold_asset_paths
+from ..usd.export import export_atomically
+from ..usd.optimize import check_operation_args, core
+from ..usd.stage import open_stage, reachable_mesh_count
 
 
 def run(params, reporter):
@@ -67,18 +69,13 @@ def run(params, reporter):
         _check_only_root_edited(stage)
         if namespace:
             namespace.specifier = Sdf.SpecifierClass
-        os.makedirs(os.path.dirname(output_path), exist_ok=True)
-        base, extension = os.path.splitext(output_path)
-        partial = f"{base}.partial{extension}"
         started = time.perf_counter()
         # Re-anchored in memory, on the edited copy of the source that is about to be dropped:
         # one write, instead of exporting and then opening and saving the output again.
         reanchored = _may_hold_asset_paths(source_layer, params)
         if reanchored:
             reanchor_asset_paths(source_layer, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
-        if not source_layer.Export(partial):
-            raise TaskError("export_failed", f"could not write {partial}", partial)
-        os.replace(partial, output_path)
+        export_atomically(source_layer, output_path)
         export_seconds = time.perf_counter() - started
     finally:
         context.remove_stage()

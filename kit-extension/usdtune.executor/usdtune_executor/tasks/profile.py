@@ -6,24 +6,20 @@ upstream timing protocol's `open_timing_context: fresh_process`).
 import json
 import os
 import subprocess
-import sys
 
+from .. import workers
 from ..errors import TaskError
-from ..stage_io import check_stage_path
-
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..usd.stage import check_stage_path
 
 
 def run(params, reporter):
     stage_path = check_stage_path(params["stage_path"])
     warm = int(params.get("warm_samples", 5))
     timeout = float(params.get("timeout_s", 1800))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     reporter.progress(0.0, f"profiling {os.path.basename(stage_path)} in a fresh process")
-    command = [sys.executable, "-m", "usdtune_executor.tasks.profile_capture", stage_path, "--warm", str(warm)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = workers.run("profile_capture", stage_path, "--warm", warm, capture_output=True, text=True,
+                           timeout=timeout)
     except subprocess.TimeoutExpired:
         raise TaskError("profile_timeout", f"profiling {stage_path} exceeded {timeout:.0f}s", stage_path)
     if done.returncode != 0:

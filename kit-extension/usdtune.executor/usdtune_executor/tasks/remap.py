@@ -13,7 +13,8 @@ import time
 from pxr import Sdf, Tf, UsdUtils
 
 from ..errors import TaskError
-from ..stage_io import open_stage, standalone_mesh_count
+from ..usd.export import commit, export_partial
+from ..usd.stage import open_stage, standalone_mesh_count
 
 
 def _dependencies(layer) -> dict:
@@ -101,16 +102,10 @@ def run(params, reporter):
             return relative if relative.startswith("..") else "./" + relative
 
         UsdUtils.ModifyAssetPaths(layer, remap)
-        os.makedirs(here, exist_ok=True)
-        base, extension = os.path.splitext(destination)
-        partial = f"{base}.partial{extension}"
-        if not layer.Export(partial):
-            raise TaskError("export_failed", f"could not write {partial}", partial)
-        pending.append((partial, destination))
+        pending.append((export_partial(layer, destination), destination))
         rewritten.append({"source": path, "path": destination,
                           "kind": "new_root" if path == start else "parent_assembly"})
-    for partial, destination in pending:
-        os.replace(partial, destination)
+    commit(pending)
     new_root = new_path.get(start, start)
     _, errors = open_stage(new_root)
     return {"new_assembly_root": new_root, "rewritten": rewritten, "composition_errors": errors[:20],

@@ -27,7 +27,9 @@ import time
 from pxr import Sdf, Usd, UsdGeom, UsdUtils
 
 from ..errors import TaskError
-from ..stage_io import open_stage, reanchor_asset_paths, source_may_hold_asset_paths, standalone_mesh_count
+from ..usd.assets import reanchor_asset_paths, source_may_hold_asset_paths
+from ..usd.export import commit, export_partial
+from ..usd.stage import open_stage, standalone_mesh_count
 
 PLACEMENT = ("xformOp:", "xformOpOrder")
 SHADING_TYPES = {"Material", "Shader", "NodeGraph"}
@@ -247,14 +249,6 @@ def _promote_library(root: Sdf.Layer, in_place: list) -> tuple:
     return shared, scope
 
 
-def _write_atomically(layer: Sdf.Layer, path: str, pending: list) -> None:
-    base, extension = os.path.splitext(path)
-    partial = f"{base}.partial{extension}"
-    if not layer.Export(partial):
-        raise TaskError("export_failed", f"could not write {partial}", partial)
-    pending.append((partial, path))
-
-
 def _class_namespace_meshes(layer_path: str, namespace: str) -> int:
     stage = Usd.Stage.Open(layer_path, Usd.Stage.LoadNone)
     prim = stage.GetPrimAtPath(namespace)
@@ -374,14 +368,14 @@ def run(params, reporter):
         reanchor(layer, os.path.dirname(path))
         site.payloadList.Prepend(Sdf.Payload("./" + os.path.relpath(path, os.path.dirname(root_path))))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        _write_atomically(layer, path, pending_files)
+        pending_files.append((export_partial(layer, path), path))
         outputs.append({"path": path, "kind": "loadable_subasset", "provenance": sub["source"]})
 
     reporter.progress(0.75, "writing")
     if mode == "external_prototype":
         os.makedirs(os.path.join(output_dir, "prototypes"), exist_ok=True)
         for proto in (p for p in prototypes if not p.get("in_place")):
-            _write_atomically(layers[proto["name"]], file_of(proto["name"]), pending_files)
+            pending_files.append((export_partial(layers[proto["name"]], file_of(proto["name"])), file_of(proto["name"])))
             outputs.append({"path": file_of(proto["name"]), "kind": "prototype", "provenance": proto["source"]})
         shared, scope = _promote_library(root, [p["source"] for p in prototypes if p.get("in_place")])
         if shared:
@@ -389,12 +383,11 @@ def run(params, reporter):
             stem, extension = os.path.splitext(os.path.basename(root_path))
             shared_path = os.path.join(os.path.dirname(root_path), f"{stem}.{scope.name}{extension}")
             root.subLayerPaths.insert(0, "./" + os.path.basename(shared_path))
-            _write_atomically(shared, shared_path, pending_files)
+            pending_files.append((export_partial(shared, shared_path), shared_path))
             outputs.append({"path": shared_path, "kind": "shared_layer", "provenance": str(scope)})
     os.makedirs(os.path.dirname(root_path), exist_ok=True)
-    _write_atomically(root, root_path, pending_files)
-    for partial, final in pending_files:
-        os.replace(partial, final)
+    pending_files.append((export_partial(root, root_path), root_path))
+    commit(pending_files)
     # The root is a Phase 4 target for its own content only: what its payloads and the shared
     # layer bring in is optimized as their own targets (never through the root).
     shared_layers = [o["path"] for o in outputs if o["kind"] == "shared_layer"]

@@ -9,15 +9,14 @@ import json
 import os
 import selectors
 import subprocess
-import sys
 import tempfile
 import time
 
 from pxr import UsdUtils
 
-from ..stage_io import check_stage_path, open_stage
-from .facts import PACKAGE_ROOT
-from .validation_worker import StageCache, run_job
+from .. import workers
+from ..usd.stage import check_stage_path, open_stage
+from ..workers.validation_worker import StageCache, run_job
 
 DEFAULT_TIMEOUT_S = 300
 # A worker that has not said it is ready by then is treated like a crashed job.
@@ -38,12 +37,9 @@ def _openability(stage_path: str) -> dict:
 
 class _Worker:
     def __init__(self, stage_path: str):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "usdtune_executor.tasks.validation_worker", stage_path],
-            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
+        self.process = workers.spawn("validation_worker", stage_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, bufsize=1)
         self.ready = False
         self.job = None
         self.deadline = time.monotonic() + WORKER_START_TIMEOUT_S

@@ -20,7 +20,7 @@ def _ms(seconds):
 def capture(stage_path: str, warm_samples: int) -> dict:
     from pxr import Usd, UsdGeom
 
-    from ..stage_io import is_prototype_path, open_stage, total_file_bytes, used_layer_paths
+    from ..usd.stage import is_prototype_path, open_stage, total_file_bytes, used_layer_paths
 
     def open_once():
         started = time.perf_counter()

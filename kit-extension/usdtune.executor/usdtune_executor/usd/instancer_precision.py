@@ -12,7 +12,7 @@ UsdGeom and compared with its copy; anything short of float precision fails the 
 import numpy as np
 from pxr import Usd, UsdGeom, Vt
 
-from .errors import TaskError
+from ..errors import TaskError
 
 # Float rounding of a placement, relative to the size of what it places (positions near
 # 1e3 units keep about 6e-5 units): well below a half quaternion's 2e-3.

@@ -11,7 +11,7 @@ import carb
 import carb.settings
 import omni.ext
 
-from .connection import run_executor
+from ..connection import run_executor
 
 SETTINGS_ROOT = "/exts/usdtune.executor"
 

@@ -5,7 +5,6 @@
 //! 3 the run awaits a decision (answer with `usdtune decide RUN BRANCH`).
 //! Logs and progress go to stderr; `--json` prints one document on stdout.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +13,14 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::daemon::{Config, Core, INPUT_ERROR_CODES};
-use crate::proto::{self, run_service_client::RunServiceClient, RunState};
+use crate::core::{Config, Core};
+use crate::outcome::Outcome;
+use crate::proto::{self, run_service_client::RunServiceClient};
 use crate::setup::{self, ExecutorEnv};
+
+mod follow;
+
+use follow::{follow, run_json, show, state_name};
 
 #[derive(Parser)]
 #[command(
@@ -105,8 +109,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show one run.
-    Show { run: String },
+    /// Show one run: its report (pretty, json, md) or its run record (run).
+    Show {
+        run: String,
+        /// pretty: a terminal summary of the run and its report; json: optimization-report.json;
+        /// md: optimization-report.md; run: the run record (state, phases, gate) as JSON.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Pretty)]
+        format: ShowFormat,
+    },
     /// Answer a run's open gate, then follow the run to its end.
     Decide {
         run: String,
@@ -116,6 +126,14 @@ enum Command {
     },
     /// Cancel a run.
     Cancel { run: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ShowFormat {
+    Pretty,
+    Json,
+    Md,
+    Run,
 }
 
 pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
@@ -157,7 +175,7 @@ impl Session {
             return Ok(Self { client: RunServiceClient::new(channel), embedded: None });
         }
         if !allow_embedded {
-            anyhow::bail!("daemon_unreachable: no usdtuned at {address}");
+            anyhow::bail!("{}: no usdtuned at {address}", Outcome::DaemonUnreachable);
         }
         let env = ExecutorEnv::default_location();
         if !env.is_ready(false) {
@@ -166,7 +184,7 @@ impl Session {
         }
         let core = Core::new(Config::new(Some(env), max_workers));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let (address, _) = crate::daemon::serve(core.clone(), listener)?;
+        let (address, _) = crate::service::serve(core.clone(), listener)?;
         let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
         Ok(Self { client: RunServiceClient::new(channel), embedded: Some(core) })
     }
@@ -194,7 +212,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            let (address, server) = crate::daemon::serve(core.clone(), listener)?;
+            let (address, server) = crate::service::serve(core.clone(), listener)?;
             eprintln!("usdtuned listening on {address}");
             tokio::select! {
                 _ = server => {}
@@ -267,21 +285,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             session.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { run } => {
+        Command::Show { run, format } => {
             let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
             let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
             session.close().await;
             match shown {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let mut doc = run_json(&r);
-                    doc["phases"] = json!(r.phases.iter().map(|p| json!({"milestone": p.milestone, "status": p.status, "note": p.note, "seconds": p.seconds})).collect::<Vec<_>>());
-                    if let Some(g) = &r.gate {
-                        doc["gate"] = json!({"id": g.id, "question": g.question, "branches": g.branches, "recommended": g.recommended});
-                    }
-                    println!("{}", serde_json::to_string_pretty(&doc)?);
-                    Ok(ExitCode::SUCCESS)
-                }
+                Ok(r) => show(&r.into_inner(), format),
                 Err(status) => {
                     eprintln!("Error: {}", status.message());
                     Ok(ExitCode::from(2))
@@ -305,7 +314,7 @@ async fn submit_and_follow(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     if !std::path::Path::new(&request.stage_path).is_file() {
-        eprintln!("Error: stage_not_found: stage file does not exist: {}", request.stage_path);
+        eprintln!("Error: {}: stage file does not exist: {}", Outcome::StageNotFound, request.stage_path);
         return Ok(ExitCode::from(2));
     }
     let mut session = Session::open(daemon, true, max_workers).await?;
@@ -370,171 +379,4 @@ async fn assess_many(
         println!("{}", serde_json::to_string_pretty(&docs)?);
     }
     Ok(ExitCode::from(worst))
-}
-
-fn state_name(state: i32) -> &'static str {
-    match RunState::try_from(state).unwrap_or(RunState::Unspecified) {
-        RunState::Queued => "queued",
-        RunState::Running => "running",
-        RunState::AwaitingDecision => "awaiting_decision",
-        RunState::Completed => "completed",
-        RunState::Failed => "failed",
-        RunState::Blocked => "blocked",
-        RunState::Cancelled => "cancelled",
-        RunState::Unspecified => "unknown",
-    }
-}
-
-fn run_json(r: &proto::Run) -> serde_json::Value {
-    let opt = |s: &str| if s.is_empty() { serde_json::Value::Null } else { json!(s) };
-    json!({
-        "run_id": r.run_id, "state": state_name(r.state), "milestone": r.milestone, "stage_path": r.stage_path,
-        "workspace": r.output_dir, "report_path": opt(&r.report_path),
-        "markdown_report_path": if r.report_path.is_empty() { serde_json::Value::Null } else { json!(r.report_path.replace(".json", ".md")) },
-        "output_path": opt(&r.output_stage_path), "verdict": opt(&r.verdict), "workflow_mode": opt(&r.workflow_mode),
-        "code": opt(&r.code), "message": opt(&r.message),
-    })
-}
-
-/// Follow a run's events to its end (or to a gate nobody here can answer).
-async fn follow(
-    client: &mut RunServiceClient<Channel>,
-    run_id: &str,
-    yes: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut stream = client.watch_run(proto::WatchRunRequest { run_id: run_id.into() }).await?.into_inner();
-    let mut last: Option<proto::Run> = None;
-    let mut asked_gate = false;
-    while let Some(event) = stream.message().await? {
-        match event.kind.as_str() {
-            "phase_started" => note(&format!("{} ...", event.milestone)),
-            "phase_finished" => {
-                let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
-                if let Some(p) = phase {
-                    note(&format!(
-                        "{} {}{} {}",
-                        p.milestone,
-                        p.status,
-                        if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() },
-                        p.note
-                    ));
-                }
-            }
-            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => {
-                note(&format!("  {} {}", event.milestone, event.message))
-            }
-            _ => {}
-        }
-        let Some(run) = event.run else { continue };
-        let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
-        if state == RunState::AwaitingDecision && !asked_gate {
-            let gate = run.gate.clone().unwrap_or_default();
-            let answer = if yes && !gate.recommended.is_empty() {
-                note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
-                Some(gate.recommended.clone())
-            } else if std::io::stdin().is_terminal() {
-                prompt(&gate)?
-            } else {
-                None
-            };
-            match answer {
-                Some(branch) => {
-                    asked_gate = true;
-                    client
-                        .answer_gate(proto::AnswerGateRequest {
-                            run_id: run_id.into(),
-                            gate_id: gate.id.clone(),
-                            branch,
-                        })
-                        .await?;
-                }
-                None => {
-                    eprintln!(
-                        "Error: awaiting_restructure_decision: run {run_id} stopped at the {} gate: {}",
-                        gate.id, gate.question
-                    );
-                    eprintln!(
-                        "  branches: {}{}",
-                        gate.branches.join(", "),
-                        if gate.recommended.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (recommended: {})", gate.recommended)
-                        }
-                    );
-                    eprintln!(
-                        "  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)"
-                    );
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
-                    }
-                    return Ok(ExitCode::from(3));
-                }
-            }
-        } else if state != RunState::AwaitingDecision {
-            asked_gate = false;
-        }
-        let terminal =
-            matches!(state, RunState::Completed | RunState::Failed | RunState::Blocked | RunState::Cancelled);
-        last = Some(run);
-        if terminal {
-            break;
-        }
-    }
-    let run = last.ok_or_else(|| anyhow::anyhow!("the daemon closed the event stream without a run state"))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
-    }
-    let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
-    if state == RunState::Completed {
-        if run.report_path.is_empty() {
-            note(&format!("artifacts: {}", run.output_dir));
-        } else {
-            note(&format!("report: {}", run.report_path));
-        }
-        if !run.output_stage_path.is_empty() {
-            note(&format!("optimized stage: {}", run.output_stage_path));
-        }
-        note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
-        if !run.code.is_empty() {
-            eprintln!("Error: {}: {}", run.code, run.message);
-            eprintln!("Failed!");
-            return Ok(ExitCode::from(1));
-        }
-        eprintln!("Success!");
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
-    eprintln!("Failed!");
-    Ok(ExitCode::from(if INPUT_ERROR_CODES.contains(&run.code.as_str()) {
-        2
-    } else if state == RunState::AwaitingDecision {
-        3
-    } else {
-        1
-    }))
-}
-
-fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
-    let mut err = std::io::stderr();
-    writeln!(err, "\n{}", gate.question)?;
-    for (i, b) in gate.branches.iter().enumerate() {
-        writeln!(err, "  {}) {}{}", i + 1, b, if *b == gate.recommended { "  (recommended)" } else { "" })?;
-    }
-    loop {
-        write!(err, "choose 1-{}: ", gate.branches.len())?;
-        err.flush()?;
-        let mut line = String::new();
-        if std::io::stdin().lock().read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim();
-        if let Some(b) = line.parse::<usize>().ok().and_then(|i| gate.branches.get(i.wrapping_sub(1))) {
-            return Ok(Some(b.clone()));
-        }
-        if gate.branches.iter().any(|b| b == line) {
-            return Ok(Some(line.to_string()));
-        }
-    }
 }

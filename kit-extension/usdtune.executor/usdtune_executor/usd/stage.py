@@ -1,9 +1,10 @@
-"""Opening stages with errors turned into stable codes, and small shared USD helpers."""
+"""Opening stages with errors turned into stable codes, and the stage facts several tasks
+read (metrics, authoring hints, layers and their bytes, reachable meshes)."""
 import os
 
-from pxr import Sdf, Tf, Usd, UsdGeom, UsdUtils
+from pxr import Sdf, Tf, Usd, UsdGeom
 
-from .errors import TaskError
+from ..errors import TaskError
 
 USD_EXTENSIONS = (".usd", ".usda", ".usdc", ".usdz")
 
@@ -86,26 +87,6 @@ def used_layer_paths(stage):
 
 def total_file_bytes(paths):
     return sum(os.path.getsize(p) for p in set(paths) if os.path.isfile(p))
-
-
-def source_may_hold_asset_paths(params) -> bool:
-    """False only when Phase 2c counted no asset path in any layer of the source stage
-    (`source_asset_paths` 0); unknown counts as maybe. Re-anchoring visits every field of
-    every spec (0.09 s per 10k prims), so a file copied from such a source skips it."""
-    return params.get("source_asset_paths") != 0
-
-
-def reanchor_asset_paths(layer, source_dir: str, output_dir: str) -> None:
-    """Rewrite a layer's file-relative asset paths (./, ../) so they resolve from `output_dir`
-    as they did from `source_dir`. Search-path style and absolute paths stay as they are."""
-    def reanchor(asset_path: str) -> str:
-        if not asset_path or os.path.isabs(asset_path) or ":" in asset_path.split("/")[0]:
-            return asset_path
-        if not asset_path.startswith(("./", "../")):
-            return asset_path
-        return os.path.relpath(os.path.normpath(os.path.join(source_dir, asset_path)), output_dir)
-
-    UsdUtils.ModifyAssetPaths(layer, reanchor)
 
 
 def standalone_mesh_count(path: str, mute_layers=()) -> int:

@@ -11,7 +11,7 @@ the module that defines them and their class name, never by a bare name: usd-opt
 usd-validation-nvidia ship classes of the same name that do different amounts of work.
 
 Used two ways: `run_job` in-process (inside Kit, where no Python can be spawned), and as a
-worker process (`python -m usdtune_executor.tasks.validation_worker STAGE`) that reads
+worker process (`python -m usdtune_executor.workers.validation_worker STAGE`) that reads
 jobs as JSON lines on stdin and answers one JSON line per job, so the executor can time a
 job out and kill it without losing the others.
 """

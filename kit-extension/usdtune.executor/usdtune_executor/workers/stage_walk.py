@@ -3,7 +3,7 @@ children before parents.
 
 A walk covers whole subtrees ("ranges"), so the prims of a large stage can be split
 between processes: `facts` cuts the scene graph into subtrees, walks them here (in
-this process or in workers, `python -m usdtune_executor.tasks.stage_walk`), then
+this process or in workers, `python -m usdtune_executor.workers.stage_walk`), then
 finishes the few prims above the cut with the subtrees' summaries injected.
 
 Hashing follows the instance-candidate finder's level 4: prim type, applied schemas,
@@ -603,10 +603,10 @@ def walk_subtrees(stage, roots, emit_rows):
 
 
 def worker_main(argv) -> int:
-    """`python -m usdtune_executor.tasks.stage_walk STAGE RESULT.pickle`: opens the stage at
+    """`python -m usdtune_executor.workers.stage_walk STAGE RESULT.pickle`: opens the stage at
     once, then reads the subtrees to walk (a pickled list of (path, order)) from stdin, so
     the stage opens while the parent is still cutting the scene graph."""
-    from ..stage_io import open_stage
+    from ..usd.stage import open_stage
 
     stage, _ = open_stage(argv[0])
     roots = pickle.load(sys.stdin.buffer)
@@ -619,5 +619,5 @@ def worker_main(argv) -> int:
 
 if __name__ == "__main__":
     # Run the package's copy of this module, so the pickled Totals name its real module.
-    from usdtune_executor.tasks import stage_walk
+    from usdtune_executor.workers import stage_walk
     sys.exit(stage_walk.worker_main(sys.argv[1:]))

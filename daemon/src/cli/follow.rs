@@ -1,0 +1,235 @@
+//! Following a run to its end on the terminal: progress lines, the gate prompt, the closing
+//! lines and the exit code; and `usdtune show`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::{note, ShowFormat};
+use crate::outcome::{exit_class_of, ExitClass};
+use crate::proto::{self, run_service_client::RunServiceClient, RunState};
+use crate::report::OptimizationReport;
+
+pub(super) fn state_name(state: i32) -> &'static str {
+    match RunState::try_from(state).unwrap_or(RunState::Unspecified) {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::AwaitingDecision => "awaiting_decision",
+        RunState::Completed => "completed",
+        RunState::Failed => "failed",
+        RunState::Blocked => "blocked",
+        RunState::Cancelled => "cancelled",
+        RunState::Unspecified => "unknown",
+    }
+}
+
+pub(super) fn run_json(r: &proto::Run) -> serde_json::Value {
+    let opt = |s: &str| if s.is_empty() { serde_json::Value::Null } else { json!(s) };
+    json!({
+        "run_id": r.run_id, "state": state_name(r.state), "milestone": r.milestone, "stage_path": r.stage_path,
+        "workspace": r.output_dir, "report_path": opt(&r.report_path),
+        "markdown_report_path": opt(&r.markdown_report_path),
+        "output_path": opt(&r.output_stage_path), "verdict": opt(&r.verdict), "workflow_mode": opt(&r.workflow_mode),
+        "code": opt(&r.code), "message": opt(&r.message),
+    })
+}
+
+/// Follow a run's events to its end (or to a gate nobody here can answer).
+pub(super) async fn follow(
+    client: &mut RunServiceClient<Channel>,
+    run_id: &str,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut stream = client.watch_run(proto::WatchRunRequest { run_id: run_id.into() }).await?.into_inner();
+    let mut last: Option<proto::Run> = None;
+    let mut asked_gate = false;
+    while let Some(event) = stream.message().await? {
+        match event.kind.as_str() {
+            "phase_started" => note(&format!("{} ...", event.milestone)),
+            "phase_finished" => {
+                let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
+                if let Some(p) = phase {
+                    note(&format!(
+                        "{} {}{} {}",
+                        p.milestone,
+                        p.status,
+                        if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() },
+                        p.note
+                    ));
+                }
+            }
+            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => {
+                note(&format!("  {} {}", event.milestone, event.message))
+            }
+            _ => {}
+        }
+        let Some(run) = event.run else { continue };
+        let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
+        if state == RunState::AwaitingDecision && !asked_gate {
+            let gate = run.gate.clone().unwrap_or_default();
+            let answer = if yes && !gate.recommended.is_empty() {
+                note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
+                Some(gate.recommended.clone())
+            } else if std::io::stdin().is_terminal() {
+                prompt(&gate)?
+            } else {
+                None
+            };
+            match answer {
+                Some(branch) => {
+                    asked_gate = true;
+                    client
+                        .answer_gate(proto::AnswerGateRequest {
+                            run_id: run_id.into(),
+                            gate_id: gate.id.clone(),
+                            branch,
+                        })
+                        .await?;
+                }
+                None => {
+                    eprintln!("Error: {}: run {run_id} stopped at the {} gate: {}", run.code, gate.id, gate.question);
+                    eprintln!(
+                        "  branches: {}{}",
+                        gate.branches.join(", "),
+                        if gate.recommended.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (recommended: {})", gate.recommended)
+                        }
+                    );
+                    eprintln!(
+                        "  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)"
+                    );
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+                    }
+                    return Ok(ExitCode::from(3));
+                }
+            }
+        } else if state != RunState::AwaitingDecision {
+            asked_gate = false;
+        }
+        let terminal =
+            matches!(state, RunState::Completed | RunState::Failed | RunState::Blocked | RunState::Cancelled);
+        last = Some(run);
+        if terminal {
+            break;
+        }
+    }
+    let run = last.ok_or_else(|| anyhow::anyhow!("the daemon closed the event stream without a run state"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+    }
+    let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
+    if state == RunState::Completed {
+        if run.report_path.is_empty() {
+            note(&format!("artifacts: {}", run.output_dir));
+        } else {
+            note(&format!("report: {}", run.report_path));
+        }
+        if !run.output_stage_path.is_empty() {
+            note(&format!("optimized stage: {}", run.output_stage_path));
+        }
+        note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        if !run.code.is_empty() {
+            eprintln!("Error: {}: {}", run.code, run.message);
+            eprintln!("Failed!");
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!("Success!");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
+    eprintln!("Failed!");
+    let exit = if state == RunState::AwaitingDecision {
+        ExitClass::Awaiting
+    } else {
+        exit_class_of(&run.code).max(ExitClass::Failed)
+    };
+    Ok(ExitCode::from(exit as u8))
+}
+
+fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
+    let mut err = std::io::stderr();
+    writeln!(err, "\n{}", gate.question)?;
+    for (i, b) in gate.branches.iter().enumerate() {
+        writeln!(err, "  {}) {}{}", i + 1, b, if *b == gate.recommended { "  (recommended)" } else { "" })?;
+    }
+    loop {
+        write!(err, "choose 1-{}: ", gate.branches.len())?;
+        err.flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim();
+        if let Some(b) = line.parse::<usize>().ok().and_then(|i| gate.branches.get(i.wrapping_sub(1))) {
+            return Ok(Some(b.clone()));
+        }
+        if gate.branches.iter().any(|b| b == line) {
+            return Ok(Some(line.to_string()));
+        }
+    }
+}
+
+/// `usdtune show RUN`: the run's report as the user asks for it (the run record when no
+/// report was written and a report format was asked for, with exit code 1).
+pub(super) fn show(run: &proto::Run, format: ShowFormat) -> anyhow::Result<ExitCode> {
+    if format == ShowFormat::Run {
+        let mut doc = run_json(run);
+        doc["phases"] = json!(run
+            .phases
+            .iter()
+            .map(|p| json!({"milestone": p.milestone, "status": p.status, "note": p.note, "seconds": p.seconds}))
+            .collect::<Vec<_>>());
+        if let Some(g) = &run.gate {
+            doc["gate"] =
+                json!({"id": g.id, "question": g.question, "branches": g.branches, "recommended": g.recommended});
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = if run.report_path.is_empty() {
+        None
+    } else {
+        let text = std::fs::read_to_string(&run.report_path)
+            .map_err(|e| anyhow::anyhow!("cannot read the report {} here: {e}", run.report_path))?;
+        Some(serde_json::from_str::<OptimizationReport>(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {} is not a report this usdtune reads: {e}",
+                crate::outcome::Outcome::ArtifactSchemaViolation,
+                run.report_path
+            )
+        })?)
+    };
+    match (format, report) {
+        (ShowFormat::Json, Some(report)) => println!("{}", serde_json::to_string_pretty(&report)?),
+        (ShowFormat::Md, Some(report)) => print!("{}", crate::report::markdown(&report)),
+        (ShowFormat::Pretty, report) => {
+            println!("{}  {}  {}  {}", run.run_id, state_name(run.state), run.milestone, run.stage_path);
+            if !run.code.is_empty() {
+                println!("  {}: {}", run.code, run.message);
+            }
+            for p in &run.phases {
+                let seconds = if p.seconds > 0.0 { format!(" {:.1}s", p.seconds) } else { String::new() };
+                println!("  {:<34} {:<8}{seconds} {}", p.milestone, p.status, p.note);
+            }
+            if let Some(report) = report {
+                print!("\n{}", crate::report::pretty(&report));
+            }
+        }
+        (_, None) => {
+            eprintln!(
+                "Error: run {} has no report yet ({}); `--format run` shows its state",
+                run.run_id,
+                state_name(run.state)
+            );
+            return Ok(ExitCode::from(1));
+        }
+        (ShowFormat::Run, _) => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

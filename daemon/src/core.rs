@@ -1,0 +1,385 @@
+//! The daemon core: the runs it holds, the executor hub, the events watchers receive, and the
+//! executor processes it starts. The same core serves a long-running `usdtuned` and the
+//! CLI's embedded mode; in both, a local headless executor is spawned on demand when no
+//! executor is connected. It is the workflow's [`Host`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::executors::{pool_member, ExecutorHub, TaskFailure};
+use crate::outcome::Outcome;
+use crate::record::{Answer, EventKind, GateKind, RunEvent, RunRecord, RunState, Submission};
+use crate::setup::ExecutorEnv;
+use crate::store::Workspace;
+use crate::workflow::{self, Host, RunSlot, TaskReply, TaskRequest};
+
+pub struct Config {
+    /// Where run indexes (and default run workspaces) live.
+    pub data_dir: PathBuf,
+    /// Spawn `python -m usdtune_executor` from this environment when no executor is connected.
+    pub local_executor: Option<ExecutorEnv>,
+    /// How long a task waits for a capable executor to connect.
+    pub executor_wait: Duration,
+    /// Most executor processes one run's Phase 4 may use at once (0: one per CPU core).
+    pub max_workers: usize,
+}
+
+impl Config {
+    pub fn new(local_executor: Option<ExecutorEnv>, max_workers: usize) -> Self {
+        Self {
+            data_dir: crate::setup::data_dir(),
+            local_executor,
+            executor_wait: Duration::from_secs(120),
+            max_workers,
+        }
+    }
+}
+
+type Runs = Arc<Mutex<HashMap<String, Arc<RunSlot>>>>;
+
+pub struct Core {
+    pub hub: ExecutorHub,
+    pub config: Config,
+    runs: Runs,
+    events: broadcast::Sender<RunEvent>,
+    address: OnceLock<SocketAddr>,
+    children: Mutex<Vec<tokio::process::Child>>,
+    /// Phase 4 worker processes by executor id (`<pool>-<n>`).
+    workers: Mutex<HashMap<String, tokio::process::Child>>,
+}
+
+/// A refusal of a client request: its outcome code and message.
+#[derive(Debug)]
+pub struct Refusal {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(outcome: Outcome, message: impl Into<String>) -> Self {
+        Self { outcome, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.outcome, self.message)
+    }
+}
+
+impl Core {
+    pub fn new(config: Config) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            hub: ExecutorHub::default(),
+            config,
+            runs: Default::default(),
+            events,
+            address: OnceLock::new(),
+            children: Mutex::new(Vec::new()),
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// The address the gRPC server listens on; executors this core starts connect back to it.
+    pub fn set_address(&self, address: SocketAddr) {
+        let _ = self.address.set(address);
+    }
+
+    fn index_path(&self, run_id: &str) -> PathBuf {
+        self.config.data_dir.join("runs").join(format!("{run_id}.workspace"))
+    }
+
+    async fn ensure_local_executor(&self) -> Result<(), TaskFailure> {
+        let Some(env) = &self.config.local_executor else { return Ok(()) };
+        if !self.hub.connected().is_empty() {
+            return Ok(());
+        }
+        let mut children = self.children.lock().unwrap();
+        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if !children.is_empty() {
+            return Ok(()); // started, not yet connected: the task waits for its hello
+        }
+        children.push(self.spawn_executor(env, "local")?);
+        Ok(())
+    }
+
+    /// Start `python -m usdtune_executor` from `env`, connecting back to this daemon as `id`.
+    fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<tokio::process::Child, TaskFailure> {
+        let address = *self
+            .address
+            .get()
+            .ok_or_else(|| TaskFailure::new(Outcome::DaemonNotServing, "daemon has no listening address"))?;
+        let child = tokio::process::Command::new(env.python())
+            .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                TaskFailure::new(Outcome::ExecutorSpawnFailed, format!("cannot start {}: {e}", env.python().display()))
+            })?;
+        tracing::info!(pid = child.id(), %id, "spawned executor");
+        Ok(child)
+    }
+
+    pub fn slot(&self, run_id: &str) -> Option<Arc<RunSlot>> {
+        self.runs.lock().unwrap().get(run_id).cloned()
+    }
+
+    /// A run from memory, or from its workspace when an earlier daemon ran it.
+    pub fn load(&self, run_id: &str) -> Option<RunRecord> {
+        if let Some(slot) = self.slot(run_id) {
+            return Some(slot.snapshot());
+        }
+        let workspace = std::fs::read_to_string(self.index_path(run_id)).ok()?;
+        Workspace::new(workspace.trim()).read("run").ok()
+    }
+
+    pub fn list(&self) -> Vec<RunRecord> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.config.data_dir.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".workspace")).map(String::from))
+            .collect();
+        ids.extend(self.runs.lock().unwrap().keys().cloned());
+        ids.sort();
+        ids.dedup();
+        let mut runs: Vec<RunRecord> = ids.iter().filter_map(|id| self.load(id)).collect();
+        runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        runs
+    }
+
+    pub fn submit(self: &Arc<Self>, request: Submission) -> Result<RunRecord, Refusal> {
+        let stage = PathBuf::from(&request.stage_path);
+        if !stage.is_file() {
+            return Err(Refusal::new(
+                Outcome::StageNotFound,
+                format!("stage file does not exist: {}", stage.display()),
+            ));
+        }
+        let stage = std::fs::canonicalize(&stage)
+            .map_err(|e| Refusal::new(Outcome::StageNotFound, format!("{}: {e}", stage.display())))?;
+        if let Some(branch) = request.restructure_branch.as_deref() {
+            if !GateKind::Restructure.knows(branch) {
+                return Err(Refusal::new(Outcome::InvalidRestructureBranch, format!("unknown branch '{branch}'")));
+            }
+        }
+        let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let output_dir = if request.output_dir.is_empty() {
+            self.config.data_dir.join("runs").join(&run_id)
+        } else {
+            std::path::absolute(&request.output_dir)
+                .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", request.output_dir)))?
+        };
+        if stage.parent() == Some(output_dir.as_path()) && output_dir.join("optimization-report.json").exists() {
+            tracing::warn!("output folder already holds a report; it will be replaced");
+        }
+        std::fs::create_dir_all(&output_dir)
+            .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", output_dir.display())))?;
+        if let Some(pipeline) = request.pipeline.as_deref() {
+            if !crate::decisions::op_chain::PIPELINES.contains(&pipeline) {
+                return Err(Refusal::new(
+                    Outcome::InvalidPipeline,
+                    format!(
+                        "unknown pipeline '{pipeline}'; choose one of: {}",
+                        crate::decisions::op_chain::PIPELINES.join(", ")
+                    ),
+                ));
+            }
+        }
+        let record = RunRecord::new(
+            run_id.clone(),
+            stage.display().to_string(),
+            output_dir.display().to_string(),
+            &workflow::table::labels(),
+            &request,
+        );
+        crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes())
+            .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, e.to_string()))?;
+        self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, "submitted");
+        self.start(record.clone());
+        Ok(record)
+    }
+
+    fn start(self: &Arc<Self>, record: RunRecord) {
+        let slot = RunSlot::new(record, self.clone());
+        self.runs.lock().unwrap().insert(slot.snapshot().run_id, slot.clone());
+        tokio::spawn(workflow::drive(slot));
+    }
+
+    /// Answer a run's open gate (`gate_id` empty: whichever is open), here or, for a run an
+    /// earlier daemon left at its gate, by resuming it.
+    pub fn answer(
+        self: &Arc<Self>,
+        run_id: &str,
+        gate_id: &str,
+        choice: &str,
+        answered_by: &'static str,
+    ) -> Result<RunRecord, Refusal> {
+        let record = self.load(run_id).ok_or_else(|| Refusal::new(Outcome::RunNotFound, run_id))?;
+        let gate = record.gate.clone().filter(|_| record.state == RunState::AwaitingDecision).ok_or_else(|| {
+            Refusal::new(Outcome::NoOpenGate, format!("run {run_id} is {:?}, not awaiting a decision", record.state))
+        })?;
+        let kind = gate.kind().ok_or_else(|| Refusal::new(Outcome::NoOpenGate, format!("unknown gate {}", gate.id)))?;
+        if !kind.knows(choice) {
+            return Err(Refusal::new(kind.invalid_answer(), format!("unknown branch '{choice}'")));
+        }
+        if !gate_id.is_empty() && gate_id != gate.id {
+            return Err(Refusal::new(Outcome::NoOpenGate, format!("the open gate is {}, not {gate_id}", gate.id)));
+        }
+        if !gate.branches.iter().any(|b| b == choice) {
+            return Err(Refusal::new(
+                kind.invalid_answer(),
+                format!("'{choice}' is not offered; choose one of {}", gate.branches.join(", ")),
+            ));
+        }
+        let answer = Answer { gate: kind, choice: choice.to_string(), answered_by };
+        match self.slot(run_id) {
+            Some(slot) => slot.answer(answer),
+            None => {
+                // Resume a run that an earlier daemon left at the gate.
+                let mut resumed = record.clone();
+                resumed.gate = None;
+                kind.apply(&mut resumed.route, &answer);
+                self.start(resumed);
+            }
+        }
+        Ok(self.load(run_id).unwrap_or(record))
+    }
+
+    pub fn cancel(&self, run_id: &str) -> Result<RunRecord, Refusal> {
+        let slot = self
+            .slot(run_id)
+            .ok_or_else(|| Refusal::new(Outcome::RunNotFound, format!("{run_id} is not active in this daemon")))?;
+        slot.cancel();
+        Ok(slot.snapshot())
+    }
+
+    /// Stop every executor (daemon or embedded-mode exit). Connected ones close their stream
+    /// once the request arrives: wait for that (up to a grace), or the daemon's sockets could
+    /// close first and an external executor (Kit) would see a lost connection, not a shutdown.
+    pub async fn shutdown(&self) {
+        self.hub.shutdown_all("daemon shutting down");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !self.hub.connected().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut children: Vec<_> = std::mem::take(&mut *self.children.lock().unwrap());
+        children.extend(std::mem::take(&mut *self.workers.lock().unwrap()).into_values());
+        stop_children(children, Duration::from_secs(3)).await;
+    }
+}
+
+impl Host for Core {
+    fn run_task<'a>(&'a self, task: TaskRequest<'a>) -> BoxFuture<'a, TaskReply> {
+        Box::pin(async move {
+            if task.pool.is_none() {
+                if let Err(failure) = self.ensure_local_executor().await {
+                    return TaskReply { executor_id: String::new(), outcome: Err(failure), usage: Default::default() };
+                }
+            }
+            // Progress of the task, forwarded as run events while it runs.
+            let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
+            let forward = {
+                let (events, runs) = (self.events.clone(), self.runs.clone());
+                let (run_id, milestone) = (task.run_id.to_string(), task.milestone.to_string());
+                tokio::spawn(async move {
+                    while let Some((fraction, message)) = progress_rx.recv().await {
+                        let run = runs.lock().unwrap().get(&run_id).map(|s| s.snapshot());
+                        let _ = events.send(RunEvent {
+                            run_id: run_id.clone(),
+                            kind: EventKind::Progress,
+                            milestone: milestone.clone(),
+                            message,
+                            fraction,
+                            run,
+                        });
+                    }
+                })
+            };
+            let (executor_id, outcome, usage) = self
+                .hub
+                .run_task_in(task.pool, task.kind, &task.params, Some(progress_tx), self.config.executor_wait)
+                .await;
+            forward.abort();
+            TaskReply { executor_id, outcome, usage }
+        })
+    }
+
+    /// Phase 4 runs each target in a standalone worker process (batch-mode.md: one target, one
+    /// job), `count` of them at once.
+    fn ensure_workers(&self, pool: &str, count: usize) -> Result<bool, TaskFailure> {
+        let Some(env) = &self.config.local_executor else { return Ok(false) };
+        let mut workers = self.workers.lock().unwrap();
+        for n in 1..=count {
+            let id = format!("{pool}-{n}");
+            if workers.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+                continue;
+            }
+            let child = self.spawn_executor(env, &id)?;
+            workers.insert(id, child);
+        }
+        Ok(true)
+    }
+
+    /// Their memory goes back as soon as the batch that needed them is over.
+    fn release_workers<'a>(&'a self, pool: &'a str, keep: usize) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let beyond = |id: &str| pool_member(id, pool).is_some_and(|n| n > keep);
+            self.hub.shutdown_where(beyond, "Phase 4 worker no longer needed");
+            let stopping: Vec<_> = {
+                let mut workers = self.workers.lock().unwrap();
+                let ids: Vec<String> = workers.keys().filter(|id| beyond(id)).cloned().collect();
+                ids.into_iter().filter_map(|id| workers.remove(&id)).collect()
+            };
+            stop_children(stopping, Duration::from_secs(5)).await;
+        })
+    }
+
+    /// Dropping a child kills it.
+    fn drop_workers(&self, pool: &str) {
+        let in_pool = |id: &str| pool_member(id, pool).is_some();
+        self.hub.shutdown_where(in_pool, "run ended");
+        self.workers.lock().unwrap().retain(|id, _| !in_pool(id));
+    }
+
+    fn persist_and_announce(&self, record: &RunRecord, kind: EventKind, milestone: &str, message: &str) {
+        if let Err(e) =
+            record.workspace().write_artifact("run", &serde_json::to_value(record).expect("record serializes"))
+        {
+            tracing::error!(run = %record.run_id, "cannot persist run: {e}");
+        }
+        let _ = self.events.send(RunEvent {
+            run_id: record.run_id.clone(),
+            kind,
+            milestone: milestone.into(),
+            message: message.into(),
+            fraction: -1.0,
+            run: Some(record.clone()),
+        });
+    }
+
+    fn max_workers(&self) -> usize {
+        self.config.max_workers
+    }
+}
+
+/// Wait for executors that were asked to shut down; kill those still running after `grace`.
+async fn stop_children(children: Vec<tokio::process::Child>, grace: Duration) {
+    for mut child in children {
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Phase 4 targets (apply-restructure-manifest `phase4_targets[]`, batch-mode.md): which
+//! files the op chain runs on, in which dependency group, where each output goes, and what
+//! became of each target. Plain functions over the restructure plan and what the executor
+//! wrote; the workflow carries them out.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::batch;
+use super::restructure::RestructurePlan;
+
+/// One file the restructure wrote (the executor's `restructure` task result, `outputs[]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WrittenOutput {
+    pub path: String,
+    /// prototype | shared_layer | loadable_subasset | new_root
+    pub kind: String,
+    pub provenance: String,
+    pub size_bytes: u64,
+    /// pass | fail: the file opens on its own without composition errors.
+    pub validate_usd_minimum: String,
+    #[serde(default)]
+    pub notes: String,
+    /// Meshes a default walk reaches with the file opened on its own, payloads unloaded.
+    pub mesh_count: u64,
+    /// Shared layers the root sublayers (targets of their own).
+    #[serde(default)]
+    pub mute_layers: Vec<String>,
+    /// Internal mode: meshes in the root's abstract prototype namespace.
+    #[serde(default)]
+    pub prototype_namespace_meshes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightHints {
+    pub size_bytes: u64,
+    pub mesh_count: u64,
+}
+
+/// One Phase 4 target (upstream apply-restructure-manifest `phase4_targets[]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Phase4Target {
+    pub path: String,
+    /// prototype | shared_layer | loadable_subasset | assembly_root | monolith (the stage itself)
+    pub target_class: String,
+    pub mesh_count: u64,
+    /// shared_first | independent | dependent_after
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_count: Option<usize>,
+    /// An abstract class namespace holding prototypes: de-classed for the chain, restored after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declass_namespace: Option<String>,
+    /// false: optimized with payloads unloaded (they are targets of their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_payloads: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_layers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_hints: Option<WeightHints>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl Phase4Target {
+    /// The stage itself, when nothing was restructured (N=1).
+    pub fn monolith(path: &str, mesh_count: u64) -> Self {
+        Self::new(path, "monolith", mesh_count, None)
+    }
+
+    fn new(path: &str, class: &str, mesh_count: u64, group: Option<&str>) -> Self {
+        Self {
+            path: path.to_string(),
+            target_class: class.to_string(),
+            mesh_count,
+            dependency_group: group.map(String::from),
+            source: None,
+            identity_disposition: None,
+            copy_count: None,
+            declass_namespace: None,
+            load_payloads: None,
+            mute_layers: None,
+            weight_hints: None,
+            notes: None,
+        }
+    }
+
+    pub fn group_rank(&self) -> u8 {
+        batch::group_rank(self.dependency_group.as_deref())
+    }
+}
+
+/// The Phase 4 targets of a restructure: every prototype, shared layer and sub-asset it
+/// wrote, then the assembly root whenever it keeps meshes (residual ones, or in internal
+/// mode the prototypes in its class namespace, which the chain reaches once de-classed).
+pub fn from_restructure(plan: &RestructurePlan, outputs: &[WrittenOutput], source_stage: &str) -> Vec<Phase4Target> {
+    let copies = |name: &str| plan.sites.iter().filter(|s| s.prototype == name).count();
+    let weight = |o: &WrittenOutput| Some(WeightHints { size_bytes: o.size_bytes, mesh_count: o.mesh_count });
+    let mut targets = Vec::new();
+    for output in outputs {
+        let target = match output.kind.as_str() {
+            "prototype" => {
+                let name = Path::new(&output.path).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let proto = plan.prototypes.iter().find(|p| p.name == name);
+                Phase4Target {
+                    source: Some(proto.map_or(String::new(), |p| format!("{} ({})", p.source, p.group))),
+                    identity_disposition: Some("externalize_shared".into()),
+                    copy_count: Some(copies(name).max(1)),
+                    weight_hints: weight(output),
+                    ..Phase4Target::new(&output.path, "prototype", output.mesh_count, Some("shared_first"))
+                }
+            }
+            "shared_layer" => Phase4Target {
+                source: Some(output.provenance.clone()),
+                identity_disposition: Some("externalize_shared".into()),
+                notes: Some(
+                    "the scope holding prototypes the sites already referenced, with the materials it binds".into(),
+                ),
+                weight_hints: weight(output),
+                ..Phase4Target::new(&output.path, "shared_layer", output.mesh_count, Some("shared_first"))
+            },
+            "loadable_subasset" => Phase4Target {
+                source: Some(output.provenance.clone()),
+                identity_disposition: Some("keep_local".into()),
+                weight_hints: weight(output),
+                ..Phase4Target::new(&output.path, "loadable_subasset", output.mesh_count, Some("independent"))
+            },
+            _ => continue,
+        };
+        targets.push(target);
+    }
+    let Some(root) = outputs.iter().find(|o| o.kind == "new_root") else { return targets };
+    let residual = root.mesh_count;
+    let namespace_meshes = root.prototype_namespace_meshes.unwrap_or(0);
+    if residual + namespace_meshes > 0 {
+        let mut target = Phase4Target {
+            source: Some(source_stage.to_string()),
+            load_payloads: Some(false),
+            mute_layers: Some(root.mute_layers.clone()),
+            weight_hints: Some(WeightHints { size_bytes: root.size_bytes, mesh_count: residual }),
+            ..Phase4Target::new(&root.path, "assembly_root", residual + namespace_meshes, Some("dependent_after"))
+        };
+        if namespace_meshes > 0 {
+            target.identity_disposition = Some("internal_share".into());
+            target.declass_namespace = Some(plan.namespace.to_string());
+            target.notes = Some(format!(
+                "{residual} meshes outside the prototypes, {namespace_meshes} in the class namespace {}",
+                plan.namespace
+            ));
+        }
+        targets.push(target);
+    }
+    targets
+}
+
+/// Prototype-first: shared targets, then independent ones, then the assemblies above them.
+pub fn in_dependency_order(mut targets: Vec<Phase4Target>) -> Vec<Phase4Target> {
+    targets.sort_by_key(Phase4Target::group_rank);
+    targets
+}
+
+/// `<outdir>/<stem>.optimized.<ext>`: never the source path (a usdz target is written as usdc).
+pub fn optimized_output_path(stage: &str, output_dir: &Path) -> PathBuf {
+    let source = Path::new(stage);
+    let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or("stage");
+    let ext = source.extension().and_then(|s| s.to_str()).filter(|e| *e != "usdz").unwrap_or("usdc");
+    output_dir.join(format!("{stem}.optimized.{ext}"))
+}
+
+/// Each target's output in `dir`: `<stem>.optimized.<ext>`, and where two targets share a
+/// file name (`Body.usd` in two folders), `<stem>.<path tag>.optimized.<ext>` for each of them.
+pub fn output_paths<'a>(paths: impl Iterator<Item = &'a str> + Clone, dir: &Path) -> Vec<PathBuf> {
+    let plain: Vec<PathBuf> = paths.clone().map(|p| optimized_output_path(p, dir)).collect();
+    paths
+        .zip(&plain)
+        .map(|(path, output)| {
+            if plain.iter().filter(|o| *o == output).count() == 1 {
+                return output.clone();
+            }
+            let name = output.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let (stem, rest) = name.split_once(".optimized.").unwrap_or((name, "usdc"));
+            output.with_file_name(format!("{stem}.{}.optimized.{rest}", batch::path_tag(path)))
+        })
+        .collect()
+}
+
+/// What became of a target (operations-status `targets[].disposition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Optimized,
+    SkippedZeroMeshes,
+    SkippedUserDeclined,
+    Blocked,
+}
+
+/// A target's disposition before anything runs, with the reason when it will not run: a
+/// target without meshes has nothing for a chain of mesh-only ops; an empty chain runs on
+/// nothing.
+pub fn initial_disposition(target: &Phase4Target, operations: &[&str]) -> (Disposition, Option<&'static str>) {
+    if target.mesh_count == 0 && operations.iter().all(|op| super::op_chain::is_mesh_only(op)) {
+        (Disposition::SkippedZeroMeshes, Some("no mesh reachable with the target opened standalone"))
+    } else if operations.is_empty() {
+        (Disposition::SkippedUserDeclined, Some("evidence selected no operation"))
+    } else {
+        (Disposition::Optimized, None)
+    }
+}
+
+/// Failures of one target that are failures of the chain itself: every other target would
+/// fail the same way, so the run stops instead of blocking targets one by one.
+pub fn is_chain_failure(code: &str) -> bool {
+    use crate::outcome::Outcome::*;
+    [BlockedMissingSceneOptimizer, BlockedMissingSoOperation, UnknownOperationArgument].iter().any(|o| o.code() == code)
+}
+
+/// Why a target whose chain ran is blocked after all: its output composes with errors its
+/// source did not have. None: it stays optimized.
+pub fn blocked_by_reverify(new_composition_errors: u64, errors: &serde_json::Value) -> Option<String> {
+    (new_composition_errors > 0)
+        .then(|| format!("the output composes with {new_composition_errors} new error(s): {errors}"))
+}
+
+/// The whole is assembled and proven only when every target that had work came through.
+pub fn assemble(dispositions: &[Disposition]) -> bool {
+    !dispositions.contains(&Disposition::Blocked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decisions::restructure::{Mode, PlannedPrototype};
+
+    #[test]
+    fn same_named_targets_get_outputs_of_their_own() {
+        let paths = ["/f/a/Body.usd", "/f/b/Body.usd", "/f/Frame.usdc"];
+        let outputs = output_paths(paths.iter().copied(), Path::new("/out"));
+        assert_eq!(outputs[2], PathBuf::from("/out/Frame.optimized.usdc"));
+        assert_ne!(outputs[0], outputs[1]);
+        let name = outputs[0].file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("Body.") && name.ends_with(".optimized.usd"), "{name}");
+        assert_eq!(optimized_output_path("/a/b.usdz", Path::new("/o")), PathBuf::from("/o/b.optimized.usdc"));
+    }
+
+    fn output(path: &str, kind: &str, meshes: u64) -> WrittenOutput {
+        WrittenOutput {
+            path: path.into(),
+            kind: kind.into(),
+            provenance: "/W/A".into(),
+            size_bytes: 10,
+            validate_usd_minimum: "pass".into(),
+            notes: String::new(),
+            mesh_count: meshes,
+            mute_layers: vec![],
+            prototype_namespace_meshes: None,
+        }
+    }
+
+    fn plan() -> RestructurePlan {
+        RestructurePlan {
+            mode: Mode::ExternalPrototype,
+            namespace: "/__usdtune_prototypes",
+            prototypes: vec![PlannedPrototype {
+                name: "A_g001".into(),
+                group: "g001".into(),
+                source: "/W/A".into(),
+                in_place: false,
+            }],
+            sites: vec![],
+            subassets: vec![],
+            flips: vec![],
+            readiness: vec![],
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn prototypes_come_first_and_a_root_without_meshes_is_no_target() {
+        let outputs = [output("/o/r.usdc", "new_root", 0), output("/o/prototypes/A_g001.usdc", "prototype", 4)];
+        let targets = from_restructure(&plan(), &outputs, "/s.usda");
+        assert_eq!(targets.len(), 1);
+        assert_eq!((targets[0].target_class.as_str(), targets[0].copy_count), ("prototype", Some(1)));
+        assert_eq!(targets[0].source.as_deref(), Some("/W/A (g001)"));
+        let outputs = [output("/o/r.usdc", "new_root", 3), output("/o/prototypes/A_g001.usdc", "prototype", 4)];
+        let targets = in_dependency_order(from_restructure(&plan(), &outputs, "/s.usda"));
+        assert_eq!(targets.iter().map(|t| t.target_class.as_str()).collect::<Vec<_>>(), ["prototype", "assembly_root"]);
+        assert_eq!(targets[1].load_payloads, Some(false));
+    }
+
+    #[test]
+    fn dispositions_before_and_after_the_chain() {
+        let empty = Phase4Target::monolith("/s.usda", 0);
+        assert_eq!(initial_disposition(&empty, &["meshCleanup"]).0, Disposition::SkippedZeroMeshes);
+        assert_eq!(initial_disposition(&empty, &["optimizeTimeSamples"]).0, Disposition::Optimized, "not mesh-only");
+        let full = Phase4Target::monolith("/s.usda", 5);
+        assert_eq!(initial_disposition(&full, &[]).0, Disposition::SkippedUserDeclined);
+        assert!(blocked_by_reverify(0, &serde_json::json!([])).is_none());
+        assert!(blocked_by_reverify(2, &serde_json::json!(["cycle"])).unwrap().contains("2 new error(s)"));
+        use crate::outcome::Outcome;
+        assert!(is_chain_failure(Outcome::UnknownOperationArgument.code()));
+        assert!(!is_chain_failure(Outcome::OperationFailed.code()));
+        assert!(!assemble(&[Disposition::Optimized, Disposition::Blocked]));
+    }
+}

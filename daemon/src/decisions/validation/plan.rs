@@ -1,0 +1,440 @@
+//! The plan: which concepts run where (the contract's selection table, top to bottom), as
+//! executor jobs and the scope note that records the selection; and the narrower re-verify
+//! plan of a Phase 4 output.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{
+    concept, GeometryClasses, Provider, ValidationReport, JOB_TIMEOUT_S, LARGE_STAGE_BYTES, LARGE_STAGE_PRIMS,
+    MESH_HYGIENE, PAIR_ROUTING, PRIMVAR_CLEANUP, SAFETY_GATE, SIMULATION_READY, STRUCTURE_BLIND_LOSSLESS_FIXES,
+    WHOLE_STAGE_OPTIMIZATION,
+};
+
+/// A flagged cross-component pair, resolved to prim paths.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlaggedPair {
+    pub enclosing: String,
+    pub enclosed: String,
+    pub enclosure_opaque: Option<bool>,
+}
+
+/// What the selection reads: the assessment, the geometry classes, the user's approval.
+#[derive(Clone, Debug, Default)]
+pub struct PlanInputs {
+    pub phase_recommendation: String,
+    pub prim_count: u64,
+    pub mesh_count: u64,
+    /// Bytes of the stage's layers; None when unknown.
+    pub stage_bytes: Option<u64>,
+    pub converted_cad: bool,
+    pub simulation_ready: bool,
+    pub hierarchy_dedupe_recommended: bool,
+    pub pairs: Vec<FlaggedPair>,
+    pub classes: GeometryClasses,
+    pub full_sweep_approved: bool,
+}
+
+impl PlanInputs {
+    /// Reasons the stage is large for validation planning (empty: small).
+    pub fn large_because(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        match self.stage_bytes {
+            None => reasons.push("stage size unknown".to_string()),
+            Some(b) if b > LARGE_STAGE_BYTES => reasons.push(format!("{} MB of layers > 100 MB", b / (1024 * 1024))),
+            _ => {}
+        }
+        if self.prim_count > LARGE_STAGE_PRIMS {
+            reasons.push(format!("{} composed prims > {LARGE_STAGE_PRIMS}", self.prim_count));
+        }
+        if self.converted_cad {
+            reasons.push("converted CAD/BIM content".into());
+        }
+        reasons
+    }
+}
+
+/// Where a job validates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    WholeStage,
+    /// One representative per geometry class.
+    Representatives,
+    Pair(FlaggedPair),
+}
+
+/// One executor job: concepts run together in one engine over one scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub tier: u8,
+    pub concepts: Vec<&'static str>,
+    pub scope: Scope,
+    /// The ledger target this job resolves.
+    pub target: String,
+}
+
+/// A selected plan for one placement (2c or Phase 4): the scope note plus its jobs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub note: Value,
+    pub jobs: Vec<Job>,
+    /// Minimum openability runs with the whole-stage plan (2c, 6b), not per target.
+    pub openability: bool,
+}
+
+impl Plan {
+    /// The executor's task parameters for this plan on `stage`.
+    pub fn task_params(&self, stage: &str, classes: &GeometryClasses) -> Value {
+        let jobs: Vec<Value> = self
+            .jobs
+            .iter()
+            .map(|job| {
+                let mask = match &job.scope {
+                    Scope::WholeStage => Value::Null,
+                    Scope::Representatives if classes.mask_paths.is_empty() => Value::Null,
+                    Scope::Representatives => json!(classes.mask_paths),
+                    Scope::Pair(p) => json!([p.enclosing, p.enclosed]),
+                };
+                json!({
+                    "id": job.id, "mask_paths": mask,
+                    "rules": job.concepts.iter().map(|c| {
+                        let c = concept(c);
+                        json!({"concept": c.name, "module": c.module, "class_name": c.class_name})
+                    }).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"stage_path": stage, "jobs": jobs, "timeout_s": JOB_TIMEOUT_S, "openability": self.openability})
+    }
+}
+
+/// Where in the workflow a plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Phase 2c (and its 6b re-run): openability plus whole-stage Tier 1.
+    WholeStage,
+    /// Phase 4: the per-target rows on the optimization target (N=1: the stage itself).
+    Target,
+}
+
+/// Where a selection row's concepts apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// The whole stage: runs at Phase 2c (and 6b).
+    WholeStage,
+    /// Each optimization target: runs in Phase 4.
+    Target,
+    /// Each flagged cross-component pair: runs in Phase 4.
+    Pair,
+}
+
+/// One row of the selection table that fired, and why.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub why: &'static str,
+    pub granularity: Granularity,
+    pub concepts: &'static [&'static str],
+}
+
+/// The selection table, top to bottom: the rows that fire for these inputs.
+pub fn select(inputs: &PlanInputs) -> Vec<Row> {
+    use Granularity::*;
+    let row = |why, granularity, concepts| Row { why, granularity, concepts };
+    let posture = inputs.phase_recommendation.as_str();
+    let mut rows = Vec::new();
+    match posture {
+        "optimization" | "already_optimized" => {
+            rows.push(row("always: whole-stage safety gate", WholeStage, SAFETY_GATE))
+        }
+        // Do not validate geometry about to be restructured: structural blockers only.
+        _ => rows.push(row("structuring: structural blockers only", WholeStage, &["composition_missing_ref"])),
+    }
+    if posture == "optimization" {
+        rows.push(row("phase_recommendation optimization: whole-stage probes", WholeStage, WHOLE_STAGE_OPTIMIZATION));
+    }
+    if posture == "already_optimized" {
+        rows.push(row(
+            "already_optimized: Tier 1 findings the structure facts cannot see",
+            WholeStage,
+            STRUCTURE_BLIND_LOSSLESS_FIXES,
+        ));
+    }
+    // The per-target rows run in Phase 4, on whatever target the restructure produced.
+    if inputs.converted_cad {
+        rows.push(row("converted CAD/BIM content: primitive fitting", Target, &["primitive_fit"]));
+    }
+    rows.push(row("any optimization target: lossless primvar cleanup", Target, PRIMVAR_CLEANUP));
+    rows.push(row("any optimization target: geometry-intrinsic mesh hygiene", Target, MESH_HYGIENE));
+    if inputs.hierarchy_dedupe_recommended || !inputs.classes.shared.is_empty() {
+        rows.push(row("hierarchy_dedupe.recommended or duplicate geometry", Target, &["geom_duplicates"]));
+    }
+    if inputs.pairs.iter().any(|p| p.enclosure_opaque != Some(false)) {
+        rows.push(row("cross-component pairs not explicitly transparent", Pair, &["spatial_occluded"]));
+    }
+    if !inputs.pairs.is_empty() {
+        rows.push(row("cross-component pairs: routing and overlap", Pair, PAIR_ROUTING));
+    }
+    if inputs.simulation_ready {
+        rows.push(row("simulation-ready content (physics)", Target, SIMULATION_READY));
+    }
+    rows
+}
+
+/// A scope-note target entry: the representatives' mask, or the whole stage.
+fn note_target(name: &str, scope: &Scope, classes: &GeometryClasses) -> Value {
+    match scope {
+        Scope::Representatives if !classes.mask_paths.is_empty() => {
+            json!({"concept": name, "mask_paths": classes.mask_paths})
+        }
+        _ => json!({"concept": name, "paths": ["/"]}),
+    }
+}
+
+fn pair_target(p: &FlaggedPair) -> String {
+    format!("{} + {}", p.enclosing, p.enclosed)
+}
+
+/// The plan for one placement: the contract's scope note and the jobs that carry it out.
+pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
+    let rows = select(inputs);
+    let large = inputs.large_because();
+    let full = inputs.full_sweep_approved;
+    let mut jobs = Vec::new();
+    let mut targets = Vec::new();
+    let mut reasons = Vec::new();
+    let mut concepts: Vec<&'static str> = Vec::new();
+    let mut per_pair: Vec<&'static str> = Vec::new();
+    for row in &rows {
+        let whole = row.granularity == Granularity::WholeStage;
+        if whole != (placement == Placement::WholeStage) {
+            continue;
+        }
+        reasons.push(format!("{}: {}", row.why, row.concepts.join(", ")));
+        concepts.extend(row.concepts.iter().copied());
+        if row.granularity == Granularity::Pair {
+            per_pair.extend(row.concepts.iter().copied());
+        }
+    }
+    match placement {
+        Placement::WholeStage => {
+            // Tier 1 batches, one engine per provider so the two halves run side by side;
+            // per-geometry concepts get their own batch over the representatives.
+            let scope_of =
+                |c: &str| if concept(c).per_geometry && !full { Scope::Representatives } else { Scope::WholeStage };
+            for (provider, scope, id) in [
+                (Provider::Nvidia, Scope::WholeStage, "tier1-usd-validation-nvidia"),
+                (Provider::UsdOptimize, Scope::WholeStage, "tier1-usd-optimize"),
+                (Provider::Nvidia, Scope::Representatives, "tier1-per-geometry"),
+            ] {
+                let batch: Vec<_> = concepts
+                    .iter()
+                    .copied()
+                    .filter(|c| concept(c).provider == provider && scope_of(c) == scope)
+                    .collect();
+                if !batch.is_empty() {
+                    jobs.push(Job { id: id.into(), tier: 1, concepts: batch, scope, target: "/".into() });
+                }
+            }
+            targets.extend(concepts.iter().map(|c| note_target(c, &scope_of(c), &inputs.classes)));
+        }
+        Placement::Target => {
+            // Tier 2/3: one concept per engine and job, so one slow rule cannot hold the others.
+            for name in &concepts {
+                let c = concept(name);
+                if per_pair.contains(name) {
+                    // Occlusion is not probed behind an enclosure known to be see-through.
+                    let probed = inputs
+                        .pairs
+                        .iter()
+                        .filter(|p| c.name != "spatial_occluded" || p.enclosure_opaque != Some(false));
+                    if full {
+                        jobs.push(Job {
+                            id: format!("t3-{}-stage", c.name),
+                            tier: 3,
+                            concepts: vec![c.name],
+                            scope: Scope::WholeStage,
+                            target: "/".into(),
+                        });
+                        targets.push(json!({"concept": c.name, "paths": ["/"]}));
+                        continue;
+                    }
+                    let mut pairs = Vec::new();
+                    for (k, p) in probed.enumerate() {
+                        jobs.push(Job {
+                            id: format!("t3-{}-{k}", c.name),
+                            tier: 3,
+                            concepts: vec![c.name],
+                            scope: Scope::Pair(p.clone()),
+                            target: pair_target(p),
+                        });
+                        pairs.push(json!([p.enclosing, p.enclosed]));
+                    }
+                    targets.push(json!({"concept": c.name, "pairs": pairs}));
+                } else {
+                    let scope = if full || !c.per_geometry { Scope::WholeStage } else { Scope::Representatives };
+                    targets.push(note_target(c.name, &scope, &inputs.classes));
+                    jobs.push(Job {
+                        id: format!("t{}-{}", c.tier, c.name),
+                        tier: c.tier,
+                        concepts: vec![c.name],
+                        scope,
+                        target: "/".into(),
+                    });
+                }
+            }
+        }
+    }
+    let full_sweep = if full {
+        json!({"status": "approved", "reason": "approved by the user: Tier 2/3 concepts run unscoped over the whole stage", "approved_by_user": true})
+    } else if large.is_empty() {
+        json!({"status": "skipped", "reason": "performance tuning runs the selected plan only; a full sweep is never a default", "approved_by_user": false})
+    } else {
+        json!({"status": "skipped", "reason": format!("large for validation planning ({}): no full sweep without approval", large.join("; ")), "approved_by_user": false})
+    };
+    let representatives = jobs.iter().any(|j| j.scope == Scope::Representatives);
+    if representatives {
+        reasons.push(format!(
+            "per-mesh concepts run once per distinct geometry: {} classes over {} meshes, copies share the representative's result",
+            inputs.classes.class_count, inputs.classes.mesh_count
+        ));
+    }
+    let scope = if full {
+        "approved_full_sweep"
+    } else if concepts.is_empty() {
+        "minimum_openability"
+    } else {
+        "targeted"
+    };
+    let tier_assignments: BTreeMap<&str, u8> = concepts.iter().map(|c| (*c, concept(c).tier)).collect();
+    let estimated_time = match jobs.len() {
+        0..=4 if large.is_empty() => "fast",
+        _ if inputs.prim_count > 1_000_000 => "long",
+        _ => "minutes",
+    };
+    let note = json!({
+        "scope": scope,
+        "concepts": concepts,
+        "targets": targets,
+        "tier_assignments": tier_assignments,
+        "selection_reason": if reasons.is_empty() { "minimum openability only: no selection row applies here".to_string() } else { reasons.join("; ") },
+        "full_sweep": full_sweep,
+        "estimated_time": estimated_time,
+        "artifact_paths": [],
+    });
+    Plan { note, jobs, openability: placement == Placement::WholeStage }
+}
+
+pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
+    let with_findings: Vec<(&str, &str)> = baseline
+        .coverage_ledger
+        .entries
+        .iter()
+        .filter(|e| e.status == "probed_with_findings")
+        .map(|e| (e.target.as_str(), e.concept.as_str()))
+        .collect();
+    let jobs: Vec<Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.concepts.iter().any(|c| with_findings.contains(&(j.target.as_str(), *c))))
+        .cloned()
+        .collect();
+    let mut note = plan.note.clone();
+    let kept: Vec<&str> = jobs.iter().flat_map(|j| j.concepts.iter().copied()).collect();
+    note["concepts"] = json!(kept);
+    note["targets"] = json!(note["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| kept.iter().any(|c| t["concept"] == *c))
+        .cloned()
+        .collect::<Vec<_>>());
+    note["tier_assignments"] = json!(kept.iter().map(|c| (c.to_string(), concept(c).tier)).collect::<BTreeMap<_, _>>());
+    note["selection_reason"] = json!(format!(
+        "re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings",
+        jobs.len()
+    ));
+    Plan { note, jobs, openability: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decisions::validation::testing::inputs;
+
+    #[test]
+    fn selection_follows_the_phase_recommendation() {
+        let concepts = |i: &PlanInputs, p| {
+            plan(i, p).note["concepts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let structuring = inputs("structuring");
+        assert_eq!(concepts(&structuring, Placement::WholeStage), ["composition_missing_ref"]);
+        let optimization = inputs("optimization");
+        let whole = concepts(&optimization, Placement::WholeStage);
+        assert_eq!(whole.len(), 16);
+        assert!(whole.iter().all(|c| concept(c).tier == 1));
+        let target = concepts(&optimization, Placement::Target);
+        // Shared geometry is a duplicate-geometry signal; no pairs, no physics, not CAD.
+        assert_eq!(
+            target,
+            [
+                "primvar_indexability",
+                "primvar_unused",
+                "vertex_weld",
+                "topology_zero_area_faces",
+                "normals_winding",
+                "topology_duplicate_faces",
+                "geom_duplicates"
+            ]
+        );
+        // Same assessment, same selection.
+        assert_eq!(target, concepts(&optimization, Placement::Target));
+    }
+
+    #[test]
+    fn whole_stage_plan_batches_tier1_by_provider_and_records_the_skipped_sweep() {
+        let mut i = inputs("optimization");
+        i.prim_count = 100_000;
+        let p = plan(&i, Placement::WholeStage);
+        assert_eq!(
+            p.jobs.iter().map(|j| (j.id.as_str(), j.concepts.len())).collect::<Vec<_>>(),
+            [("tier1-usd-validation-nvidia", 5), ("tier1-usd-optimize", 10), ("tier1-per-geometry", 1)]
+        );
+        assert_eq!(p.note["full_sweep"]["status"], "skipped");
+        assert!(p.note["full_sweep"]["reason"].as_str().unwrap().contains("100000 composed prims"));
+        crate::store::validate("validation-scope-note", &p.note).unwrap();
+    }
+
+    #[test]
+    fn target_plan_scopes_per_mesh_rules_to_representatives_and_probes_every_flagged_pair() {
+        let mut i = inputs("optimization");
+        i.pairs = vec![
+            FlaggedPair { enclosing: "/F/M1/Housing".into(), enclosed: "/F/M1/Motor".into(), enclosure_opaque: None },
+            FlaggedPair { enclosing: "/F/M3/Hood".into(), enclosed: "/F/M3/Fan".into(), enclosure_opaque: Some(false) },
+        ];
+        let p = plan(&i, Placement::Target);
+        let weld = p.jobs.iter().find(|j| j.concepts == ["vertex_weld"]).unwrap();
+        assert_eq!(weld.scope, Scope::Representatives);
+        let params = p.task_params("/s.usda", &i.classes);
+        let job = params["jobs"].as_array().unwrap().iter().find(|j| j["id"] == "t2-vertex_weld").unwrap();
+        assert_eq!(job["mask_paths"], json!(["/F/M1", "/F/M3/Body"]));
+        // The transparent hood is not probed for occlusion, but both pairs for overlap.
+        let pair_jobs = |c: &str| p.jobs.iter().filter(|j| j.concepts == [c]).count();
+        assert_eq!(
+            (pair_jobs("spatial_occluded"), pair_jobs("spatial_overlapping"), pair_jobs("spatial_coinciding")),
+            (1, 2, 2)
+        );
+        crate::store::validate("validation-scope-note", &p.note).unwrap();
+        // Approval lifts the scoping: the same concepts over the whole stage.
+        i.full_sweep_approved = true;
+        let full = plan(&i, Placement::Target);
+        assert_eq!(full.note["scope"], "approved_full_sweep");
+        assert!(full.jobs.iter().all(|j| j.scope == Scope::WholeStage));
+    }
+}

@@ -1,0 +1,48 @@
+//! What the workflow needs from the daemon that runs it, and nothing more: run an executor
+//! task, keep Phase 4 workers, persist and announce a run. The daemon's core implements it
+//! over its executor hub and event channel; tests implement it with canned replies.
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::executors::{TaskFailure, TaskUsage};
+use crate::record::{EventKind, RunRecord};
+
+/// One executor task of a run's phase.
+pub struct TaskRequest<'a> {
+    pub run_id: &'a str,
+    /// The phase label, for progress events.
+    pub milestone: &'a str,
+    /// Run it on this worker pool's executors only (Phase 4 targets), else on any.
+    pub pool: Option<&'a str>,
+    pub kind: &'a str,
+    pub params: Value,
+}
+
+/// What a task came to: the executor that ran it, its result, and what it cost.
+pub struct TaskReply {
+    pub executor_id: String,
+    pub outcome: Result<Value, TaskFailure>,
+    pub usage: TaskUsage,
+}
+
+pub trait Host: Send + Sync {
+    /// Run one executor task, forwarding its progress as run events.
+    fn run_task<'a>(&'a self, task: TaskRequest<'a>) -> BoxFuture<'a, TaskReply>;
+
+    /// Make sure `count` workers of `pool` are running (ids `<pool>-1` … `<pool>-<count>`).
+    /// False when this daemon starts no processes of its own (it serves external executors).
+    fn ensure_workers(&self, pool: &str, count: usize) -> Result<bool, TaskFailure>;
+
+    /// Stop `pool`'s workers beyond the first `keep` (all of them with 0).
+    fn release_workers<'a>(&'a self, pool: &'a str, keep: usize) -> BoxFuture<'a, ()>;
+
+    /// Stop a pool's workers at once: the run ended.
+    fn drop_workers(&self, pool: &str);
+
+    /// Persist the run (`run.json`) and tell watchers what happened.
+    fn persist_and_announce(&self, record: &RunRecord, kind: EventKind, milestone: &str, message: &str);
+
+    /// Most Phase 4 workers one run may use at once (0: one per CPU core).
+    fn max_workers(&self) -> usize;
+}

@@ -1,0 +1,143 @@
+//! Phase 4: the op chain from the evidence (so-interpret-validators) and its run on every
+//! target (so-run-operations): prototype-first batches (`batches.rs`), Phase 5's remap of
+//! the assemblies above optimized children, and the aggregate preservation proof of the
+//! whole against the source. An output that fails the proof is set aside, never left
+//! looking complete.
+
+use serde_json::{json, Value};
+
+use super::batches;
+use super::verify::{prove_preservation, reverify_output};
+use crate::artifacts::manifest::{Manifest, RemapResult};
+use crate::artifacts::operations::{OperationPlan, OperationsStatus, PlannedTarget, TargetStatus};
+use crate::decisions::assessment::Facts;
+use crate::decisions::op_chain::{self, Evidence};
+use crate::decisions::preservation;
+use crate::decisions::targets::{self, Disposition, Phase4Target};
+use crate::decisions::validation::ValidationReport;
+use crate::outcome::Outcome;
+use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
+
+/// so-interpret-validators: evidence → op chain (decisions::op_chain) → operation-plan.json.
+pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let per_target: ValidationReport = ctx.read("validation-report-targets")?;
+    // Whole-stage Tier 1 findings (time samples, materials, empty leaves) come from Phase 2c.
+    let whole_stage: ValidationReport = ctx.read("validation-report")?;
+    let facts: Facts = ctx.read("stage-facts")?;
+    let record = ctx.record();
+    let evidence = Evidence {
+        meters_per_unit: facts.stage.meters_per_unit,
+        prims_missing_extent: facts.geometry.meshes_missing_extent,
+        restructured: record.restructured(),
+        instancing_in_play: facts.counts.instance_count > 0
+            || facts.counts.point_instancer_count > 0
+            || record.restructured(),
+        ..Evidence::from_reports(&[&whole_stage, &per_target])
+    };
+    let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)
+        .map_err(|e| Stop::fail(Outcome::OrderingInvariantViolated, e))?;
+    let found = phase4_targets(ctx)?;
+    let outputs = targets::output_paths(found.iter().map(|t| t.path.as_str()), &ctx.output_dir("optimized"));
+    let planned = found
+        .into_iter()
+        .zip(outputs)
+        .map(|(target, output)| PlannedTarget { target, output_path: output.display().to_string() })
+        .collect();
+    let plan = OperationPlan::new(record.working_stage(), planned, record.route.pipeline.clone(), &chain);
+    let path = ctx.write("operation-plan", &plan)?;
+    let names = plan.operation_names();
+    let chain_text =
+        if names.is_empty() { "no operation selected by evidence".to_string() } else { names.join(" → ") };
+    Ok(PhaseDone::new(vec![path], format!("{chain_text} on {} target(s)", plan.targets.len())))
+}
+
+/// Phase 4 targets: the restructure manifest's (shared prototypes first, the assembly root
+/// last), or the working stage itself.
+fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Phase4Target>, Stop> {
+    if let Some(manifest) = ctx.read_opt::<Manifest>("apply-restructure-manifest")? {
+        return Ok(targets::in_dependency_order(manifest.phase4_targets));
+    }
+    let facts: Facts = ctx.read("stage-facts")?;
+    Ok(vec![Phase4Target::monolith(ctx.record().working_stage(), facts.counts.mesh_count)])
+}
+
+/// Phase 4 (each target through the chain, to a new path, in prototype-first batches),
+/// Phase 5 (the assemblies above optimized children remapped to a new root) and the
+/// aggregate preservation proof of the whole against the source.
+pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let plan: OperationPlan = ctx.read("operation-plan")?;
+    let operations = plan.task_operations();
+    let names = plan.operation_names();
+    let record = ctx.record();
+    let mut statuses: Vec<TargetStatus> = plan
+        .targets
+        .iter()
+        .map(|t| {
+            let (disposition, reason) = targets::initial_disposition(&t.target, &names);
+            TargetStatus::planned(t, disposition, reason)
+        })
+        .collect();
+    let schedule = batches::run(ctx, &plan.targets, &operations, &mut statuses).await?;
+    let optimized: Vec<(String, String)> = statuses
+        .iter()
+        .filter(|s| s.disposition == Disposition::Optimized)
+        .map(|s| (s.path.clone(), s.output_path.clone().unwrap_or_default()))
+        .collect();
+    let mut artifacts = Vec::new();
+    let mut note = format!(
+        "{} operation(s) on {} of {} target(s) in {} batch(es)",
+        operations.len(),
+        optimized.len(),
+        statuses.len(),
+        schedule.batches.len()
+    );
+    let dispositions: Vec<Disposition> = statuses.iter().map(|s| s.disposition).collect();
+    if !targets::assemble(&dispositions) {
+        let blocked = dispositions.iter().filter(|d| **d == Disposition::Blocked).count();
+        note.push_str(&format!("; {blocked} target(s) blocked: no assembled output"));
+    } else if !optimized.is_empty() {
+        let working = record.working_stage().to_string();
+        let output = match optimized.as_slice() {
+            [(path, single)] if *path == working => single.clone(),
+            _ => {
+                // Phase 5: assemblies above the optimized children, rewritten to a new root.
+                let output_dir = ctx.output_dir("optimized");
+                let mapping: serde_json::Map<String, Value> =
+                    optimized.iter().map(|(source, output)| (source.clone(), json!(output))).collect();
+                let remap: RemapResult = ctx
+                    .task_as("remap", json!({"root": working, "optimized": mapping, "output_dir": output_dir}))
+                    .await?;
+                let manifest = Manifest::remap(&working, &output_dir, &remap, &optimized);
+                artifacts.push(ctx.write("ref-remap-manifest", &manifest)?);
+                note.push_str(&format!("; {} assemblies remapped", remap.rewritten.len()));
+                remap.new_assembly_root
+            }
+        };
+        let strength = preservation::strength_for_chain(
+            &plan.operations.iter().map(|o| (o.safety.as_str(), o.args["maxMeanError"].as_f64())).collect::<Vec<_>>(),
+        );
+        let proof = prove_preservation(ctx, "so-run-operations", &record.stage_path, &output, strength).await?;
+        artifacts.push(ctx.write("preservation-so-run-operations", &proof)?);
+        if proof.passed {
+            let reverify = reverify_output(ctx, &output).await?;
+            for status in statuses.iter_mut().filter(|s| s.disposition == Disposition::Optimized) {
+                status.findings_reverify = Some(reverify.clone());
+            }
+            ctx.update(|r| r.output_stage_path = output.clone());
+            note.push_str("; geometry preservation proof passed");
+        } else {
+            // Set the output aside so nothing that looks complete is left behind.
+            let discarded = format!("{output}.failed-verify");
+            let _ = std::fs::rename(&output, &discarded);
+            for status in statuses.iter_mut().filter(|s| s.disposition == Disposition::Optimized) {
+                status.block(format!(
+                    "geometry preservation proof failed, output set aside as {discarded}: {}",
+                    proof.summary()
+                ));
+            }
+            note = format!("targets blocked: {}", proof.summary());
+        }
+    }
+    artifacts.insert(0, ctx.write("operations-status", &OperationsStatus { targets: statuses, schedule })?);
+    Ok(PhaseDone::new(artifacts, note))
+}

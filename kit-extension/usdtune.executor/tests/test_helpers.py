@@ -1,0 +1,64 @@
+"""The executor's shared helpers: stage paths refused with stable codes, layers written whole
+or not at all, workers started one way."""
+import os
+import sys
+
+import pytest
+from pxr import Sdf
+
+from usdtune_executor import workers
+from usdtune_executor.errors import TaskError
+from usdtune_executor.tasks import TASK_HANDLERS
+from usdtune_executor.usd.export import commit, export_atomically, export_partial, partial_path
+from usdtune_executor.usd.stage import check_stage_path
+
+
+def test_bad_stage_paths_get_their_codes(tmp_path):
+    cases = {"": "stage_path_missing", str(tmp_path / "nope.usda"): "stage_not_found", str(tmp_path): "stage_is_directory"}
+    (tmp_path / "notes.txt").write_text("hello")
+    cases[str(tmp_path / "notes.txt")] = "unsupported_format"
+    for path, code in cases.items():
+        with pytest.raises(TaskError) as raised:
+            check_stage_path(path)
+        assert raised.value.code == code, path
+
+
+def test_a_layer_appears_whole_and_no_partial_file_is_left(tmp_path):
+    layer = Sdf.Layer.CreateAnonymous(".usda")
+    Sdf.CreatePrimInLayer(layer, "/World")
+    target = tmp_path / "deep" / "out.usda"
+    export_atomically(layer, str(target))
+    assert Sdf.Layer.FindOrOpen(str(target)).GetPrimAtPath("/World")
+    assert sorted(os.listdir(target.parent)) == ["out.usda"]
+
+
+def test_several_files_are_renamed_only_when_all_were_written(tmp_path):
+    layer = Sdf.Layer.CreateAnonymous(".usda")
+    first = str(tmp_path / "a.usda")
+    pending = [(export_partial(layer, first), first)]
+    assert not os.path.exists(first) and os.path.exists(partial_path(first)), "not visible before the commit"
+    commit(pending)
+    assert os.path.exists(first) and not os.path.exists(partial_path(first))
+
+
+def test_an_unwritable_destination_is_export_failed(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TaskError) as raised:
+        export_atomically(Sdf.Layer.CreateAnonymous(".usda"), str(blocker / "out.usda"))
+    assert raised.value.code == "export_failed" and raised.value.path.endswith("out.partial.usda")
+
+
+def test_workers_start_as_modules_of_this_package_with_it_on_the_path():
+    command = workers.command("stage_walk", "/s.usda", 3)
+    assert command[:3] == [sys.executable, "-m", "usdtune_executor.workers.stage_walk"]
+    assert command[3:] == ["/s.usda", "3"]
+    assert workers.environment()["PYTHONPATH"].split(os.pathsep)[0] == workers.PACKAGE_ROOT
+    for module in ("stage_walk", "profile_capture", "validation_worker"):
+        assert os.path.isfile(os.path.join(os.path.dirname(workers.__file__), f"{module}.py"))
+
+
+def test_every_task_kind_has_a_module_with_run():
+    assert set(TASK_HANDLERS) == {"probe", "profile", "facts", "validate", "operations", "geometry", "restructure",
+                                  "instancing", "remap"}
+    assert all(callable(handler) for handler in TASK_HANDLERS.values())

@@ -1,0 +1,22 @@
+"""Headless host: python -m usdtune_executor --daemon HOST:PORT"""
+import argparse
+import logging
+import os
+import sys
+
+from ..connection import run_executor
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m usdtune_executor",
+                                     description="Connect to a usdtuned daemon and execute its tasks.")
+    parser.add_argument("--daemon", required=True, help="daemon address, HOST:PORT")
+    parser.add_argument("--executor-id", default=f"standalone-{os.getpid()}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    # usd-optimize and USD log through C++ straight to fd 1; keep stdout for the host's own
+    # output (e.g. `usdtune optimize --json`) by sending everything native to stderr.
+    os.dup2(2, 1)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="[executor %(levelname)s] %(message)s", stream=sys.stderr)
+    return run_executor(args.daemon, args.executor_id, runtime="standalone")
