@@ -110,8 +110,14 @@ pub fn pretty(report: &OptimizationReport) -> String {
         out += &format!("  branch  {} (answered by {})\n", d.chosen, d.answered_by);
     }
     if !report.operations.is_empty() {
-        let names: Vec<&str> = report.operations.iter().map(|o| o.name.as_str()).collect();
-        out += &format!("  ops     {}\n", names.join(" → "));
+        // The chain once, in order: every target ran the same one.
+        let mut chain: Vec<&str> = Vec::new();
+        for op in &report.operations {
+            if !chain.contains(&op.name.as_str()) {
+                chain.push(&op.name);
+            }
+        }
+        out += &format!("  ops     {} on {} target(s)\n", chain.join(" → "), report.target_coverage.entries.len());
     }
     for m in report.metrics.iter().filter(|m| m.verdict != crate::record::Verdict::Neutral) {
         out += &format!(
