@@ -87,6 +87,9 @@ outcomes! {
     RestructureNotLossless = "restructure_not_lossless", Failed, "run",
         "the restructured stage failed the per-mesh preservation proof (`preservation-apply-restructure.json` \
          names the meshes); its output is not used";
+    CompositionErrorIntroduced = "composition_error_introduced", Failed, "run",
+        "an output composes with an error its source does not have (an arc cycle, an unresolved arc, an invalid \
+         asset path): the step fails and its output is not used; the message names the prim and the layer";
     RestructurePlanStale = "restructure_plan_stale", Failed, "executor",
         "a planned source prim or placement is not on the stage: refresh the assessment";
     RestructureCopyFailed = "restructure_copy_failed", Failed, "executor",
@@ -122,6 +125,9 @@ outcomes! {
          replaced (e.g. a sheared copy a point instancer cannot express)";
     InstancerPrecisionUnsupported = "instancer_precision_unsupported", Failed, "executor",
         "a new point instancer's prototype is not a single mesh, or an instance has zero scale";
+    GeometryNotPreserved = "geometry_not_preserved", Failed, "run",
+        "the op chain's output changed the composed geometry beyond what its safety class allows (the \
+         preservation proof names the meshes): the output is set aside and its targets are blocked";
     OutputCountMismatch = "output_count_mismatch", Failed, "run",
         "a Phase 4 batch wrote fewer optimized files than it optimized targets (a collision or a failed write)";
     TargetCoverageIncomplete = "target_coverage_incomplete", Failed, "run",

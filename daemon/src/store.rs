@@ -14,6 +14,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("setup-preflight", include_str!("../../schemas/setup-preflight.schema.json")),
     ("profile-baseline", include_str!("../../schemas/profile.schema.json")),
     ("profile-after", include_str!("../../schemas/profile.schema.json")),
+    ("profile-pair", include_str!("../../schemas/profile-pair.schema.json")),
     ("stage-facts", include_str!("../../schemas/stage-facts.schema.json")),
     ("structure-assessment", include_str!("../../schemas/structure-assessment.schema.json")),
     ("dedupe-candidates", include_str!("../../schemas/dedupe-candidates.schema.json")),

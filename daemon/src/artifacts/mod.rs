@@ -11,6 +11,7 @@
 pub mod assessment;
 pub mod manifest;
 pub mod operations;
+pub mod profile;
 pub mod setup;
 
 use serde::{Deserialize, Serialize};

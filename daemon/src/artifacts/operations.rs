@@ -94,7 +94,7 @@ impl OperationPlan {
     }
 }
 
-/// One op as the executor ran it.
+/// One op as the executor ran it, and what it changed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpRecord {
     pub operation: String,
@@ -103,18 +103,35 @@ pub struct OpRecord {
     pub seconds: f64,
     #[serde(default)]
     pub error: String,
+    /// What usd-optimize itself printed about the op (its own counts).
+    #[serde(default)]
+    pub reports: Vec<String>,
+    /// What the stage's change notices named while it ran (absent when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touched: Option<Touched>,
+    /// Whether it changed the target (re-authoring a value equal to the source's does not count).
+    #[serde(default)]
+    pub changed: bool,
 }
 
-/// The executor's `operations` task result: what ran, the export, the cheap re-verify.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Touched {
+    pub prims_resynced: u64,
+    pub properties_changed: u64,
+}
+
+/// The executor's `operations` task result: what ran, the export, the cheap re-verify. A
+/// chain that changed nothing writes no output (`unchanged`, no path, no re-verify).
 #[derive(Clone, Debug, Deserialize)]
 pub struct OperationsResult {
-    pub output_path: String,
+    pub output_path: Option<String>,
+    pub unchanged: bool,
     pub operations: Vec<OpRecord>,
     pub export_seconds: f64,
     pub reanchored: bool,
     #[serde(default)]
     pub point_instancing: Option<Value>,
-    pub reverify: TargetReverify,
+    pub reverify: Option<TargetReverify>,
 }
 
 /// The per-target re-verify: the output opens, composes with no more errors than its
@@ -136,6 +153,9 @@ pub struct TargetStatus {
     pub mesh_count: u64,
     pub dependency_group: String,
     pub disposition: Disposition,
+    /// The outcome code of a blocked target (docs/error-codes.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     pub output_path: Option<String>,
     /// What each op of the chain did (empty until the chain ran).
     pub operations: Vec<OpRecord>,
@@ -166,6 +186,7 @@ impl TargetStatus {
             mesh_count: target.target.mesh_count,
             dependency_group: target.target.dependency_group.clone().unwrap_or_else(|| "independent".into()),
             disposition,
+            code: None,
             output_path: None,
             operations: vec![],
             reason: reason.map(String::from),
@@ -181,17 +202,22 @@ impl TargetStatus {
     /// A finished chain's record: what ran, its timings (`seconds` as the daemon saw the
     /// task) and its cheap re-verify.
     pub fn ran(&mut self, result: OperationsResult, seconds: f64) {
+        if result.unchanged {
+            self.disposition = Disposition::Unchanged;
+            self.reason = Some("the chain changed nothing: no output written".into());
+        }
         self.operations = result.operations;
         self.export_seconds = Some(result.export_seconds);
         self.reanchored = Some(result.reanchored);
         self.point_instancing = result.point_instancing.filter(Value::is_object);
         self.task_seconds = Some(seconds);
-        self.output_path = Some(result.output_path);
-        self.reverify = Some(result.reverify);
+        self.output_path = result.output_path;
+        self.reverify = result.reverify;
     }
 
-    pub fn block(&mut self, reason: String) {
+    pub fn block(&mut self, code: &str, reason: String) {
         self.disposition = Disposition::Blocked;
+        self.code = Some(code.to_string());
         self.reason = Some(reason);
     }
 }

@@ -133,13 +133,15 @@ pub(super) async fn follow(
         if !run.output_stage_path.is_empty() {
             note(&format!("optimized stage: {}", run.output_stage_path));
         }
-        note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        if !run.verdict.is_empty() {
+            note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        }
         if !run.code.is_empty() {
             eprintln!("Error: {}: {}", run.code, run.message);
             eprintln!("Failed!");
             return Ok(ExitCode::from(1));
         }
-        eprintln!("Success!");
+        eprintln!("{}", closing_line(&run.verdict));
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
@@ -150,6 +152,18 @@ pub(super) async fn follow(
         exit_class_of(&run.code).max(ExitClass::Failed)
     };
     Ok(ExitCode::from(exit as u8))
+}
+
+/// The last line of a completed run: its verdict, never a plain "Success!" (a mixed run is
+/// not one). A run without a verdict (`usdtune assess`) is done.
+fn closing_line(verdict: &str) -> &'static str {
+    match verdict {
+        "improved" => "Improved.",
+        "neutral" => "Neutral.",
+        "mixed" => "Mixed: some metrics improved, others regressed; review before publishing.",
+        "regressed" => "Regressed: review before publishing.",
+        _ => "Done.",
+    }
 }
 
 fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {

@@ -12,5 +12,6 @@ pub mod prims;
 pub mod report;
 pub mod restructure;
 pub mod score;
+pub mod stats;
 pub mod targets;
 pub mod validation;

@@ -66,6 +66,7 @@ pub struct Signature {
     pub authored_prim_specs: u64,
     pub file_bytes: u64,
     pub meshes: BTreeMap<String, MeshSignature>,
+    pub composition: Composition,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +88,43 @@ pub struct GeometryResult {
     pub material_closure_prims: u64,
     pub authored_prim_specs: u64,
     pub file_bytes: u64,
+    pub composition: Composition,
+}
+
+/// The stage's composition errors (Pcp: arc cycles, unresolved arcs, invalid asset paths):
+/// how many of each kind at each prim (`"<kind> <prim>"`), and the first ones in full.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Composition {
+    pub count: u64,
+    pub keys: BTreeMap<String, u64>,
+    pub errors: Vec<CompositionError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompositionError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub prim: String,
+    #[serde(default)]
+    pub layer: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl CompositionError {
+    fn key(&self) -> String {
+        format!("{} {}", self.kind, self.prim)
+    }
+
+    /// "<kind> at <prim> in <layer>", for run notes and errors.
+    pub fn describe(&self) -> String {
+        let at = if self.prim.is_empty() { "/" } else { &self.prim };
+        if self.layer.is_empty() {
+            format!("{} at {at}", self.kind)
+        } else {
+            format!("{} at {at} in {}", self.kind, self.layer)
+        }
+    }
 }
 
 impl Signature {
@@ -114,6 +152,7 @@ impl Signature {
             authored_prim_specs: result.authored_prim_specs,
             file_bytes: result.file_bytes,
             meshes,
+            composition: result.composition.clone(),
         })
     }
 
@@ -166,13 +205,63 @@ pub struct Difference {
     pub difference: String,
 }
 
+/// The composition half of a proof: errors the after stage has that the before stage does
+/// not (by kind and prim: the layers differ once content moved to new files).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompositionCheck {
+    pub errors_before: u64,
+    pub errors_after: u64,
+    pub new_errors: u64,
+    /// The first new ones, each with the layer its message names.
+    pub new: Vec<CompositionError>,
+    pub passed: bool,
+}
+
+/// Composition errors `after` has beyond `before`'s.
+pub fn new_composition_errors(before: &Composition, after: &Composition) -> CompositionCheck {
+    let mut new_errors = 0;
+    let mut new_keys = Vec::new();
+    for (key, count) in &after.keys {
+        let extra = count.saturating_sub(before.keys.get(key).copied().unwrap_or(0));
+        if extra > 0 {
+            new_errors += extra;
+            new_keys.push(key.as_str());
+        }
+    }
+    let new: Vec<CompositionError> =
+        after.errors.iter().filter(|e| new_keys.contains(&e.key().as_str())).take(LISTED).cloned().collect();
+    CompositionCheck {
+        errors_before: before.count,
+        errors_after: after.count,
+        new_errors,
+        new,
+        passed: new_errors == 0,
+    }
+}
+
+impl CompositionCheck {
+    pub fn summary(&self) -> String {
+        if self.passed {
+            return format!("composition: no new error ({} before, {} after)", self.errors_before, self.errors_after);
+        }
+        format!(
+            "composition: {} new error(s){}",
+            self.new_errors,
+            self.new.first().map(|e| format!(" (first: {})", e.describe())).unwrap_or_default()
+        )
+    }
+}
+
 /// The proof record (schemas/preservation.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Proof {
     pub phase: String,
     /// per_mesh | aggregate | bounded
     pub strength: String,
+    /// Geometry and composition both preserved.
     pub passed: bool,
+    pub geometry_passed: bool,
+    pub composition: CompositionCheck,
     pub tolerance: f64,
     pub tolerance_basis: String,
     /// The stages compared (set by the phase that measured them).
@@ -276,14 +365,17 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
             }
         }
     }
-    let passed = differing == 0;
+    let geometry_passed = differing == 0;
+    let composition = new_composition_errors(&before.composition, &after.composition);
     let sum = |s: &Signature| s.meshes.values().map(|m| m.triangles).sum::<u64>();
     let surface = |s: &Signature| s.meshes.values().map(|m| m.surface).sum::<u64>();
     let pair = |before: u64, after: u64| BeforeAfter { before, after };
     Proof {
         phase: phase.to_string(),
         strength: strength.as_str().to_string(),
-        passed,
+        passed: geometry_passed && composition.passed,
+        geometry_passed,
+        composition,
         tolerance,
         tolerance_basis: format!(
             "{RELATIVE_TOLERANCE:e} × scene bounds diagonal ({diagonal:.4} stage units), at least {RELATIVE_TOLERANCE:e}"
@@ -328,12 +420,13 @@ impl Proof {
         let first: Vec<String> =
             self.differences.iter().take(3).map(|d| format!("{} ({})", d.path, d.difference)).collect();
         format!(
-            "{} proof {}: {} rendered meshes, {} differences{}",
+            "{} proof {}: {} rendered meshes, {} differences{}; {}",
             self.strength,
             if self.passed { "passed" } else { "FAILED" },
             self.rendered_meshes.after,
             self.differing,
             if first.is_empty() { String::new() } else { format!(" (first: {})", first.join("; ")) },
+            self.composition.summary(),
         )
     }
 }
@@ -436,5 +529,32 @@ mod tests {
         assert!(!prove("x", &before, &after, Strength::PerMesh).passed);
         after.material_closure_prims = 2; // copied material networks are counted apart
         assert!(prove("x", &before, &after, Strength::PerMesh).passed);
+    }
+
+    #[test]
+    fn a_new_composition_error_fails_the_proof_and_an_old_one_does_not() {
+        let error = |kind: &str, prim: &str| CompositionError {
+            kind: kind.into(),
+            prim: prim.into(),
+            layer: "/out/library.usdc".into(),
+            message: String::new(),
+        };
+        let composed = |errors: Vec<CompositionError>| Composition {
+            count: errors.len() as u64,
+            keys: errors.iter().fold(BTreeMap::new(), |mut keys, e| {
+                *keys.entry(e.key()).or_default() += 1;
+                keys
+            }),
+            errors,
+        };
+        let mut before = signature(&[("/W/A/m", "p1", 0.0)]);
+        before.composition = composed(vec![error("InvalidAssetPath", "/W/Missing")]);
+        let mut after = before.clone();
+        assert!(prove("x", &before, &after, Strength::PerMesh).passed, "the source's own error is not new");
+        after.composition = composed(vec![error("InvalidAssetPath", "/W/Missing"), error("ArcCycle", "/Lib/Door")]);
+        let proof = prove("x", &before, &after, Strength::PerMesh);
+        assert!(proof.geometry_passed && !proof.passed);
+        assert_eq!(proof.composition.new_errors, 1);
+        assert!(proof.summary().contains("ArcCycle at /Lib/Door in /out/library.usdc"), "{}", proof.summary());
     }
 }

@@ -70,28 +70,60 @@ pub fn metric_kind(name: &str) -> (&'static str, &'static str, &'static str) {
     (category, evidence, unit)
 }
 
-/// The scored metric groups: each group is scored from one representative metric's change.
+/// The scored metric groups, each from one representative metric of the comparison. Only a
+/// conclusive metric is scored: one that improved or regressed beyond the band scores its
+/// change, one that conclusively did not change scores 5; an inconclusive timing is shown
+/// as inconclusive and left out of the score.
 pub fn metric_groups(comparison: Option<&Comparison>) -> Vec<MetricGroup> {
-    let change = |metric: &str| comparison?.metrics.iter().find(|m| m.name == metric).map(|m| m.change_pct);
+    let metric = |name: &str| comparison?.metrics.iter().find(|m| m.name == name);
     [
         ("load_time", "Load time", "warm_open_ms", 3.0),
         ("composition", "Composition", "prim_count_authored", 2.0),
         ("storage_proxy", "Storage", "total_size_bytes", 1.0),
     ]
     .into_iter()
-    .map(|(id, display_name, metric, weight)| {
-        let change = change(metric);
+    .map(|(id, display_name, name, weight)| {
+        let (score, status, summary, caveat) = match metric(name) {
+            None => (None, "not_measured", "not measured in this run".to_string(), None),
+            // Measured, but the rounds do not settle it: shown, not scored (the contract's
+            // statuses have no "inconclusive"; the caveat says it).
+            Some(m) if !m.conclusive => {
+                (None, "not_measured", format!("{name} inconclusive"), Some(format!("inconclusive: {}", m.notes)))
+            }
+            Some(m) if m.verdict == Verdict::Neutral => {
+                (Some(5.0), "measured", format!("{name} no change beyond 5%"), None)
+            }
+            Some(m) => {
+                (Some(score::group_score(m.change_pct)), "measured", format!("{name} {:+.1}%", m.change_pct), None)
+            }
+        };
         MetricGroup {
             id: id.into(),
             display_name: display_name.into(),
-            score: change.map(score::group_score),
-            status: if change.is_some() { "measured" } else { "not_measured" }.into(),
+            score,
+            status: status.into(),
             weight,
-            summary: change.map(|c| format!("{metric} {c:+.1}%")).unwrap_or_else(|| "not measured in this run".into()),
+            summary,
+            caveat,
         }
     })
     .collect()
 }
+
+/// The overall score, held to the verdict: a mixed run is at most moderate, a regressed one
+/// at most mixed, so a score never reads better than what was measured.
+pub fn overall_score(groups: &[MetricGroup], verdict: Verdict) -> f64 {
+    let score = score::overall(groups);
+    match verdict {
+        Verdict::Mixed => score.min(MIXED_CAP),
+        Verdict::Regressed => score.min(REGRESSED_CAP),
+        Verdict::Neutral | Verdict::Improved => score,
+    }
+}
+
+/// Highest score of a mixed run (the top of "moderate") and of a regressed one ("mixed").
+pub const MIXED_CAP: f64 = 7.4;
+pub const REGRESSED_CAP: f64 = 4.4;
 
 /// The warnings a reader must see first, in the report's `notes`.
 pub fn notes(
@@ -114,6 +146,9 @@ pub fn notes(
         WorkflowMode::NoOp => notes.push("the stage is already optimized: nothing was changed.".to_string()),
         WorkflowMode::Full => {}
     }
+    if let Some(c) = comparison.filter(|c| c.metrics.is_empty()) {
+        notes.push(format!("{}: no improvement is claimed.", c.summary));
+    }
     if comparison.is_some_and(|c| c.critical) {
         notes.push("CRITICAL: a metric regressed by more than 20%: revert, do not publish without review.".into());
     }
@@ -122,8 +157,8 @@ pub fn notes(
     }
     if preservation_failed {
         notes.push(
-            "PRESERVATION FAILED: the lossless chain changed the composed geometry; its output was discarded (see \
-             target_coverage)."
+            "PRESERVATION FAILED: an output changed the composed geometry beyond what its chain allows, or composes with \
+             an error its source does not have; it was set aside (see target_coverage)."
                 .into(),
         );
     }
@@ -194,7 +229,77 @@ mod tests {
         assert_eq!(metric_kind("layer_count"), ("composition", "proxy", "count"));
         let groups = metric_groups(None);
         assert!(groups.iter().all(|g| g.score.is_none() && g.status == "not_measured"));
-        assert_eq!(score::overall(&groups), 5.0);
+        assert_eq!(overall_score(&groups, Verdict::Neutral), 5.0);
+    }
+
+    fn comparison(load: &[f64], prims_after: u64) -> Comparison {
+        use crate::decisions::compare::{paired, Sample, Sizes};
+        let sample = |open: f64, prims: u64| Sample {
+            cold_open_ms: open,
+            warm_open_ms: open,
+            traverse_ms: open,
+            traverse_full_ms: open,
+            attribute_resolution_ms: open,
+            transform_ms: open,
+            prim_count: prims,
+            prim_count_authored: prims,
+            prim_count_with_instance_proxies: prims,
+            layer_count: 1,
+            instance_count: 0,
+            prototype_count: 0,
+            total_attributes: 1,
+            total_size_bytes: 1,
+        };
+        let before: Vec<Sample> = load.iter().map(|l| sample(100.0 * l, 1000)).collect();
+        let after: Vec<Sample> = load.iter().rev().map(|l| sample(100.0 * l, prims_after)).collect();
+        let sizes = Sizes {
+            raw_input_bytes: 10,
+            repack_normalized_baseline_bytes: 10,
+            optimized_bytes: 10,
+            encoding: "usdc".into(),
+        };
+        paired(&before, &after, &sizes, false)
+    }
+
+    #[test]
+    fn inconclusive_timings_are_not_scored_and_a_neutral_run_scores_five() {
+        // Same stage, noisy rounds: every timing inconclusive, prims unchanged.
+        let c = comparison(&[1.0, 2.0, 1.2, 2.5, 1.1, 2.8, 1.5], 1000);
+        assert_eq!(c.verdict, Verdict::Neutral);
+        let groups = metric_groups(Some(&c));
+        let load = groups.iter().find(|g| g.id == "load_time").unwrap();
+        assert_eq!((load.score, load.status.as_str()), (None, "not_measured"));
+        assert!(load.summary.contains("inconclusive") && load.caveat.as_ref().unwrap().contains("interval"));
+        assert_eq!(overall_score(&groups, c.verdict), 5.0);
+        assert_eq!(score::label(overall_score(&groups, c.verdict)), "neutral");
+    }
+
+    #[test]
+    fn a_mixed_run_is_never_excellent() {
+        let groups = vec![
+            MetricGroup {
+                id: "composition".into(),
+                display_name: String::new(),
+                score: Some(10.0),
+                status: "measured".into(),
+                weight: 2.0,
+                summary: String::new(),
+                caveat: None,
+            },
+            MetricGroup {
+                id: "storage_proxy".into(),
+                display_name: String::new(),
+                score: Some(10.0),
+                status: "measured".into(),
+                weight: 1.0,
+                summary: String::new(),
+                caveat: None,
+            },
+        ];
+        assert_eq!(overall_score(&groups, Verdict::Improved), 10.0);
+        assert_eq!(overall_score(&groups, Verdict::Mixed), MIXED_CAP);
+        assert_ne!(score::label(MIXED_CAP), "excellent");
+        assert_eq!(score::label(overall_score(&groups, Verdict::Regressed)), "mixed");
     }
 
     #[test]

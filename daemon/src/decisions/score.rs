@@ -14,6 +14,9 @@ pub struct MetricGroup {
     pub status: String,
     pub weight: f64,
     pub summary: String,
+    /// Why a group is not scored although it was measured (an inconclusive timing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
 }
 
 /// Score of a lower-is-better change in percent.
@@ -54,6 +57,7 @@ mod tests {
             status: "measured".into(),
             weight,
             summary: String::new(),
+            caveat: None,
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch;
 use super::restructure::RestructurePlan;
+use crate::outcome::Outcome;
 
 /// One file the restructure wrote (the executor's `restructure` task result, `outputs[]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -195,6 +196,8 @@ pub fn output_paths<'a>(paths: impl Iterator<Item = &'a str> + Clone, dir: &Path
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
     Optimized,
+    /// The chain ran and changed nothing: no output was written.
+    Unchanged,
     SkippedZeroMeshes,
     SkippedUserDeclined,
     Blocked,
@@ -216,15 +219,19 @@ pub fn initial_disposition(target: &Phase4Target, operations: &[&str]) -> (Dispo
 /// Failures of one target that are failures of the chain itself: every other target would
 /// fail the same way, so the run stops instead of blocking targets one by one.
 pub fn is_chain_failure(code: &str) -> bool {
-    use crate::outcome::Outcome::*;
+    use Outcome::*;
     [BlockedMissingSceneOptimizer, BlockedMissingSoOperation, UnknownOperationArgument].iter().any(|o| o.code() == code)
 }
 
 /// Why a target whose chain ran is blocked after all: its output composes with errors its
-/// source did not have. None: it stays optimized.
-pub fn blocked_by_reverify(new_composition_errors: u64, errors: &serde_json::Value) -> Option<String> {
-    (new_composition_errors > 0)
-        .then(|| format!("the output composes with {new_composition_errors} new error(s): {errors}"))
+/// source did not have (each named with its prim and layer). None: it stays optimized.
+pub fn blocked_by_reverify(new_composition_errors: u64, errors: &[String]) -> Option<(Outcome, String)> {
+    (new_composition_errors > 0).then(|| {
+        (
+            Outcome::CompositionErrorIntroduced,
+            format!("the output composes with {new_composition_errors} new error(s): {}", errors.join("; ")),
+        )
+    })
 }
 
 /// The whole is assembled and proven only when every target that had work came through.
@@ -300,9 +307,10 @@ mod tests {
         assert_eq!(initial_disposition(&empty, &["optimizeTimeSamples"]).0, Disposition::Optimized, "not mesh-only");
         let full = Phase4Target::monolith("/s.usda", 5);
         assert_eq!(initial_disposition(&full, &[]).0, Disposition::SkippedUserDeclined);
-        assert!(blocked_by_reverify(0, &serde_json::json!([])).is_none());
-        assert!(blocked_by_reverify(2, &serde_json::json!(["cycle"])).unwrap().contains("2 new error(s)"));
-        use crate::outcome::Outcome;
+        assert!(blocked_by_reverify(0, &[]).is_none());
+        let (code, why) = blocked_by_reverify(1, &["ArcCycle at /Lib/Door (layer /o/lib.usdc): Cycle".into()]).unwrap();
+        assert_eq!(code, Outcome::CompositionErrorIntroduced);
+        assert!(why.contains("1 new error(s)") && why.contains("/Lib/Door"), "{why}");
         assert!(is_chain_failure(Outcome::UnknownOperationArgument.code()));
         assert!(!is_chain_failure(Outcome::OperationFailed.code()));
         assert!(!assemble(&[Disposition::Optimized, Disposition::Blocked]));

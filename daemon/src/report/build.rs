@@ -66,12 +66,12 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
                 after: m.after,
                 change_pct: m.change_pct,
                 verdict: m.verdict,
-                notes: Some(m.notes.clone()).filter(|n| !n.is_empty()),
+                notes: metric_notes(m),
             }
         })
         .collect();
     let metric_groups = conclude::metric_groups(comparison.as_ref());
-    let optimization_score = score::overall(&metric_groups);
+    let optimization_score = conclude::overall_score(&metric_groups, verdict);
 
     let mut operations = Vec::new();
     let mut entries = Vec::new();
@@ -193,12 +193,31 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
         structure: structure_summary(&assessment, candidates.as_ref()),
         artifacts,
         preservation,
+        footprint: comparison.as_ref().and_then(|c| c.footprint.clone()),
         next_profile_capture: (workflow_mode == WorkflowMode::StructuralOnly).then(|| {
             "rerun with usd-optimize available in the executor runtime (usdtune setup), then a full-mode Kit profile \
              for FPS/VRAM"
                 .to_string()
         }),
     })
+}
+
+/// How a metric was judged, for its row: a timing's paired ratio and interval, and why a
+/// neutral one is neutral.
+fn metric_notes(m: &crate::decisions::compare::MetricDelta) -> Option<String> {
+    let mut parts = Vec::new();
+    if let (Some(ratio), Some([low, high]), Some(confidence), Some(rounds)) =
+        (m.ratio, m.ratio_interval, m.confidence, m.rounds)
+    {
+        parts.push(format!(
+            "paired over {rounds} rounds: ratio {ratio:.3} ({:.1}% interval {low:.3}–{high:.3})",
+            confidence * 100.0
+        ));
+    }
+    if !m.notes.is_empty() {
+        parts.push(m.notes.clone());
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// One line per validation report, then one per concept that found something.
@@ -235,7 +254,7 @@ pub fn preservation(proofs: &[Proof]) -> Option<PreservationBlock> {
     let (first, last) = (proofs.first()?, proofs.last()?);
     Some(PreservationBlock {
         rendered_mesh_count: last.rendered_meshes.after,
-        distinct_geometry_bytes_preserved: proofs.iter().all(|p| p.passed),
+        distinct_geometry_bytes_preserved: proofs.iter().all(|p| p.geometry_passed),
         bounds_preserved: proofs.iter().all(|p| p.world_bounds_preserved),
         dangling: 0,
         triangles_before: first.triangles.before,
@@ -285,6 +304,11 @@ mod tests {
             phase: "p".into(),
             strength: "per_mesh".into(),
             passed,
+            geometry_passed: passed,
+            composition: crate::decisions::preservation::new_composition_errors(
+                &Default::default(),
+                &Default::default(),
+            ),
             tolerance: 1e-6,
             tolerance_basis: String::new(),
             before: None,

@@ -54,6 +54,9 @@ pub struct OptimizationReport {
     pub artifacts: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preservation: Option<PreservationBlock>,
+    /// Bytes as delivered, re-encoded and optimized (upstream repack-normalized attribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<crate::decisions::compare::Footprint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_profile_capture: Option<String>,
 }

@@ -63,6 +63,17 @@ pub fn markdown(report: &OptimizationReport) -> String {
             m.notes.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
         );
     }
+    if let Some(f) = &report.footprint {
+        md += &format!(
+            "\nFootprint: {} bytes as delivered, {} re-encoded ({:+.1}%: the free re-encode), {} optimized ({:+.1}% against the re-encoded source; {:+.1}% on disk).\n",
+            fmt_num(f.raw_input_bytes as f64),
+            fmt_num(f.repack_normalized_baseline_bytes as f64),
+            f.repack_delta_pct,
+            fmt_num(f.optimized_bytes as f64),
+            f.structural_delta_pct,
+            f.raw_delta_pct
+        );
+    }
     md += "\n## Operations\n\n";
     if report.operations.is_empty() {
         md += "No operation ran.\n";

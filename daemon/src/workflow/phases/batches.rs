@@ -69,23 +69,33 @@ pub async fn run(
                         let reverify = result.reverify.clone();
                         status.ran(result, round3(seconds));
                         // An output that composes with new errors is blocked, not optimized.
-                        let errors = json!(reverify.composition_errors);
-                        if let Some(reason) = targets::blocked_by_reverify(reverify.new_composition_errors, &errors) {
-                            status.block(reason);
+                        let blocked = reverify.and_then(|r| {
+                            targets::blocked_by_reverify(r.new_composition_errors, &r.composition_errors)
+                        });
+                        if let Some((code, reason)) = blocked {
+                            // Nothing that looks complete is left behind.
+                            let output = status.output_path.take().map(|p| set_aside(&p));
+                            let reason = match &output {
+                                Some(path) => format!("{reason}; output set aside as {path}"),
+                                None => reason,
+                            };
+                            status.output_path = output;
+                            status.block(code.code(), reason);
                         }
                     }
                     Err(failure) if targets::is_chain_failure(&failure.code) => outcome = Err(Stop::from(failure)),
                     Err(failure) => {
                         observed.failures += 1;
-                        status.block(failure.to_string());
+                        status.block(&failure.code, failure.to_string());
                     }
                 }
             }
+            // Every output a worker said it wrote must be there (or set aside).
+            let expected = members.iter().filter(|&&i| statuses[i].output_path.is_some()).count();
             let written = members
                 .iter()
                 .filter(|&&i| statuses[i].output_path.as_deref().is_some_and(|p| Path::new(p).is_file()))
                 .count();
-            let expected = members.iter().filter(|&&i| statuses[i].disposition == Disposition::Optimized).count();
             batches.push(BatchRecord {
                 index: batches.len(),
                 dependency_group: targets[members[0]]
@@ -121,6 +131,16 @@ pub async fn run(
     host.release_workers(&pool, 0).await;
     outcome?;
     Ok(Schedule { max_workers, batches })
+}
+
+/// Move an output that failed its checks out of the way (`<path>.failed-verify`); returns
+/// where it went, or the path itself when it could not be moved.
+pub fn set_aside(path: &str) -> String {
+    let discarded = format!("{path}.failed-verify");
+    match std::fs::rename(path, &discarded) {
+        Ok(()) => discarded,
+        Err(_) => path.to_string(),
+    }
 }
 
 /// The daemon's budget for the next batch: cores, memory available now, the worker cap.

@@ -95,7 +95,17 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
     if !targets::assemble(&dispositions) {
         let blocked = dispositions.iter().filter(|d| **d == Disposition::Blocked).count();
         note.push_str(&format!("; {blocked} target(s) blocked: no assembled output"));
-    } else if !optimized.is_empty() {
+    } else if optimized.is_empty() {
+        // Nothing changed: no output of Phase 4. A restructure's output is the run's output then.
+        let unchanged = dispositions.iter().filter(|d| **d == Disposition::Unchanged).count();
+        if unchanged > 0 {
+            note.push_str(&format!("; the chain changed none of {unchanged} target(s): no output written"));
+        }
+        if record.restructured() {
+            ctx.update(|r| r.output_stage_path = r.working_stage_path.clone());
+            note.push_str("; the restructured stage is the output");
+        }
+    } else {
         let working = record.working_stage().to_string();
         let output = match optimized.as_slice() {
             [(path, single)] if *path == working => single.clone(),
@@ -124,16 +134,17 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
                 status.findings_reverify = Some(reverify.clone());
             }
             ctx.update(|r| r.output_stage_path = output.clone());
-            note.push_str("; geometry preservation proof passed");
+            note.push_str("; geometry and composition preservation proof passed");
         } else {
             // Set the output aside so nothing that looks complete is left behind.
-            let discarded = format!("{output}.failed-verify");
-            let _ = std::fs::rename(&output, &discarded);
+            let discarded = batches::set_aside(&output);
+            let code =
+                if proof.geometry_passed { Outcome::CompositionErrorIntroduced } else { Outcome::GeometryNotPreserved };
             for status in statuses.iter_mut().filter(|s| s.disposition == Disposition::Optimized) {
-                status.block(format!(
-                    "geometry preservation proof failed, output set aside as {discarded}: {}",
-                    proof.summary()
-                ));
+                status.block(
+                    code.code(),
+                    format!("the preservation proof failed, output set aside as {discarded}: {}", proof.summary()),
+                );
             }
             note = format!("targets blocked: {}", proof.summary());
         }

@@ -147,7 +147,7 @@ pub async fn apply(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .push(ctx.write("instancing-readiness", &InstancingReadiness::new(readiness, Some(&new_root), edit_target))?);
     let proof = prove_preservation(ctx, "apply-restructure", &record.stage_path, &new_root, Strength::PerMesh).await?;
     artifacts.push(ctx.write("preservation-apply-restructure", &proof)?);
-    if !proof.passed {
+    if !proof.geometry_passed {
         return Err(Stop::fail(
             Outcome::RestructureNotLossless,
             format!(
@@ -155,6 +155,12 @@ pub async fn apply(ctx: &PhaseCtx<'_>) -> PhaseResult {
                 branch.as_str(),
                 proof.summary()
             ),
+        ));
+    }
+    if !proof.composition.passed {
+        return Err(Stop::fail(
+            Outcome::CompositionErrorIntroduced,
+            format!("{}: its output {new_root} is not used: {}", branch.as_str(), proof.composition.summary()),
         ));
     }
     ctx.update(|r| r.working_stage_path = new_root.clone());

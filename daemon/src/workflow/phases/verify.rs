@@ -6,36 +6,79 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{profile, validate};
+use super::validate;
 use crate::artifacts::operations::{ConceptReverify, FindingsReverify};
-use crate::decisions::compare::{self, Profile};
+use crate::artifacts::profile::PairResult;
+use crate::decisions::compare;
 use crate::decisions::preservation::{self, GeometryResult, Proof, Signature, Strength};
 use crate::decisions::validation::{self, Placement, ValidationPhase, ValidationReport};
 use crate::executors::take_records;
 use crate::outcome::Outcome;
+use crate::record::{PhaseStatus, RunRecord};
 use crate::workflow::ctx::parse_result;
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
-/// Phases 6a and 6b: the output (or, when none was written, the source) profiled as the
-/// baseline was, and validated with the Phase 2c plan.
+/// Phases 6a and 6b: the output and the source profiled together, interleaved (the paired
+/// profile the verdict comes from; profile-after.json summarizes the output's rounds), and
+/// the output validated with the Phase 2c plan. A run that wrote no output has nothing to
+/// profile: the source is not measured against itself.
 pub async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let record = ctx.record();
-    let stage = record.output_stage().unwrap_or(&record.stage_path).to_string();
-    let mut done = profile::capture(ctx, "profile-after", &stage).await?;
-    done.artifacts.extend(validate::whole_stage(ctx, ValidationPhase::After, &stage).await?.0);
-    Ok(done)
+    let mut record = ctx.record();
+    let phase4_skipped = record.phase("so-run-operations").is_some_and(|p| p.status == PhaseStatus::Skipped);
+    if record.output_stage().is_none() && record.restructured() && phase4_skipped {
+        // No mesh operation ran (structural-only): the restructured stage is the output.
+        ctx.update(|r| r.output_stage_path = r.working_stage_path.clone());
+        record = ctx.record();
+    }
+    let Some(output) = record.output_stage().map(String::from) else {
+        return Ok(PhaseDone::new(vec![], "no output stage was written: nothing to profile or validate"));
+    };
+    let params = |rounds: usize| json!({"baseline": record.stage_path, "output": output, "rounds": rounds});
+    let mut pair: PairResult = ctx.task_as("profile_pair", params(compare::PAIRED_ROUNDS)).await?;
+    let first = compare::paired(&pair.samples.before, &pair.samples.after, &pair.footprint, record.restructured());
+    if let Some(extra) = compare::extra_rounds(&first, pair.seconds) {
+        pair.extend(ctx.task_as("profile_pair", params(extra)).await?);
+    }
+    let mut artifacts = vec![ctx.write("profile-pair", &pair)?, ctx.write("profile-after", &pair.after_profile())?];
+    artifacts.extend(validate::whole_stage(ctx, ValidationPhase::After, &output).await?.0);
+    Ok(PhaseDone::new(
+        artifacts,
+        format!(
+            "{} paired rounds ({} s, {}), output of {} prims",
+            pair.rounds,
+            pair.seconds,
+            pair.process,
+            pair.samples.after.first().map_or(0, |s| s.prim_count_with_instance_proxies)
+        ),
+    ))
 }
 
-/// Phase 6c: before/after deltas per metric and the verdict (decisions::compare).
+/// Phase 6c: the verdict from the paired profile (decisions::compare), or, without an
+/// output, a neutral comparison that claims nothing.
 pub async fn compare(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let before: Profile = ctx.read("profile-baseline")?;
-    let after: Profile = ctx.read("profile-after")?;
-    // Files written by apply-restructure (prototypes, sub-assets, an override layer) add layers on purpose.
-    let layers_on_purpose = ctx.record().restructured();
-    let comparison = compare::compare(&before, &after, layers_on_purpose)
-        .map_err(|e| Stop::fail(Outcome::ProfileModeMismatch, e))?;
+    let record = ctx.record();
+    let comparison = match ctx.read_opt::<PairResult>("profile-pair")? {
+        Some(pair) if record.output_stage().is_some() => {
+            // Files written by apply-restructure (prototypes, sub-assets, an override layer) add layers on purpose.
+            compare::paired(&pair.samples.before, &pair.samples.after, &pair.footprint, record.restructured())
+        }
+        _ => compare::without_output(&no_output_reason(&record)),
+    };
     let path = ctx.write("compare-profiles", &comparison)?;
     Ok(PhaseDone::new(vec![path], format!("{}: {}", comparison.verdict.as_str(), comparison.summary)))
+}
+
+/// Why a run has no output stage, in the words of its phases.
+fn no_output_reason(record: &RunRecord) -> String {
+    let ops = record.phase("so-run-operations");
+    match ops.map(|p| p.status) {
+        Some(PhaseStatus::Done) if ops.is_some_and(|p| p.note.contains("blocked")) => {
+            "a Phase 4 target was blocked, so no output was assembled".into()
+        }
+        Some(PhaseStatus::Done) => "the chain changed nothing, so no output was written".into(),
+        Some(PhaseStatus::Skipped) => ops.map_or(String::new(), |p| p.note.clone()),
+        _ => "no output stage was written".into(),
+    }
 }
 
 /// Geometry signatures of two stages, compared (decisions::preservation). The source's

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from pxr import Sdf, Usd, UsdGeom, UsdShade
 
-from ..usd.stage import open_stage, total_file_bytes, used_layer_paths
+from ..usd.stage import composition_errors, error_key, open_stage, total_file_bytes, used_layer_paths
 from .restructure import CLOSURE_MARK
 
 CHUNK_ROWS = 5000
@@ -153,7 +153,7 @@ def authored_prim_specs(stage) -> int:
 
 def run(params, reporter):
     started = time.perf_counter()
-    stage, composition_errors = open_stage(params["stage_path"])
+    stage, errors = open_stage(params["stage_path"])
     xforms = UsdGeom.XformCache()
     materials = _Materials()
     local_of = {}    # prototype mesh path -> (points digest, topology digest, triangles, surface, lo, hi)
@@ -216,6 +216,17 @@ def run(params, reporter):
         "point_instances": len(instanced["rows"]),
         "file_bytes": total_file_bytes(used_layer_paths(stage)),
         "layer_count": len([layer for layer in stage.GetUsedLayers() if layer != stage.GetSessionLayer()]),
-        "composition_errors": composition_errors[:20],
+        "composition_errors": errors[:20],
+        # Every composition error by kind and site, for the proof's composition half; the
+        # first ones in full, so a new one can be named with its layer.
+        "composition": _composition(stage),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _composition(stage, listed: int = 200) -> dict:
+    found = composition_errors(stage)
+    keys = {}
+    for error in found:
+        keys[error_key(error)] = keys.get(error_key(error), 0) + 1
+    return {"count": len(found), "keys": keys, "errors": found[:listed]}

@@ -3,7 +3,8 @@
 The source is opened, edited in memory through its root layer and exported elsewhere;
 nothing is ever saved over the source. Relative asset paths are re-anchored to the new
 location so the output opens where it lands. The output appears atomically
-(usd/export.py), and only after every op succeeded.
+(usd/export.py), and only after every op succeeded; a chain that changed nothing
+(usd/changes.py) writes no output at all and says so.
 """
 import os
 import time
@@ -14,8 +15,9 @@ from ..errors import TaskError
 from ..usd import instancer_precision
 from ..usd.assets import reanchor_asset_paths, source_may_hold_asset_paths
 from ..usd.export import export_atomically
+from ..usd.changes import ChangeLog, NativeOutput, differing
 from ..usd.optimize import check_operation_args, core
-from ..usd.stage import open_stage, reachable_mesh_count
+from ..usd.stage import composition_errors, describe, new_composition_errors, open_stage, reachable_mesh_count
 
 
 def run(params, reporter):
@@ -29,9 +31,11 @@ def run(params, reporter):
     output_path = os.path.abspath(params["output_path"])
     # A restructured root is optimized for its own content: its payloads stay unloaded and the
     # shared layers it sublayers muted, so nothing is optimized twice through the root.
-    stage, composition_errors = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True))
+    stage, open_errors = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True),
+                                    composition=False)
     for layer in params.get("mute_layers") or ():
         stage.MuteLayer(layer)
+    errors_before = composition_errors(stage)
     source_layer = stage.GetRootLayer()
     if os.path.abspath(source_layer.realPath) == output_path:
         raise TaskError("output_is_source", "refusing to write the optimized stage over its source", output_path)
@@ -49,39 +53,66 @@ def run(params, reporter):
     capture_seconds = time.perf_counter() - started
     context = ExecutionContext()
     context.set_stage(stage)
-    records = []
+    changes = ChangeLog(stage)
+    native = params.get("host", {}).get("runtime") != "kit"
+    records, touched = [], []
     point_instancing = None
     try:
         for index, step in enumerate(chain):
             operation, args = step["operation"], step.get("args", {})
             reporter.progress(index / max(1, len(chain)), f"{operation}")
             started = time.perf_counter()
-            ok, error, _output = so_core.executeOperation(operation, context, args)
+            with NativeOutput(native) as printed:
+                ok, error, _output = so_core.executeOperation(operation, context, args)
             seconds = time.perf_counter() - started
             records.append({"operation": operation, "args": args, "ok": bool(ok), "seconds": round(seconds, 4),
-                            "error": error or ""})
+                            "error": error or "", "reports": printed.reports(operation)})
             if not ok:
                 raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
             if placements and instancer_precision.uses_point_instancing([step]):
                 started = time.perf_counter()
                 point_instancing = instancer_precision.restore_float_precision(stage, placements)
                 point_instancing["seconds"] = round(capture_seconds + time.perf_counter() - started, 4)
+            touched.append(changes.take())
         _check_only_root_edited(stage)
         if namespace:
             namespace.specifier = Sdf.SpecifierClass
-        started = time.perf_counter()
-        # Re-anchored in memory, on the edited copy of the source that is about to be dropped:
-        # one write, instead of exporting and then opening and saving the output again.
-        reanchored = _may_hold_asset_paths(source_layer, params)
-        if reanchored:
-            reanchor_asset_paths(source_layer, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
-        export_atomically(source_layer, output_path)
-        export_seconds = time.perf_counter() - started
+        changed = _record_changes(records, touched, source_layer)
+        export_seconds, reanchored = 0.0, False
+        if changed:
+            started = time.perf_counter()
+            # Re-anchored in memory, on the edited copy of the source that is about to be dropped:
+            # one write, instead of exporting and then opening and saving the output again.
+            reanchored = _may_hold_asset_paths(source_layer, params)
+            if reanchored:
+                reanchor_asset_paths(source_layer, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
+            export_atomically(source_layer, output_path)
+            export_seconds = time.perf_counter() - started
     finally:
+        changes.close()
         context.remove_stage()
-    return {"stage_path": params["stage_path"], "output_path": output_path, "operations": records,
+    if not changed:
+        # Nothing to write: an output identical to its source would only look like work.
+        return {"stage_path": params["stage_path"], "output_path": None, "unchanged": True, "operations": records,
+                "export_seconds": 0.0, "reanchored": False, "point_instancing": point_instancing, "reverify": None}
+    return {"stage_path": params["stage_path"], "output_path": output_path, "unchanged": False, "operations": records,
             "export_seconds": round(export_seconds, 4), "reanchored": reanchored, "point_instancing": point_instancing,
-            "reverify": _reverify(output_path, params, len(composition_errors))}
+            "reverify": _reverify(output_path, params, open_errors, errors_before)}
+
+
+def _record_changes(records: list, touched: list, edited: Sdf.Layer) -> bool:
+    """Each op's record says what it touched and whether it changed anything; returns whether
+    the chain changed the target at all. Notices name what an op re-authored; where no prim
+    was resynced, the re-authored specs are compared with the source as read from disk (an
+    op that re-authors an equal value changed nothing)."""
+    original = None
+    if not any(resynced for resynced, _ in touched) and any(info for _, info in touched):
+        original = Sdf.Layer.OpenAsAnonymous(edited.realPath)
+        differs = differing(edited, original, set().union(*(info for _, info in touched)))
+    for record, (resynced, info) in zip(records, touched):
+        record["touched"] = {"prims_resynced": len(resynced), "properties_changed": len(info)}
+        record["changed"] = bool(resynced) or (bool(info) if original is None else bool(info & differs))
+    return any(record["changed"] for record in records)
 
 
 def _check_only_root_edited(stage) -> None:
@@ -108,13 +139,17 @@ def _may_hold_asset_paths(layer, params) -> bool:
     return any(layer.GetCompositionAssetDependencies())  # '' is an internal reference
 
 
-def _reverify(output_path: str, params, errors_before: int) -> dict:
+def _reverify(output_path: str, params, open_errors_before: list, composition_before: list) -> dict:
     """The cheap per-target re-verify, on one open of the output made the way its source was
-    opened (payload loading, muted layers): it opens on its own, composes with no more errors
-    than its source did, and the meshes a default walk reaches are counted."""
+    opened (payload loading, muted layers): it opens on its own, composes with no error its
+    source did not have (compared by kind and prim: cycles, unresolved arcs, invalid asset
+    paths), and the meshes a default walk reaches are counted."""
     started = time.perf_counter()
-    stage, errors = open_stage(output_path, load_payloads=params.get("load_payloads", True))
+    stage, open_errors = open_stage(output_path, load_payloads=params.get("load_payloads", True), composition=False)
     for layer in params.get("mute_layers") or ():
         stage.MuteLayer(layer)
-    return {"opens": True, "composition_errors": errors[:20], "new_composition_errors": max(0, len(errors) - errors_before),
+    new = [describe(e) for e in new_composition_errors(composition_before, composition_errors(stage))]
+    # Errors the open itself raised, compared by count.
+    new += open_errors[len(open_errors_before):]
+    return {"opens": True, "composition_errors": new[:20], "new_composition_errors": len(new),
             "mesh_count": reachable_mesh_count(stage), "seconds": round(time.perf_counter() - started, 4)}

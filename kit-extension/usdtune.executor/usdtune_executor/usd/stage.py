@@ -1,6 +1,8 @@
 """Opening stages with errors turned into stable codes, and the stage facts several tasks
 read (metrics, authoring hints, layers and their bytes, reachable meshes)."""
 import os
+import re
+from collections import Counter
 
 from pxr import Sdf, Tf, Usd, UsdGeom
 
@@ -22,8 +24,11 @@ def check_stage_path(path: str) -> str:
     return os.path.abspath(path)
 
 
-def open_stage(path: str, load_payloads: bool = True):
-    """Open a stage; returns (stage, composition_errors). Raises TaskError when it cannot open."""
+def open_stage(path: str, load_payloads: bool = True, composition: bool = True):
+    """Open a stage; returns (stage, errors): the Tf errors the open raised and (unless
+    `composition` is off) the stage's composition errors (cycles, unresolved arcs, invalid
+    asset paths: USD reports those as warnings, not errors), one line each. Raises TaskError
+    when it cannot open."""
     path = check_stage_path(path)
     mark = Tf.Error.Mark()
     try:
@@ -34,7 +39,47 @@ def open_stage(path: str, load_payloads: bool = True):
     mark.Clear()
     if stage is None:
         raise TaskError("stage_open_failed", f"cannot open {path}: {errors[0] if errors else 'unknown error'}", path)
+    if composition:
+        errors += [describe(e) for e in composition_errors(stage)]
     return stage, errors
+
+
+def composition_errors(stage) -> list:
+    """Every error the stage's composition met (Pcp: arc cycles, unresolved references and
+    payloads, invalid asset paths, ...), each {type, prim, layer, message}: `prim` is where
+    it surfaced in the composed stage, `layer` the first layer its message names."""
+    found = []
+    for error in stage.GetCompositionErrors():
+        text = " ".join(str(error).split())
+        site = getattr(error, "rootSite", None)
+        layers = [name for name in re.findall(r"@([^@]+)@", text) if "-session." not in name]
+        found.append({"type": str(error.errorType).rsplit("_", 1)[-1], "prim": str(site.path) if site else "",
+                      "layer": layers[0] if layers else "", "message": text[:300]})
+    return found
+
+
+def error_key(error: dict) -> str:
+    """What makes two composition errors the same one in a source and in its output: the
+    kind and where it surfaced (the layers differ once content moved to new files)."""
+    return f"{error['type']} {error['prim']}"
+
+
+def new_composition_errors(before: list, after: list) -> list:
+    """The errors of `after` that `before` does not have (as a multiset of keys)."""
+    remaining = Counter(error_key(e) for e in before)
+    new = []
+    for error in after:
+        key = error_key(error)
+        if remaining[key] > 0:
+            remaining[key] -= 1
+        else:
+            new.append(error)
+    return new
+
+
+def describe(error: dict) -> str:
+    return f"{error['type']} at {error['prim'] or '/'}" + (f" (layer {error['layer']})" if error["layer"] else "") + \
+        f": {error['message']}"
 
 
 def _first_line(text: str) -> str:

@@ -1,13 +1,22 @@
-"""One quick-mode profile capture, meant to run as its own process.
+"""Quick-mode profile captures, each in a process of its own.
 
-Protocol (upstream profile-stage): one first open (cold_open_ms), one unreported warmup,
-then N >= 5 warm opens whose median is warm_open_ms, with the spread; then traversal,
-attribute resolution and transform timings on one opened stage, and stage statistics.
-Prints one JSON document on the last stdout line.
+Two protocols (upstream profile-stage):
+  * single (Phase 1a): one first open (cold_open_ms), one unreported warmup, then N >= 5 warm
+    opens whose median is warm_open_ms, with the spread; then traversal (5 repeats), attribute
+    resolution and transform timings on one opened stage, and stage statistics.
+    `python -m usdtune_executor.workers.profile_capture STAGE --warm N` prints one JSON
+    document on the last stdout line.
+  * paired (Phase 6a, tasks/profile_pair.py): one sample per process: a first open, one warm
+    open, one traversal, attribute resolution and transforms; many processes, the two stages
+    interleaved. `--serve` keeps one interpreter with pxr imported (no stage ever opened in
+    it) and forks a child per capture: a fresh process without USD's caches, at the cost of a
+    fork instead of an interpreter start (about 0.6 s each on these machines).
 """
 import argparse
 import gc
+import importlib
 import json
+import os
 import sys
 import time
 from statistics import median
@@ -17,26 +26,29 @@ def _ms(seconds):
     return round(seconds * 1000.0, 3)
 
 
-def capture(stage_path: str, warm_samples: int) -> dict:
+def capture(stage_path: str, warm_samples: int, paired: bool = False) -> dict:
     from pxr import Usd, UsdGeom
 
     from ..usd.stage import is_prototype_path, open_stage, total_file_bytes, used_layer_paths
 
     def open_once():
         started = time.perf_counter()
-        stage, _ = open_stage(stage_path)
+        stage, _ = open_stage(stage_path, composition=False)
         elapsed = time.perf_counter() - started
         del stage
         gc.collect()
         return elapsed
 
     cold = open_once()
-    open_once()  # warmup, not reported
-    warm = [open_once() for _ in range(max(5, warm_samples))]
+    if paired:
+        warm = [open_once()]
+    else:
+        open_once()  # warmup, not reported
+        warm = [open_once() for _ in range(max(5, warm_samples))]
     warm_median = median(warm)
 
     stage, composition_errors = open_stage(stage_path)
-    repeats = 5
+    repeats = 1 if paired else 5
     started = time.perf_counter()
     for _ in range(repeats):
         authored = [p for p in stage.Traverse() if not is_prototype_path(p.GetPath())]
@@ -88,17 +100,60 @@ def capture(stage_path: str, warm_samples: int) -> dict:
     }
 
 
+def _error(err) -> dict:
+    return {"error": {"code": err.code, "message": err.message}}
+
+
+def serve() -> int:
+    """Answer capture requests (JSON lines: {"stage", "result"}) with a forked child each;
+    the child writes its capture (or its error) to `result`, the answer line says how it
+    exited. A child that dies leaves no result: the task reports it."""
+    from ..errors import TaskError
+
+    # pxr is imported here, once; no stage is ever opened in this process.
+    for module in ("pxr.Usd", "pxr.UsdGeom", "pxr.UsdShade"):
+        importlib.import_module(module)
+
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # USD and usd-optimize log through C++ to fd 1
+    answers.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                try:
+                    document = capture(request["stage"], 1, paired=True)
+                    code = 0
+                except TaskError as err:
+                    document, code = _error(err), 2
+                with open(request["result"], "w") as handle:
+                    json.dump(document, handle)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("stage")
+    parser.add_argument("stage", nargs="?")
     parser.add_argument("--warm", type=int, default=5)
+    parser.add_argument("--paired", action="store_true", help="one sample: a first open and one warm open")
+    parser.add_argument("--serve", action="store_true", help="fork a child per capture request read from stdin")
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve()
     from ..errors import TaskError
 
     try:
-        result = capture(args.stage, args.warm)
+        result = capture(args.stage, args.warm, paired=args.paired)
     except TaskError as err:
-        print(json.dumps({"error": {"code": err.code, "message": err.message}}))
+        print(json.dumps(_error(err)))
         return 2
     print(json.dumps(result))
     return 0
