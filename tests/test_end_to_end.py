@@ -43,9 +43,11 @@ def test_optimize_through_daemon_and_headless_executor(home, headless_executor, 
 
     report = json.loads((out / "optimization-report.json").read_text())
     assert (out / "optimization-report.md").read_text().startswith("# USD Performance Tuning Report")
+    assert report["artifacts"]["html"] == str(out / "optimization-report.html")
+    assert json.loads((out / "report-gate.json").read_text())["passed"] is True
     assert report["output_path"] == summary["output_path"]
     assert [op["name"] for op in report["operations"]] == ["meshCleanup", "deduplicateGeometry", "computeExtents"]
-    assert report["preservation"]["passed"] is True
+    assert report["structural_summary"]["x_usdtune"]["proof"]["passed"] is True
     assert report["target_coverage"] == {"complete": True, "entries": report["target_coverage"]["entries"]}
 
     output = Path(report["output_path"])

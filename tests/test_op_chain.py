@@ -129,7 +129,7 @@ def test_a_pipeline_without_approvals_runs_only_its_lossless_ops(tmp_path):
     assert "--approve decimateMeshes" in held["decimateMeshes"] and "bounded-loss" in held["decimateMeshes"]
     assert "--approve removeSmallGeometry" in held["removeSmallGeometry"] and "destructive" in held["removeSmallGeometry"]
     assert read("preservation-so-run-operations")["strength"] == "aggregate"
-    untapped = " ".join(read("optimization-report")["untapped_options"])
+    untapped = " ".join(read("optimization-report")["structural_summary"]["x_usdtune"]["untapped_options"])
     assert "--approve decimateMeshes" in untapped
 
 

@@ -57,6 +57,11 @@ macro_rules! outcomes {
 outcomes! {
     // ---- the input and the command line (exit 2)
     StageNotFound = "stage_not_found", Input, "CLI, daemon, executor", "the stage path does not exist";
+    ReportUnreadable = "report_unreadable", Input, "CLI",
+        "`check-report`: the report or a manifest it names cannot be read as JSON (the path is named)";
+    ReportNotWritten = "report_not_written", Failed, "CLI", "`show --open`: the run has no HTML report yet";
+    OpenerFailed = "opener_failed", Failed, "CLI",
+        "`show --open`: the browser or desktop opener could not be started, or failed (set BROWSER)";
     StageIsDirectory = "stage_is_directory", Input, "executor", "the stage path is a folder";
     StagePathMissing = "stage_path_missing", Input, "executor", "a task was given no stage path";
     UnsupportedFormat = "unsupported_format", Input, "executor", "not a USD file extension";
@@ -103,9 +108,9 @@ outcomes! {
     RemapNothingImpacted = "remap_nothing_impacted", Failed, "executor",
         "Phase 5 remap: nothing references the optimized children";
     // ---- mesh operations (Phases 4, 4.5)
-    BlockedMissingSceneOptimizer = "blocked_missing_scene_optimizer", Failed, "run, executor",
+    BlockedMissingUsdOptimize = "blocked_missing_usd_optimize", Failed, "run, executor",
         "operations were requested but usd-optimize cannot load";
-    BlockedMissingSoOperation = "blocked_missing_so_operation", Failed, "run, executor",
+    BlockedMissingUsdOptimizeOperation = "blocked_missing_usd_optimize_operation", Failed, "run, executor",
         "a requested op is not in `operationsAvailable`";
     UnknownOperationArgument = "unknown_operation_argument", Failed, "executor",
         "an op argument is not one the op declares (usd-optimize would silently ignore it)";
@@ -132,6 +137,10 @@ outcomes! {
         "a Phase 4 batch wrote fewer optimized files than it optimized targets (a collision or a failed write)";
     TargetCoverageIncomplete = "target_coverage_incomplete", Failed, "run",
         "a Phase 4 target was blocked, e.g. its output failed the geometry preservation proof and was discarded";
+    ReportGateFailed = "report_gate_failed", Failed, "run",
+        "the optimization report would not pass the upstream report gate (schema, coverage reconciled against \
+         the manifests, footprint arithmetic, preservation, descent convergence): each violation is listed in \
+         the run's message and in report-gate.json";
     // ---- measurement and validation
     CoverageLedgerIncomplete = "coverage_ledger_incomplete", Failed, "run",
         "a validation plan's (target, concept) pair got no disposition (probed, timed out, runtime blocked): \
@@ -162,7 +171,12 @@ outcomes! {
 
 impl Outcome {
     pub fn parse(code: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|o| o.code() == code)
+        Self::ALL.iter().copied().find(|o| o.code() == code).or(match code {
+            // The seed's names, which runs recorded before the upstream contract's were adopted.
+            "blocked_missing_scene_optimizer" => Some(Self::BlockedMissingUsdOptimize),
+            "blocked_missing_so_operation" => Some(Self::BlockedMissingUsdOptimizeOperation),
+            _ => None,
+        })
     }
 
     /// A gRPC status whose message starts with the code, as clients read it (`code: message`).

@@ -191,11 +191,17 @@ pub fn to_proto(r: &RunRecord) -> proto::Run {
             })
             .collect(),
         created_at: r.created_at.clone(),
-        markdown_report_path: if r.report_path.is_empty() {
-            String::new()
-        } else {
-            crate::report::markdown_path(&r.workspace()).display().to_string()
-        },
+        markdown_report_path: report_file(r, |f| f.markdown),
+        html_report_path: report_file(r, |f| f.html),
+    }
+}
+
+/// A report file of a run, once its report is written ("" before).
+fn report_file(r: &RunRecord, pick: fn(crate::report::ReportFiles) -> String) -> String {
+    if r.report_path.is_empty() {
+        String::new()
+    } else {
+        pick(crate::report::paths(&r.workspace()))
     }
 }
 

@@ -36,6 +36,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("operations-status", include_str!("../../schemas/operations-status.schema.json")),
     ("compare-profiles", include_str!("../../schemas/compare-profiles.schema.json")),
     ("optimization-report", include_str!("../../schemas/optimization-report.schema.json")),
+    ("report-gate", include_str!("../../schemas/report-gate.schema.json")),
     ("run", include_str!("../../schemas/run.schema.json")),
 ];
 
@@ -114,6 +115,13 @@ impl Workspace {
 
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.json"))
+    }
+
+    /// A JSON document named relative to the workspace (a report's `source_manifests`).
+    pub fn read_json_file(&self, relative: &str) -> Result<Value, StoreError> {
+        let path = self.root.join(relative);
+        let text = std::fs::read(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        serde_json::from_slice(&text).map_err(|source| StoreError::Json { path, source })
     }
 
     /// Validate, then write `<name>.json` atomically. Returns its path.

@@ -4,7 +4,7 @@ directly on the same stage in one Python process.
 Daemon-driven: `usdtune optimize --restructure optimize-as-is` on a generated factory,
 stopped after so-run-operations; the figure is the operations task as the daemon saw it
 (dispatch over gRPC to a Phase 4 worker process, the worker opening the stage, the chain, the
-export, the reply: `task_seconds` in operations-status.json, less the target's re-verify).
+export, the reply: `duration_seconds` in operations-status.json, less the target's re-verify).
 Direct: a fresh process that opens the stage, runs the same ops with the same arguments
 through usd-optimize's core and exports the root layer. The phase's verification
 (preservation proof, re-verify) is reported apart: it is checking, not orchestration. So is
@@ -58,7 +58,7 @@ def daemon_driven(stage: Path, out: Path) -> dict:
     reverify = target["reverify"]["seconds"]
     # Float-precision point instancing is work usd-optimize does not do: reported apart too.
     precision = (target.get("point_instancing") or {}).get("seconds", 0.0)
-    return {"task": target["task_seconds"] - reverify - precision, "reverify": reverify, "precision": precision,
+    return {"task": target["duration_seconds"] - reverify - precision, "reverify": reverify, "precision": precision,
             "phase": phase_seconds(read, "so-run-operations"),
             "reanchored": target["reanchored"], "ops": ops, "op_seconds": sum(o["seconds"] for o in target["operations"]), "export": target["export_seconds"]}
 

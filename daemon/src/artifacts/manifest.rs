@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decisions::restructure::{Mode, RestructurePlan};
+use crate::decisions::restructure::{Frontier, Mode, RestructurePlan};
 use crate::decisions::targets::{self, Phase4Target, WrittenOutput};
 
 /// The executor's `restructure` task result.
@@ -43,6 +43,8 @@ pub struct Rewritten {
     pub kind: String,
 }
 
+/// The new assembly root's residual meshes: a default walk of the root opened on its own (the
+/// same count as its `phase4_targets[]` entry; prototypes in a class namespace are not seen).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AssemblyRoot {
     pub path: String,
@@ -80,6 +82,9 @@ pub struct Manifest {
     pub assembly_root: AssemblyRoot,
     pub outputs: Vec<ManifestOutput>,
     pub phase4_targets: Vec<Phase4Target>,
+    /// The reuse measured and the descent's convergence (restructure mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontier: Option<Frontier>,
     pub rewrite_steps: Vec<RewriteStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub material_rewrites: Option<serde_json::Value>,
@@ -97,6 +102,7 @@ impl Manifest {
         plan: &RestructurePlan,
         result: &RestructureResult,
         proof_path: &str,
+        frontier: Frontier,
     ) -> Self {
         let root = result.outputs.iter().find(|o| o.kind == "new_root");
         Self {
@@ -122,6 +128,7 @@ impl Manifest {
                 })
                 .collect(),
             phase4_targets: targets::from_restructure(plan, &result.outputs, source_stage),
+            frontier: Some(frontier),
             rewrite_steps: vec![RewriteStep {
                 step: if plan.mode == Mode::SelectiveLoading {
                     "selective_loading_split"
@@ -167,6 +174,7 @@ impl Manifest {
                 })
                 .collect(),
             phase4_targets: vec![],
+            frontier: None,
             rewrite_steps: vec![RewriteStep {
                 step: "reference_remap".into(),
                 result: "ok".into(),

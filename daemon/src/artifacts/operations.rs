@@ -1,5 +1,6 @@
-//! Phase 4's operation plan (operation-plan.json: the chain, where it runs, what it held
-//! back) and what became of every target (operations-status.json).
+//! Phase 4's operation plan (operation-plan.json, upstream `optimization-plan` contract: the
+//! chain, where it runs, what it held back) and what became of every target
+//! (operations-status.json, upstream batch-scheduler `status` contract).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,9 +55,68 @@ pub struct PlannedTarget {
     pub output_path: String,
 }
 
+/// The stage a plan is for (upstream `stage`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanStage {
+    pub identifier: String,
+    #[serde(rename = "rootLayer")]
+    pub root_layer: String,
+}
+
+/// What the plan was chosen from (upstream `inputs`): the validation reports whose findings
+/// are its evidence.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanInputs {
+    #[serde(rename = "targetBottleneck")]
+    pub target_bottleneck: String,
+    #[serde(rename = "validationReport")]
+    pub validation_report: String,
+    #[serde(rename = "auditReport")]
+    pub audit_report: String,
+}
+
+/// The gates around the chain (upstream `gates`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanGates {
+    #[serde(rename = "preValidation")]
+    pub pre_validation: String,
+    #[serde(rename = "postValidation")]
+    pub post_validation: String,
+    #[serde(rename = "mutationPolicy")]
+    pub mutation_policy: String,
+}
+
+/// Where the chain writes (upstream `outputs`): new files only, no source layer modified.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanOutputs {
+    #[serde(rename = "outputDirectory")]
+    pub output_directory: String,
+    #[serde(rename = "generatedFiles")]
+    pub generated_files: Vec<String>,
+    #[serde(rename = "modifiedLayers")]
+    pub modified_layers: Vec<String>,
+}
+
+/// Mutation policy: every target is written to a new path; source layers are never edited.
+pub const MUTATION_POLICY: &str = "new_output_only";
+
+/// Where a plan's inputs and gates come from, besides the chain itself.
+pub struct PlanContext<'a> {
+    pub working_stage: &'a str,
+    pub output_dir: &'a std::path::Path,
+    pub validation_reports: &'a [&'a str],
+    pub audit_report: &'a str,
+}
+
 /// operation-plan.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OperationPlan {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: String,
+    pub stage: PlanStage,
+    pub inputs: PlanInputs,
+    pub gates: PlanGates,
+    pub outputs: PlanOutputs,
     /// The stage the chain optimizes (the working stage).
     pub target: String,
     /// The first target's class (monolith when the stage itself is the one target).
@@ -71,8 +131,30 @@ pub struct OperationPlan {
 }
 
 impl OperationPlan {
-    pub fn new(working_stage: &str, targets: Vec<PlannedTarget>, pipeline: Option<String>, chain: &Chain) -> Self {
+    pub fn new(context: &PlanContext, targets: Vec<PlannedTarget>, pipeline: Option<String>, chain: &Chain) -> Self {
+        let working_stage = context.working_stage;
         Self {
+            schema_version: "1.0".into(),
+            stage: PlanStage { identifier: working_stage.into(), root_layer: working_stage.into() },
+            inputs: PlanInputs {
+                target_bottleneck: match &pipeline {
+                    Some(name) => format!("named pipeline {name}"),
+                    None => "validator findings (evidence-selected chain)".into(),
+                },
+                validation_report: context.validation_reports.join(", "),
+                audit_report: context.audit_report.into(),
+            },
+            gates: PlanGates {
+                pre_validation: "validation-report (Phase 2c) and validation-report-targets (Phase 4a)".into(),
+                post_validation:
+                    "per-target re-verify, preservation proof of the whole, validation-report-targets-after".into(),
+                mutation_policy: MUTATION_POLICY.into(),
+            },
+            outputs: PlanOutputs {
+                output_directory: context.output_dir.display().to_string(),
+                generated_files: targets.iter().map(|t| t.output_path.clone()).collect(),
+                modified_layers: vec![],
+            },
             target: working_stage.into(),
             role: targets.first().map_or("monolith".into(), |t| t.target.target_class.clone()),
             output_path: targets.last().map(|t| t.output_path.clone()),
@@ -145,18 +227,46 @@ pub struct TargetReverify {
     pub seconds: f64,
 }
 
-/// What became of one target (operations-status `targets[]`).
+/// The scheduler's state of one target (upstream status `state`): `done` proves only that
+/// the worker ran, never that the target was optimized (that is `disposition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Queued,
+    Done,
+    Failed,
+}
+
+/// What the before/after says of a target (upstream status `disposition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeDisposition {
+    Optimized,
+    NoOp,
+    Unknown,
+}
+
+/// What became of one target (operations-status `targets[]`, or `skipped[]` when no worker
+/// was to run on it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TargetStatus {
     pub path: String,
     pub role: String,
     pub mesh_count: u64,
+    #[serde(rename = "dep_group")]
     pub dependency_group: String,
-    pub disposition: Disposition,
+    pub state: TargetState,
+    pub disposition: ChangeDisposition,
+    /// The coverage disposition the report's `target_coverage` reads (ours, finer than
+    /// `disposition`: a chain that changed nothing is `unchanged`).
+    pub coverage: Disposition,
     /// The outcome code of a blocked target (docs/error-codes.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub output_path: Option<String>,
+    /// The ops that ran without failing, in order.
+    #[serde(default)]
+    pub steps_applied: Vec<String>,
     /// What each op of the chain did (empty until the chain ran).
     pub operations: Vec<OpRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +280,7 @@ pub struct TargetStatus {
     /// The daemon's view of the task (dispatch, executor open, ops, export, re-verify, reply):
     /// what the operations benchmark compares with calling usd-optimize directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_seconds: Option<f64>,
+    pub duration_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverify: Option<TargetReverify>,
     /// Phase 4d: the concepts with findings, re-run on the assembled output.
@@ -179,21 +289,24 @@ pub struct TargetStatus {
 }
 
 impl TargetStatus {
-    pub fn planned(target: &PlannedTarget, disposition: Disposition, reason: Option<&str>) -> Self {
+    pub fn planned(target: &PlannedTarget, coverage: Disposition, reason: Option<&str>) -> Self {
         Self {
             path: target.target.path.clone(),
             role: target.target.target_class.clone(),
             mesh_count: target.target.mesh_count,
             dependency_group: target.target.dependency_group.clone().unwrap_or_else(|| "independent".into()),
-            disposition,
+            state: TargetState::Queued,
+            disposition: ChangeDisposition::Unknown,
+            coverage,
             code: None,
             output_path: None,
+            steps_applied: vec![],
             operations: vec![],
             reason: reason.map(String::from),
             export_seconds: None,
             reanchored: None,
             point_instancing: None,
-            task_seconds: None,
+            duration_seconds: None,
             reverify: None,
             findings_reverify: None,
         }
@@ -202,23 +315,37 @@ impl TargetStatus {
     /// A finished chain's record: what ran, its timings (`seconds` as the daemon saw the
     /// task) and its cheap re-verify.
     pub fn ran(&mut self, result: OperationsResult, seconds: f64) {
+        self.state = TargetState::Done;
         if result.unchanged {
-            self.disposition = Disposition::Unchanged;
+            self.coverage = Disposition::Unchanged;
+            self.disposition = ChangeDisposition::NoOp;
             self.reason = Some("the chain changed nothing: no output written".into());
+        } else {
+            self.disposition = ChangeDisposition::Optimized;
         }
+        self.steps_applied = result.operations.iter().filter(|o| o.ok).map(|o| o.operation.clone()).collect();
         self.operations = result.operations;
         self.export_seconds = Some(result.export_seconds);
         self.reanchored = Some(result.reanchored);
         self.point_instancing = result.point_instancing.filter(Value::is_object);
-        self.task_seconds = Some(seconds);
+        self.duration_seconds = Some(seconds);
         self.output_path = result.output_path;
         self.reverify = result.reverify;
     }
 
+    /// Blocked: its worker failed, or what it wrote was refused (re-verify or proof) and set
+    /// aside, so no change of it stands.
     pub fn block(&mut self, code: &str, reason: String) {
-        self.disposition = Disposition::Blocked;
+        self.coverage = Disposition::Blocked;
+        self.state = TargetState::Failed;
+        self.disposition = ChangeDisposition::Unknown;
         self.code = Some(code.to_string());
         self.reason = Some(reason);
+    }
+
+    /// No worker was to run on it (no mesh for a mesh-only chain, or no op selected).
+    pub fn is_skipped(&self) -> bool {
+        matches!(self.coverage, Disposition::SkippedZeroMeshes | Disposition::SkippedUserDeclined)
     }
 }
 
@@ -243,11 +370,65 @@ pub struct Schedule {
     pub batches: Vec<BatchRecord>,
 }
 
-/// operations-status.json.
+/// Target counts by state (upstream status `overall`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Overall {
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub running: usize,
+    pub queued: usize,
+    pub skipped: usize,
+}
+
+/// operations-status.json: the targets a worker ran on (or was to), then the ones skipped.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OperationsStatus {
+    pub run_id: String,
+    pub started: String,
+    pub max_workers: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_available: Option<bool>,
+    pub overall: Overall,
     pub targets: Vec<TargetStatus>,
+    #[serde(default)]
+    pub skipped: Vec<TargetStatus>,
     pub schedule: Schedule,
+}
+
+impl OperationsStatus {
+    pub fn new(
+        run_id: &str,
+        started: String,
+        cuda_available: Option<bool>,
+        statuses: Vec<TargetStatus>,
+        schedule: Schedule,
+    ) -> Self {
+        let (skipped, targets): (Vec<_>, Vec<_>) = statuses.into_iter().partition(TargetStatus::is_skipped);
+        let count = |state| targets.iter().filter(|t| t.state == state).count();
+        Self {
+            run_id: run_id.into(),
+            started,
+            max_workers: schedule.max_workers.max(1),
+            cuda_available,
+            overall: Overall {
+                total: targets.len() + skipped.len(),
+                done: count(TargetState::Done),
+                failed: count(TargetState::Failed),
+                running: 0,
+                queued: count(TargetState::Queued),
+                skipped: skipped.len(),
+            },
+            targets,
+            skipped,
+            schedule,
+        }
+    }
+
+    /// Every target in plan order of kind: the ones a worker ran on, then the skipped.
+    pub fn all_targets(&self) -> impl Iterator<Item = &TargetStatus> {
+        self.targets.iter().chain(&self.skipped)
+    }
 }
 
 /// Phase 4d's re-verify of the assembled output: the Phase 4 concepts that found something,

@@ -47,16 +47,38 @@ pub struct ExtensionVersion {
     pub version: String,
 }
 
-/// The runtime the report quotes (upstream `runtime_context`).
+/// The runtime the report quotes (upstream `runtime_context`): Kit only when the executor
+/// ran inside Kit; a component that could not load is named with version `unavailable`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuntimeContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kit: Option<Value>,
     #[serde(rename = "usdOptimize")]
-    pub usd_optimize: Option<ExtensionVersion>,
+    pub usd_optimize: ExtensionVersion,
     #[serde(rename = "assetValidator")]
-    pub asset_validator: Option<AssetValidator>,
+    pub asset_validator: AssetValidator,
     pub cuda_available: Option<bool>,
 }
+
+impl RuntimeContext {
+    /// The context of a run whose setup never completed: nothing could be probed.
+    pub fn unprobed() -> Self {
+        Self {
+            kit: None,
+            usd_optimize: ExtensionVersion { extension: "usd-optimize".into(), version: UNAVAILABLE.into() },
+            asset_validator: AssetValidator {
+                package: "usd-validation-nvidia".into(),
+                version: UNAVAILABLE.into(),
+                source: "pip".into(),
+            },
+            cuda_available: None,
+        }
+    }
+}
+
+/// The version recorded for a component that could not load in the executor's runtime
+/// (the contract requires the component's block either way).
+pub const UNAVAILABLE: &str = "unavailable";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Python {
@@ -70,19 +92,22 @@ pub struct Usd {
     pub usd_exchange_version: Option<String>,
 }
 
-/// setup-preflight.json.
+/// setup-preflight.json (upstream setup-preflight contract).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Preflight {
     #[serde(rename = "schemaVersion")]
     pub schema_version: String,
     /// kit | standalone
     pub runtime_route: String,
+    /// Kit's identity, only when the executor runs inside Kit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kit: Option<Value>,
     pub cuda_available: Option<bool>,
+    /// usd-optimize as probed; version `unavailable` and no operation when it cannot load.
     #[serde(rename = "usdOptimize")]
-    pub usd_optimize: Option<UsdOptimize>,
+    pub usd_optimize: UsdOptimize,
     #[serde(rename = "assetValidator")]
-    pub asset_validator: Option<AssetValidator>,
+    pub asset_validator: AssetValidator,
     pub runtime_context: RuntimeContext,
     pub probed_at: String,
     pub executor_id: String,
@@ -94,11 +119,16 @@ pub struct Preflight {
 
 impl Preflight {
     pub fn new(probe: Probe, host: Value) -> Self {
-        let so_version = probe.usd_optimize_version.filter(|v| !v.is_empty());
-        let asset_validator = probe
-            .usd_validation_nvidia_version
-            .filter(|v| !v.is_empty())
-            .map(|version| AssetValidator { package: "usd-validation-nvidia".into(), version, source: "pip".into() });
+        let so_version = probe.usd_optimize_version.filter(|v| !v.is_empty()).unwrap_or_else(|| UNAVAILABLE.into());
+        let operations = if so_version == UNAVAILABLE { vec![] } else { probe.operations_available };
+        let asset_validator = AssetValidator {
+            package: "usd-validation-nvidia".into(),
+            version: probe
+                .usd_validation_nvidia_version
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| UNAVAILABLE.into()),
+            source: "pip".into(),
+        };
         let cuda_available = host["gpus"].as_array().map(|g| !g.is_empty());
         let kit = probe.kit.filter(|k| !k.is_null());
         Self {
@@ -106,16 +136,16 @@ impl Preflight {
             runtime_route: probe.runtime,
             kit: kit.clone(),
             cuda_available,
-            usd_optimize: so_version.clone().map(|version| UsdOptimize {
+            usd_optimize: UsdOptimize {
                 extension: "usd-optimize".into(),
-                version,
-                operations_available: probe.operations_available,
+                version: so_version.clone(),
+                operations_available: operations,
                 source: "standalone-package".into(),
-            }),
+            },
             asset_validator: asset_validator.clone(),
             runtime_context: RuntimeContext {
                 kit,
-                usd_optimize: so_version.map(|version| ExtensionVersion { extension: "usd-optimize".into(), version }),
+                usd_optimize: ExtensionVersion { extension: "usd-optimize".into(), version: so_version },
                 asset_validator,
                 cuda_available,
             },
@@ -129,7 +159,12 @@ impl Preflight {
 
     /// The op keys usd-optimize offers in this runtime (empty when it cannot load).
     pub fn operations(&self) -> &[String] {
-        self.usd_optimize.as_ref().map_or(&[], |so| so.operations_available.as_slice())
+        &self.usd_optimize.operations_available
+    }
+
+    /// usd-optimize's version, None when it cannot load (the structural-only path).
+    pub fn usd_optimize_version(&self) -> Option<&str> {
+        Some(self.usd_optimize.version.as_str()).filter(|v| *v != UNAVAILABLE)
     }
 }
 
@@ -157,7 +192,13 @@ mod tests {
             );
             crate::store::validate("setup-preflight", &serde_json::to_value(&preflight).unwrap()).unwrap();
             assert_eq!(preflight.operations().len(), usize::from(so.is_some()));
+            assert_eq!(preflight.usd_optimize_version(), so);
             assert_eq!(preflight.cuda_available, None, "no NVML: unknown, not false");
+            let value = serde_json::to_value(&preflight).unwrap();
+            assert!(
+                value.get("kit").is_none() && value["runtime_context"].get("kit").is_none(),
+                "no Kit, no kit block"
+            );
         }
     }
 

@@ -30,7 +30,7 @@ pub(super) fn run_json(r: &proto::Run) -> serde_json::Value {
     json!({
         "run_id": r.run_id, "state": state_name(r.state), "milestone": r.milestone, "stage_path": r.stage_path,
         "workspace": r.output_dir, "report_path": opt(&r.report_path),
-        "markdown_report_path": opt(&r.markdown_report_path),
+        "markdown_report_path": opt(&r.markdown_report_path), "html_report_path": opt(&r.html_report_path),
         "output_path": opt(&r.output_stage_path), "verdict": opt(&r.verdict), "workflow_mode": opt(&r.workflow_mode),
         "code": opt(&r.code), "message": opt(&r.message),
     })

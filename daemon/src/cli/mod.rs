@@ -116,6 +116,21 @@ enum Command {
         /// md: optimization-report.md; run: the run record (state, phases, gate) as JSON.
         #[arg(long, value_enum, default_value_t = ShowFormat::Pretty)]
         format: ShowFormat,
+        /// Open the run's HTML report (optimization-report.html) in the browser ($BROWSER, else
+        /// the desktop's opener) instead of printing.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Check an optimization report against the report gate (coverage reconciled with its
+    /// manifests, footprint arithmetic, preservation, descent convergence); exit 1 on a violation.
+    CheckReport {
+        report: String,
+        /// An apply-restructure manifest to reconcile with, besides those the report records; repeatable.
+        #[arg(long = "manifest")]
+        manifests: Vec<String>,
+        /// Print the violations as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Answer a run's open gate, then follow the run to its end.
     Decide {
@@ -285,11 +300,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             session.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { run, format } => {
+        Command::Show { run, format, open } => {
             let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
             let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
             session.close().await;
             match shown {
+                Ok(r) if open => open_report(&r.into_inner()),
                 Ok(r) => show(&r.into_inner(), format),
                 Err(status) => {
                     eprintln!("Error: {}", status.message());
@@ -297,12 +313,96 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::CheckReport { report, manifests, json } => check_report(&report, &manifests, json),
         Command::Cancel { run } => {
             let mut session = Session::open(&cli.daemon, false, cli.max_workers).await?;
             session.client.cancel_run(proto::CancelRunRequest { run_id: run }).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Open a run's HTML report with `$BROWSER` or the desktop's opener, and wait for the
+/// opener (not the browser it hands the page to).
+fn open_report(run: &proto::Run) -> anyhow::Result<ExitCode> {
+    if run.html_report_path.is_empty() || !std::path::Path::new(&run.html_report_path).is_file() {
+        eprintln!("Error: {}: run {} has no HTML report yet", Outcome::ReportNotWritten, run.run_id);
+        return Ok(ExitCode::from(1));
+    }
+    let opener = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| if cfg!(target_os = "macos") { "open" } else { "xdg-open" }.to_string());
+    let mut words = opener.split_whitespace();
+    let program = words.next().unwrap_or("xdg-open");
+    let status = std::process::Command::new(program).args(words).arg(&run.html_report_path).status();
+    match status {
+        Ok(s) if s.success() => {
+            println!("{}", run.html_report_path);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(s) => {
+            eprintln!(
+                "Error: {}: {program} exited with {s}; the report is {}",
+                Outcome::OpenerFailed,
+                run.html_report_path
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!(
+                "Error: {}: cannot start {program} ({e}); set BROWSER, or open {}",
+                Outcome::OpenerFailed,
+                run.html_report_path
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `check-report`: the report gate over any report file and the manifests it records
+/// (relative to the report) or that are named.
+fn check_report(report: &str, manifests: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let read = |path: &std::path::Path| -> Result<serde_json::Value, String> {
+        let text =
+            std::fs::read(path).map_err(|e| format!("{}: {}: {e}", Outcome::ReportUnreadable, path.display()))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| format!("{}: {}: not JSON: {e}", Outcome::ReportUnreadable, path.display()))
+    };
+    let report_path = std::path::Path::new(report);
+    let loaded = read(report_path).and_then(|document| {
+        let base = report_path.parent().unwrap_or(std::path::Path::new("."));
+        let recorded = document["target_coverage"]["source_manifests"].as_array().cloned().unwrap_or_default();
+        let paths = recorded
+            .iter()
+            .filter_map(|m| m.as_str())
+            .map(|m| base.join(m))
+            .chain(manifests.iter().map(std::path::PathBuf::from));
+        let manifests = paths.map(|p| read(&p)).collect::<Result<Vec<_>, _>>()?;
+        Ok((document, manifests))
+    });
+    let (document, manifests) = match loaded {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let violations = crate::decisions::report_gate::check(&document, &manifests);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"passed": violations.is_empty(), "violations": violations}))?
+        );
+    } else if violations.is_empty() {
+        println!("{report}: passes the report gate ({} manifest(s) reconciled)", manifests.len());
+    } else {
+        println!("{report}: {} violation(s)", violations.len());
+        for v in &violations {
+            println!("  {}: {}", v.check, v.message);
+        }
+    }
+    Ok(if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Submit a run (embedded when no daemon is reachable) and follow it to its end.

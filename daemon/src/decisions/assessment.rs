@@ -75,7 +75,11 @@ pub struct Composition {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Geometry {
+    /// Distinct geometries among the meshes outside instance prototypes.
     pub distinct_mesh_geometries: u64,
+    /// Meshes outside instance prototypes whose geometry repeats another's: what dedupe
+    /// could still share (prototype meshes are shared already and not counted).
+    pub duplicate_meshes: u64,
     pub meshes_missing_extent: u64,
 }
 
@@ -166,7 +170,7 @@ pub fn classify(facts: &Facts, reuse: &Reuse) -> (Classification, Vec<String>, V
         }
     }
     let savings = reuse.prim_savings;
-    let duplicate_meshes = facts.counts.mesh_count.saturating_sub(facts.geometry.distinct_mesh_geometries);
+    let duplicate_meshes = facts.geometry.duplicate_meshes;
     let instanced = facts.counts.instance_count > 0 || facts.counts.point_instancer_count > 0;
     let mut reasons = Vec::new();
 
@@ -316,10 +320,10 @@ pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
         findings.push(json!({"id": "missing_extents", "severity": "warning",
             "message": format!("{} of {} meshes have no authored extent", facts.geometry.meshes_missing_extent, facts.counts.mesh_count)}));
     }
-    let duplicates = facts.counts.mesh_count.saturating_sub(facts.geometry.distinct_mesh_geometries);
+    let duplicates = facts.geometry.duplicate_meshes;
     if duplicates > 0 {
         findings.push(json!({"id": "duplicate_mesh_geometry", "severity": "info",
-            "message": format!("{} meshes, {} distinct geometries", facts.counts.mesh_count, facts.geometry.distinct_mesh_geometries)}));
+            "message": format!("{duplicates} meshes repeat the geometry of another ({} distinct geometries outside instance prototypes)", facts.geometry.distinct_mesh_geometries)}));
     }
     if trust.trusted == Some(false) {
         findings.push(json!({"id": "kind_untrusted", "severity": "info", "message": format!(
@@ -445,7 +449,7 @@ pub(crate) mod tests {
                        "rendered_mesh_count": meshes, "material_count": 1, "point_instancer_count": 0,
                        "prototype_count": 0, "instance_count": 0, "layer_count": 1},
             "composition": {"references": 0, "payloads": 0, "inherits": 0, "specializes": 0, "variant_sets": 0, "sublayers": 0},
-            "geometry": {"distinct_mesh_geometries": distinct, "meshes_missing_extent": meshes},
+            "geometry": {"distinct_mesh_geometries": distinct, "duplicate_meshes": meshes.saturating_sub(distinct), "meshes_missing_extent": meshes},
             "content_flags": {"physics": {"count": 0, "paths": []}, "skeleton": {"count": 0, "paths": []}, "variants": {"count": 0, "paths": []}},
         }))
         .unwrap()

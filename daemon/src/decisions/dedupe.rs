@@ -353,12 +353,15 @@ pub fn candidates_artifact(
         .enumerate()
         .map(|(g, (group, place))| {
             let first = &table.rows[group.members[0]];
+            // The upstream identity signals: a referenced asset is a named unit (its file); a
+            // repeated subtree without trusted kind is the structural fallback, never anonymous
+            // geometry (groups hold at least MIN_SUBTREE_PRIMS prims).
             let (grain_source, identity_signal) = if group.source == Source::Reference {
-                ("identity", "reference")
+                ("identity", "naming")
             } else if trust.trusted == Some(true) && identity_kinds.contains(&first.kind.as_str()) {
                 ("identity", "kind")
             } else {
-                ("structural_fallback", "none")
+                ("structural_fallback", "structural_fallback")
             };
             let paths: Vec<&str> = group.members.iter().map(|m| table.rows[*m].path.as_str()).collect();
             json!({
@@ -381,6 +384,7 @@ pub fn candidates_artifact(
                 "kind_untrusted": trust.trusted == Some(false),
                 "depth": first.depth(),
                 "selected": place.selected,
+                "blocks_sharing": group.blocks_sharing,
                 "absorbed_by": place.absorbed_by.map(id),
                 "not_selected_reason": if place.selected { Value::Null } else { json!(place.reason) },
                 "representatives": group.representatives.iter().map(|m| table.rows[*m].path.as_str()).collect::<Vec<_>>(),

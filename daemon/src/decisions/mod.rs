@@ -10,6 +10,7 @@ pub mod op_chain;
 pub mod preservation;
 pub mod prims;
 pub mod report;
+pub mod report_gate;
 pub mod restructure;
 pub mod score;
 pub mod stats;

@@ -63,6 +63,8 @@ pub struct MeshSignature {
 pub struct Signature {
     pub prims_with_proxies: u64,
     pub material_closure_prims: u64,
+    /// Rendered meshes whose material binding targets a missing prim.
+    pub dangling_bindings: u64,
     pub authored_prim_specs: u64,
     pub file_bytes: u64,
     pub meshes: BTreeMap<String, MeshSignature>,
@@ -86,6 +88,8 @@ pub struct GeometryResult {
     pub prim_count_with_instance_proxies: u64,
     /// Material networks a restructure copied into standalone prototypes.
     pub material_closure_prims: u64,
+    #[serde(default)]
+    pub dangling_bindings: u64,
     pub authored_prim_specs: u64,
     pub file_bytes: u64,
     pub composition: Composition,
@@ -149,6 +153,7 @@ impl Signature {
         Ok(Self {
             prims_with_proxies: result.prim_count_with_instance_proxies,
             material_closure_prims: result.material_closure_prims,
+            dangling_bindings: result.dangling_bindings,
             authored_prim_specs: result.authored_prim_specs,
             file_bytes: result.file_bytes,
             meshes,
@@ -186,7 +191,7 @@ fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BeforeAfter {
     pub before: u64,
     pub after: u64,
@@ -277,6 +282,9 @@ pub struct Proof {
     pub prims_with_instance_proxies: PrimsWithProxies,
     pub authored_prim_specs: BeforeAfter,
     pub file_bytes: BeforeAfter,
+    /// Rendered meshes whose material binding targets a missing prim.
+    #[serde(default)]
+    pub dangling_bindings: BeforeAfter,
     pub differing: usize,
     pub differences: Vec<Difference>,
 }
@@ -394,6 +402,7 @@ pub fn prove(phase: &str, before: &Signature, after: &Signature, strength: Stren
         },
         authored_prim_specs: pair(before.authored_prim_specs, after.authored_prim_specs),
         file_bytes: pair(before.file_bytes, after.file_bytes),
+        dangling_bindings: pair(before.dangling_bindings, after.dangling_bindings),
         differing,
         differences,
     }
@@ -438,6 +447,7 @@ mod tests {
     fn signature(meshes: &[(&str, &str, f64)]) -> Signature {
         Signature {
             prims_with_proxies: 10,
+            dangling_bindings: 0,
             meshes: meshes
                 .iter()
                 .map(|(path, points, x)| {

@@ -5,9 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::compare::{Comparison, Verdict};
+use super::compare::{Comparison, Footprint, Verdict};
 use super::op_chain::{POINT_INSTANCER_MIN_COPIES, POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY};
+use super::restructure::Frontier;
 use super::score::{self, MetricGroup};
+use super::targets::Disposition;
 
 /// The report's `workflow_mode` (upstream optimization-report contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +167,68 @@ pub fn notes(
     notes
 }
 
+/// A target's coverage in the contract's enum (optimized | skipped_zero_meshes |
+/// skipped_user_declined | blocked) and why, where ours is finer. The contract has no "ran and
+/// changed nothing": a chain that found nothing to do is declined for that target, since
+/// `optimized` would claim a change the output does not have.
+pub fn contract_disposition(ours: Disposition) -> (&'static str, Option<&'static str>) {
+    match ours {
+        Disposition::Optimized => ("optimized", None),
+        Disposition::Unchanged => ("skipped_user_declined", Some("the chain ran and changed nothing (no-op)")),
+        Disposition::SkippedZeroMeshes => ("skipped_zero_meshes", None),
+        Disposition::SkippedUserDeclined => ("skipped_user_declined", None),
+        Disposition::Blocked => ("blocked", None),
+    }
+}
+
+/// The contract's repack rule: a structural change smaller than this (in percent) is no
+/// saving of the optimization's own.
+pub const STRUCTURAL_EPSILON_PCT: f64 = 1.0;
+
+/// The footprint the contract block may carry: None when the only saving on disk is the
+/// free re-encode (the contract forbids presenting it as the optimization's win).
+pub fn contract_footprint(footprint: &Footprint) -> Option<Footprint> {
+    let repack_only =
+        footprint.structural_delta_pct > -STRUCTURAL_EPSILON_PCT && footprint.raw_delta_pct < -STRUCTURAL_EPSILON_PCT;
+    (!repack_only).then(|| footprint.clone())
+}
+
+/// The de-duplication descent as the report states it (the contract's `frontier_*` keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Convergence {
+    pub converged: bool,
+    pub rescan_new_groups: u64,
+    /// Set when the user's answer at the restructure gate left reuse unshared.
+    pub waiver_reason: Option<String>,
+}
+
+/// Convergence from what the run measured: a restructure's frontier (manifest or instancing
+/// readiness), or, when nothing was authored, the assessment's shareable groups left as they
+/// were. Reuse left standing by a branch that does not de-duplicate (optimize-as-is,
+/// selective loading, exit) is the user's answer at the gate: recorded as a waiver naming it.
+/// A de-duplicating branch that left reuse standing is not waived.
+pub fn convergence(frontier: Option<&Frontier>, shareable_groups: u64, branch: &str, answered_by: &str) -> Convergence {
+    let (converged, rescan) = match frontier {
+        Some(f) => (f.descent_converged, f.final_rescan_new_groups_above_floor),
+        None => (shareable_groups == 0, shareable_groups),
+    };
+    let deduplicating = matches!(branch, "deduplicate-internally" | "extract-as-assets");
+    let waiver_reason = (!converged && !deduplicating).then(|| {
+        format!(
+            "the restructure gate was answered '{}' (by {answered_by}): {rescan} shareable group(s) of repeated subtrees \
+             were left unshared",
+            if branch.is_empty() { "none" } else { branch }
+        )
+    });
+    Convergence { converged, rescan_new_groups: rescan, waiver_reason }
+}
+
+/// An op's `method` for the report: the tool, the op, its safety class and who authorised it,
+/// never its arguments (an argument named after a geometry op would read as that op ran).
+pub fn operation_method(operation: &str, safety: &str, authority: &str) -> String {
+    format!("usd-optimize {operation} ({safety}, {authority})")
+}
+
 /// What the run could still have done.
 #[derive(Clone, Debug, Default)]
 pub struct Untapped<'a> {
@@ -212,6 +276,46 @@ pub fn untapped(route: &Route, found: &Untapped) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reuse_left_by_the_gate_is_a_waiver_and_a_dedupe_branch_never_waives() {
+        let converged = Frontier {
+            reuse_measured: true,
+            distinct_prototypes: 4,
+            total_units: 24,
+            descent_converged: true,
+            final_rescan_new_groups_above_floor: 0,
+            unshared_groups: vec![],
+        };
+        let c = convergence(Some(&converged), 9, "deduplicate-internally", "flag");
+        assert_eq!((c.converged, c.rescan_new_groups, c.waiver_reason), (true, 0, None));
+        let as_is = convergence(None, 4, "optimize-as-is", "flag");
+        assert!(!as_is.converged && as_is.rescan_new_groups == 4);
+        assert!(as_is.waiver_reason.unwrap().contains("'optimize-as-is' (by flag)"));
+        assert!(convergence(None, 0, "continue", "automatic").converged);
+        let left = Frontier { descent_converged: false, final_rescan_new_groups_above_floor: 2, ..converged };
+        let dedupe = convergence(Some(&left), 0, "extract-as-assets", "flag");
+        assert_eq!((dedupe.converged, dedupe.waiver_reason), (false, None));
+    }
+
+    #[test]
+    fn a_repack_only_saving_is_not_a_footprint_claim() {
+        let footprint = |raw: f64, structural: f64| Footprint {
+            raw_input_bytes: 100,
+            repack_normalized_baseline_bytes: 40,
+            optimized_bytes: 40,
+            repack_delta_pct: -60.0,
+            structural_delta_pct: structural,
+            raw_delta_pct: raw,
+            scored_against: "repack_normalized".into(),
+        };
+        assert!(contract_footprint(&footprint(-60.0, 0.0)).is_none());
+        assert!(contract_footprint(&footprint(-60.0, -0.5)).is_none());
+        assert!(contract_footprint(&footprint(-70.0, -25.0)).is_some());
+        assert!(contract_footprint(&footprint(0.4, 0.4)).is_some(), "no saving claimed at all");
+        assert_eq!(contract_disposition(Disposition::Unchanged).0, "skipped_user_declined");
+        assert!(!operation_method("meshCleanup", "lossless", "auto").contains('{'));
+    }
 
     #[test]
     fn the_mode_follows_the_route() {

@@ -53,11 +53,18 @@ pub struct Phase4Target {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_disposition: Option<String>,
+    /// What set the grain of a shared target: kind | naming | structural_fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_count: Option<usize>,
     /// An abstract class namespace holding prototypes: de-classed for the chain, restored after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declass_namespace: Option<String>,
+    /// Meshes in that namespace: the chain reaches them de-classed, though `mesh_count` (the
+    /// default-predicate count of the target opened on its own) does not see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declassed_mesh_count: Option<u64>,
     /// false: optimized with payloads unloaded (they are targets of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_payloads: Option<bool>,
@@ -70,6 +77,11 @@ pub struct Phase4Target {
 }
 
 impl Phase4Target {
+    /// Meshes the chain reaches: the target's own, plus its de-classed prototypes'.
+    pub fn reachable_meshes(&self) -> u64 {
+        self.mesh_count + self.declassed_mesh_count.unwrap_or(0)
+    }
+
     /// The stage itself, when nothing was restructured (N=1).
     pub fn monolith(path: &str, mesh_count: u64) -> Self {
         Self::new(path, "monolith", mesh_count, None)
@@ -83,8 +95,10 @@ impl Phase4Target {
             dependency_group: group.map(String::from),
             source: None,
             identity_disposition: None,
+            identity_signal: None,
             copy_count: None,
             declass_namespace: None,
+            declassed_mesh_count: None,
             load_payloads: None,
             mute_layers: None,
             weight_hints: None,
@@ -112,6 +126,9 @@ pub fn from_restructure(plan: &RestructurePlan, outputs: &[WrittenOutput], sourc
                 Phase4Target {
                     source: Some(proto.map_or(String::new(), |p| format!("{} ({})", p.source, p.group))),
                     identity_disposition: Some("externalize_shared".into()),
+                    identity_signal: Some(
+                        proto.map_or_else(|| "structural_fallback".into(), |p| p.identity_signal.clone()),
+                    ),
                     copy_count: Some(copies(name).max(1)),
                     weight_hints: weight(output),
                     ..Phase4Target::new(&output.path, "prototype", output.mesh_count, Some("shared_first"))
@@ -120,6 +137,7 @@ pub fn from_restructure(plan: &RestructurePlan, outputs: &[WrittenOutput], sourc
             "shared_layer" => Phase4Target {
                 source: Some(output.provenance.clone()),
                 identity_disposition: Some("externalize_shared".into()),
+                identity_signal: Some(common_signal(plan.prototypes.iter().filter(|p| p.in_place))),
                 notes: Some(
                     "the scope holding prototypes the sites already referenced, with the materials it binds".into(),
                 ),
@@ -145,11 +163,13 @@ pub fn from_restructure(plan: &RestructurePlan, outputs: &[WrittenOutput], sourc
             load_payloads: Some(false),
             mute_layers: Some(root.mute_layers.clone()),
             weight_hints: Some(WeightHints { size_bytes: root.size_bytes, mesh_count: residual }),
-            ..Phase4Target::new(&root.path, "assembly_root", residual + namespace_meshes, Some("dependent_after"))
+            ..Phase4Target::new(&root.path, "assembly_root", residual, Some("dependent_after"))
         };
         if namespace_meshes > 0 {
             target.identity_disposition = Some("internal_share".into());
+            target.identity_signal = Some(common_signal(plan.prototypes.iter().filter(|p| !p.in_place)));
             target.declass_namespace = Some(plan.namespace.to_string());
+            target.declassed_mesh_count = Some(namespace_meshes);
             target.notes = Some(format!(
                 "{residual} meshes outside the prototypes, {namespace_meshes} in the class namespace {}",
                 plan.namespace
@@ -158,6 +178,16 @@ pub fn from_restructure(plan: &RestructurePlan, outputs: &[WrittenOutput], sourc
         targets.push(target);
     }
     targets
+}
+
+/// The identity signal of a target holding several prototypes: the one most of them carry
+/// (structural_fallback when they hold none).
+fn common_signal<'a>(prototypes: impl Iterator<Item = &'a crate::decisions::restructure::PlannedPrototype>) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in prototypes {
+        *counts.entry(p.identity_signal.as_str()).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map_or_else(|| "structural_fallback".into(), |(s, _)| s.to_string())
 }
 
 /// Prototype-first: shared targets, then independent ones, then the assemblies above them.
@@ -191,7 +221,8 @@ pub fn output_paths<'a>(paths: impl Iterator<Item = &'a str> + Clone, dir: &Path
         .collect()
 }
 
-/// What became of a target (operations-status `targets[].disposition`).
+/// What became of a target for Phase 4 coverage (operations-status `targets[].coverage`; the
+/// report maps it onto the upstream coverage enum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
@@ -207,7 +238,7 @@ pub enum Disposition {
 /// target without meshes has nothing for a chain of mesh-only ops; an empty chain runs on
 /// nothing.
 pub fn initial_disposition(target: &Phase4Target, operations: &[&str]) -> (Disposition, Option<&'static str>) {
-    if target.mesh_count == 0 && operations.iter().all(|op| super::op_chain::is_mesh_only(op)) {
+    if target.reachable_meshes() == 0 && operations.iter().all(|op| super::op_chain::is_mesh_only(op)) {
         (Disposition::SkippedZeroMeshes, Some("no mesh reachable with the target opened standalone"))
     } else if operations.is_empty() {
         (Disposition::SkippedUserDeclined, Some("evidence selected no operation"))
@@ -220,7 +251,9 @@ pub fn initial_disposition(target: &Phase4Target, operations: &[&str]) -> (Dispo
 /// fail the same way, so the run stops instead of blocking targets one by one.
 pub fn is_chain_failure(code: &str) -> bool {
     use Outcome::*;
-    [BlockedMissingSceneOptimizer, BlockedMissingSoOperation, UnknownOperationArgument].iter().any(|o| o.code() == code)
+    [BlockedMissingUsdOptimize, BlockedMissingUsdOptimizeOperation, UnknownOperationArgument]
+        .iter()
+        .any(|o| o.code() == code)
 }
 
 /// Why a target whose chain ran is blocked after all: its output composes with errors its
@@ -278,6 +311,7 @@ mod tests {
                 group: "g001".into(),
                 source: "/W/A".into(),
                 in_place: false,
+                identity_signal: "kind".into(),
             }],
             sites: vec![],
             subassets: vec![],

@@ -1,29 +1,36 @@
-//! The optimization report (Phase 6d, upstream optimization-report contract): a type built
-//! from the run's stored artifacts only (`build`), so it can be rebuilt from a workspace at
-//! any time, and rendered as JSON (serde), Markdown and a terminal summary (`render`).
+//! The optimization report (Phase 6d): a type in the shape of the upstream
+//! optimization-report contract, built from the run's stored artifacts only (`build`), so it
+//! can be rebuilt from a workspace at any time; checked by the daemon's own implementation
+//! of the upstream report gate (decisions::report_gate) before the run completes; and
+//! rendered as JSON (serde), Markdown, a self-contained HTML page and a terminal summary.
+//!
+//! Everything the contract has a field for sits in that field. What only we report (the
+//! structure we found, the gate's decision, the phase timeline, the paired intervals, the
+//! proof's details, findings grouped by concept) lives in `structural_summary.x_usdtune`,
+//! the one contract object that admits extensions.
 
 mod build;
+mod html;
 mod render;
 
 use serde::{Deserialize, Serialize};
 
 pub use build::build;
+pub use html::html;
 pub use render::{markdown, pretty};
-
-/// Where a run's Markdown report is written.
-pub fn markdown_path(ws: &crate::store::Workspace) -> std::path::PathBuf {
-    ws.root().join(MARKDOWN_FILE)
-}
-
-const MARKDOWN_FILE: &str = "optimization-report.md";
 
 use crate::artifacts::setup::RuntimeContext;
 use crate::artifacts::RestructureDecision;
+use crate::decisions::compare::Footprint;
 use crate::decisions::score::MetricGroup;
-use crate::decisions::targets::Disposition;
 use crate::record::{Verdict, WorkflowMode};
 
-/// optimization-report.json.
+/// The files the report is written as, next to each other in the run's folder.
+pub const JSON_FILE: &str = "optimization-report.json";
+pub const MARKDOWN_FILE: &str = "optimization-report.md";
+pub const HTML_FILE: &str = "optimization-report.html";
+
+/// optimization-report.json (upstream optimization-report contract, field for field).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OptimizationReport {
     pub asset_name: String,
@@ -35,6 +42,8 @@ pub struct OptimizationReport {
     pub workflow_mode: WorkflowMode,
     /// What a reader must see first (warnings), one sentence each.
     pub notes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_profile_capture: Option<String>,
     pub runtime_context: RuntimeContext,
     pub optimization_score: f64,
     pub score_scope: String,
@@ -42,25 +51,25 @@ pub struct OptimizationReport {
     pub executive_summary: String,
     pub reasoning: String,
     pub measurement_context: MeasurementContext,
+    /// Bytes as delivered, re-encoded and optimized (the contract's repack-normalized
+    /// attribution). Absent when no stage was written, or when the only saving is the free
+    /// re-encode (the contract forbids presenting that as the optimization's; the figures
+    /// stay in `x_usdtune.footprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<Footprint>,
+    pub structural_summary: StructuralSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preservation: Option<PreservationBlock>,
+    pub runtime_profiling: RuntimeProfiling,
+    pub artifacts: ReportFiles,
     pub metric_groups: Vec<MetricGroup>,
     pub metrics: Vec<MetricRow>,
     pub operations: Vec<OperationRow>,
     pub validators: Vec<ValidatorLine>,
     pub target_coverage: TargetCoverage,
-    pub untapped_options: Vec<String>,
-    pub restructure: RestructureBlock,
-    pub structure: StructureSummary,
-    /// Artifact name → path, for every artifact the workspace holds.
-    pub artifacts: serde_json::Map<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preservation: Option<PreservationBlock>,
-    /// Bytes as delivered, re-encoded and optimized (upstream repack-normalized attribution).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub footprint: Option<crate::decisions::compare::Footprint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_profile_capture: Option<String>,
 }
 
+/// How the stage was measured (scalars only, as the contract allows).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MeasurementContext {
     pub profiling_mode: String,
@@ -69,6 +78,9 @@ pub struct MeasurementContext {
     pub runtime: String,
     pub stage_open_method: String,
     pub after_profiled: bool,
+    /// Paired rounds behind each timing (source and output interleaved, fresh process each).
+    pub paired_rounds: u64,
+    pub timing_method: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +98,8 @@ pub struct MetricRow {
     pub notes: Option<String>,
 }
 
+/// One op as it ran on one target. `method` names the tool, the op and its safety class,
+/// never its arguments (those are in `x_usdtune.chain`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OperationRow {
     pub order: usize,
@@ -94,6 +108,7 @@ pub struct OperationRow {
     pub result: String,
 }
 
+/// One validator row: a concept and how many sites it found across the run's reports.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ValidatorLine {
     pub name: String,
@@ -104,16 +119,151 @@ pub struct ValidatorLine {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TargetCoverage {
     pub complete: bool,
+    /// The restructure manifests this coverage was reconciled against (relative to the report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_manifests: Vec<String>,
     pub entries: Vec<CoverageEntry>,
 }
 
+/// One Phase 4 target in the contract's words; our finer disposition is in `x_usdtune.coverage`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CoverageEntry {
     pub path: String,
     pub role: String,
     pub mesh_count: u64,
-    pub disposition: Disposition,
+    /// optimized | skipped_zero_meshes | skipped_user_declined | blocked
+    pub disposition: String,
+    pub operations: Vec<String>,
     pub notes: String,
+}
+
+/// The contract's scene-graph block, with our extension object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StructuralSummary {
+    /// The run counted the reuse it collapsed (a restructure's frontier).
+    pub reuse_measured: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authored_prim_delta_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_prototype_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_ratio: Option<f64>,
+    pub frontier_descent_converged: bool,
+    pub frontier_final_rescan_new_groups_above_floor: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frontier_convergence_waived: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontier_convergence_waiver_reason: Option<String>,
+    pub notes: String,
+    pub x_usdtune: Extension,
+}
+
+/// What only usdtune reports (see the module header).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Extension {
+    pub run_id: String,
+    pub structure: StructureSummary,
+    pub restructure: RestructureBlock,
+    pub untapped_options: Vec<String>,
+    /// Seconds per phase of the workflow table, in order.
+    pub phases: Vec<PhaseTiming>,
+    /// The paired interval behind each timing metric (for the charts' whiskers).
+    pub intervals: Vec<MetricInterval>,
+    /// The chain once, with the evidence that chose each op.
+    pub chain: Vec<ChainStep>,
+    pub held_back: Vec<HeldBack>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofSummary>,
+    /// Validator findings grouped by concept across the run's validation reports.
+    pub findings: Vec<ConceptFindings>,
+    /// Each target's own disposition (finer than the contract's) and outcome code.
+    pub coverage: Vec<TargetDetail>,
+    /// The byte figures even when the contract block is withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<Footprint>,
+    /// Every artifact of the run: name → path.
+    pub artifacts: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub label: String,
+    pub status: String,
+    pub seconds: f64,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricInterval {
+    pub name: String,
+    pub ratio: f64,
+    pub low: f64,
+    pub high: f64,
+    pub confidence: f64,
+    pub rounds: usize,
+    pub conclusive: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChainStep {
+    pub operation: String,
+    pub args: serde_json::Value,
+    pub safety: String,
+    pub authority: String,
+    pub evidence: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeldBack {
+    pub operation: String,
+    pub reason: String,
+}
+
+/// The geometry and composition proof of the run, in full.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProofSummary {
+    pub passed: bool,
+    pub geometry_passed: bool,
+    pub composition_passed: bool,
+    pub new_composition_errors: u64,
+    pub rendered_meshes_before: u64,
+    pub rendered_meshes_after: u64,
+    pub triangles_before: u64,
+    pub triangles_after: u64,
+    pub triangles_by_material_preserved: bool,
+    pub bounds_preserved: bool,
+    pub tolerance: f64,
+    /// One line per proof (restructure, operations).
+    pub steps: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConceptFindings {
+    pub concept: String,
+    pub severity: String,
+    pub findings: u64,
+    pub sites: u64,
+    pub targets: u64,
+    /// The usd-optimize family that addresses it ("" when none).
+    pub op_family: String,
+    /// Which validation reports found it (baseline, targets, after).
+    pub reports: Vec<String>,
+    pub message: String,
+    /// A few sites, for a first look.
+    pub sample_sites: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetDetail {
+    pub path: String,
+    /// optimized | unchanged | skipped_zero_meshes | skipped_user_declined | blocked
+    pub disposition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// The restructure gate's decision, or why there was none.
@@ -152,17 +302,37 @@ pub struct TopGroup {
     pub content_flags: Vec<String>,
 }
 
-/// The upstream preservation block, from the run's proofs (restructure and operations).
+/// The contract's silent-loss block (its keys only; the proof in full is `x_usdtune.proof`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PreservationBlock {
     pub rendered_mesh_count: u64,
     pub distinct_geometry_bytes_preserved: bool,
     pub bounds_preserved: bool,
     pub dangling: u64,
-    pub triangles_before: u64,
-    pub triangles_after: u64,
-    pub triangles_by_material_preserved: bool,
-    pub tolerance: f64,
-    pub passed: bool,
+    pub rendered_triangle_count: u64,
     pub notes: String,
+}
+
+/// The contract's runtime-profiling handoff: FPS, VRAM and frame time are not ours to score.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeProfiling {
+    /// not_run | external | attached
+    pub status: String,
+    pub recommended_tool: String,
+    pub summary: String,
+    pub caveat: String,
+}
+
+/// Where the report itself was written (the contract's `artifacts`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportFiles {
+    pub json: String,
+    pub markdown: String,
+    pub html: String,
+}
+
+/// Where a run's report files are written.
+pub fn paths(ws: &crate::store::Workspace) -> ReportFiles {
+    let at = |name: &str| ws.root().join(name).display().to_string();
+    ReportFiles { json: at(JSON_FILE), markdown: at(MARKDOWN_FILE), html: at(HTML_FILE) }
 }

@@ -1,11 +1,12 @@
-//! The report rendered for people: Markdown (optimization-report.md) and a short terminal
-//! summary (`usdtune show RUN --format pretty`), both from the typed report only.
+//! The report rendered for people as text: Markdown (optimization-report.md) and a short
+//! terminal summary (`usdtune show RUN --format pretty`), both from the typed report only.
 
 use super::{OptimizationReport, RestructureBlock};
 use crate::decisions::compare::fmt_num;
 
 /// The human summary, optimization-report.md.
 pub fn markdown(report: &OptimizationReport) -> String {
+    let x = &report.structural_summary.x_usdtune;
     let mut md = String::new();
     md += &format!("# USD Performance Tuning Report: {}\n\n", report.asset_name);
     md += &format!(
@@ -21,14 +22,13 @@ pub fn markdown(report: &OptimizationReport) -> String {
     let rc = &report.runtime_context;
     md += &format!(
         "Runtime: usd-optimize {} · usd-validation-nvidia {}\n\n",
-        rc.usd_optimize.as_ref().map_or("absent", |so| so.version.as_str()),
-        rc.asset_validator.as_ref().map_or("absent", |av| av.version.as_str())
+        rc.usd_optimize.version, rc.asset_validator.version
     );
     if !report.notes.is_empty() {
         md += &format!("> {}\n\n", report.notes);
     }
     md += &format!("## Summary\n\n{}\n\n## Reasoning\n\n{}\n\n", report.executive_summary, report.reasoning);
-    let st = &report.structure;
+    let st = &x.structure;
     md += &format!(
         "## Structure\n\n**{}**: {}. {}; {} containment pairs scoped for the occlusion probe.\n\n",
         st.classification,
@@ -51,7 +51,18 @@ pub fn markdown(report: &OptimizationReport) -> String {
         }
         md += "\n";
     }
-    md += "## Metrics\n\n| metric | before | after | change | verdict |\n|---|---:|---:|---:|---|\n";
+    let ss = &report.structural_summary;
+    md += &format!(
+        "De-duplication descent: {}{}. {}\n\n",
+        if ss.frontier_descent_converged { "converged" } else { "not converged" },
+        ss.frontier_convergence_waiver_reason.as_ref().map(|r| format!(" (waived: {r})")).unwrap_or_default(),
+        ss.notes
+    );
+    md += "## Phases\n\n| phase | status | seconds | note |\n|---|---|---:|---|\n";
+    for p in &x.phases {
+        md += &format!("| {} | {} | {:.2} | {} |\n", p.label, p.status, p.seconds, p.note.replace('|', "\\|"));
+    }
+    md += "\n## Metrics\n\n| metric | before | after | change | verdict |\n|---|---:|---:|---:|---|\n";
     for m in &report.metrics {
         md += &format!(
             "| {} | {} | {} | {:+.1}% | {}{} |\n",
@@ -63,50 +74,83 @@ pub fn markdown(report: &OptimizationReport) -> String {
             m.notes.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
         );
     }
-    if let Some(f) = &report.footprint {
+    if let Some(f) = &x.footprint {
         md += &format!(
-            "\nFootprint: {} bytes as delivered, {} re-encoded ({:+.1}%: the free re-encode), {} optimized ({:+.1}% against the re-encoded source; {:+.1}% on disk).\n",
+            "\nFootprint: {} bytes as delivered, {} re-encoded ({:+.1}%: the free re-encode), {} optimized ({:+.1}% against the re-encoded source; {:+.1}% on disk).{}\n",
             fmt_num(f.raw_input_bytes as f64),
             fmt_num(f.repack_normalized_baseline_bytes as f64),
             f.repack_delta_pct,
             fmt_num(f.optimized_bytes as f64),
             f.structural_delta_pct,
-            f.raw_delta_pct
+            f.raw_delta_pct,
+            if report.footprint.is_none() { " The saving is the re-encode's, not the optimization's." } else { "" }
         );
     }
     md += "\n## Operations\n\n";
-    if report.operations.is_empty() {
-        md += "No operation ran.\n";
+    if x.chain.is_empty() {
+        md += "No mesh operation ran.\n";
     }
-    for op in &report.operations {
-        md += &format!("{}. `{}`: {} ({})\n", op.order, op.name, op.result, op.method);
+    for (n, step) in x.chain.iter().enumerate() {
+        md += &format!("{}. `{}` ({}, {}): {}\n", n + 1, step.operation, step.safety, step.authority, step.evidence);
     }
-    if let Some(p) = &report.preservation {
-        md +=
-            &format!("\n## Geometry preservation\n\n**{}**: {}\n", if p.passed { "passed" } else { "FAILED" }, p.notes);
+    for held in &x.held_back {
+        md += &format!("- held back: `{}`: {}\n", held.operation, held.reason);
     }
-    md += "\n## Validation\n\n| check | issues | notes |\n|---|---:|---|\n";
-    for v in &report.validators {
-        md += &format!("| {} | {} | {} |\n", v.name, v.issues, v.notes);
+    if !report.operations.is_empty() {
+        md += &format!(
+            "\n{} op runs over {} target(s).\n",
+            report.operations.len(),
+            report.target_coverage.entries.len()
+        );
+    }
+    if let Some(p) = &x.proof {
+        md += &format!(
+            "\n## Geometry and composition proof\n\n**{}**: rendered meshes {} → {}, triangles {} → {}, bounds {}, {} new composition error(s).\n\n{}\n",
+            if p.passed { "passed" } else { "FAILED" },
+            p.rendered_meshes_before,
+            p.rendered_meshes_after,
+            fmt_num(p.triangles_before as f64),
+            fmt_num(p.triangles_after as f64),
+            if p.bounds_preserved { "preserved" } else { "moved" },
+            p.new_composition_errors,
+            p.steps.iter().map(|s| format!("- {s}")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    md += "\n## Validation\n\n| concept | severity | sites | targets | addressed by | sample |\n|---|---|---:|---:|---|---|\n";
+    for c in &x.findings {
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            c.concept,
+            c.severity,
+            c.sites,
+            c.targets,
+            if c.op_family.is_empty() { "no operation" } else { &c.op_family },
+            c.sample_sites.first().map(|s| format!("`{s}`")).unwrap_or_default()
+        );
     }
     md += "\n## Target coverage\n\n";
     md += &format!("Complete: **{}**\n\n", report.target_coverage.complete);
-    for e in &report.target_coverage.entries {
-        md += &format!("- `{}` ({}, {} meshes): {}\n", e.path, e.role, e.mesh_count, disposition(e.disposition));
+    for (e, d) in report.target_coverage.entries.iter().zip(&x.coverage) {
+        md += &format!(
+            "- `{}` ({}, {} meshes): {}{}{}\n",
+            e.path,
+            e.role,
+            e.mesh_count,
+            d.disposition,
+            d.code.as_ref().map(|c| format!(" `{c}`")).unwrap_or_default(),
+            if e.notes.is_empty() { String::new() } else { format!(": {}", e.notes) }
+        );
     }
     md += "\n## Untapped options\n\n";
-    for u in &report.untapped_options {
+    for u in &x.untapped_options {
         md += &format!("- {u}\n");
     }
     md
 }
 
-fn disposition(d: crate::decisions::targets::Disposition) -> String {
-    serde_json::to_value(d).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
-
 /// A few lines for a terminal: what went in, what came out, the verdict and why.
 pub fn pretty(report: &OptimizationReport) -> String {
+    let x = &report.structural_summary.x_usdtune;
     let mut out = format!(
         "{}  {} · verdict {} · score {} / 10 ({})\n",
         report.asset_name,
@@ -117,17 +161,11 @@ pub fn pretty(report: &OptimizationReport) -> String {
     );
     out += &format!("  input   {}\n", report.input_path);
     out += &format!("  output  {}\n", report.output_path.as_deref().unwrap_or("none (no optimized stage written)"));
-    if let RestructureBlock::Decided(d) = &report.restructure {
+    if let RestructureBlock::Decided(d) = &x.restructure {
         out += &format!("  branch  {} (answered by {})\n", d.chosen, d.answered_by);
     }
-    if !report.operations.is_empty() {
-        // The chain once, in order: every target ran the same one.
-        let mut chain: Vec<&str> = Vec::new();
-        for op in &report.operations {
-            if !chain.contains(&op.name.as_str()) {
-                chain.push(&op.name);
-            }
-        }
+    if !x.chain.is_empty() {
+        let chain: Vec<&str> = x.chain.iter().map(|s| s.operation.as_str()).collect();
         out += &format!("  ops     {} on {} target(s)\n", chain.join(" → "), report.target_coverage.entries.len());
     }
     for m in report.metrics.iter().filter(|m| m.verdict != crate::record::Verdict::Neutral) {
@@ -140,7 +178,7 @@ pub fn pretty(report: &OptimizationReport) -> String {
             m.verdict.as_str()
         );
     }
-    if let Some(p) = &report.preservation {
+    if let Some(p) = &x.proof {
         out += &format!("  proof   {}\n", if p.passed { "geometry preserved" } else { "FAILED: output set aside" });
     }
     if !report.target_coverage.complete {
@@ -149,5 +187,6 @@ pub fn pretty(report: &OptimizationReport) -> String {
     if !report.notes.is_empty() {
         out += &format!("  note    {}\n", report.notes);
     }
+    out += &format!("  report  {}\n", report.artifacts.html);
     out
 }

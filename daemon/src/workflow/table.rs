@@ -202,11 +202,11 @@ fn skip_note(skip: Skip) -> &'static str {
 pub const TERMINATIONS: &[(&str, Termination)] = &[
     (
         "Phase 0: operations were requested explicitly but usd-optimize cannot load",
-        Termination::Stop(Outcome::BlockedMissingSceneOptimizer),
+        Termination::Stop(Outcome::BlockedMissingUsdOptimize),
     ),
     (
         "Phase 0: a requested operation is absent from operationsAvailable",
-        Termination::Stop(Outcome::BlockedMissingSoOperation),
+        Termination::Stop(Outcome::BlockedMissingUsdOptimizeOperation),
     ),
     (
         "Phase 0: broad request, usd-optimize unavailable",

@@ -31,7 +31,7 @@ pub fn check_requested(
     }
     let Some(version) = so_version else {
         return Err((
-            Outcome::BlockedMissingSceneOptimizer,
+            Outcome::BlockedMissingUsdOptimize,
             format!(
                 "operations {} were requested but usd-optimize cannot load in the executor runtime",
                 requested.join(", ")
@@ -43,7 +43,7 @@ pub fn check_requested(
         return Ok(());
     }
     Err((
-        Outcome::BlockedMissingSoOperation,
+        Outcome::BlockedMissingUsdOptimizeOperation,
         format!(
             "requested operation(s) {} are not in operationsAvailable of usd-optimize {version}",
             missing.join(", ")
@@ -515,10 +515,10 @@ mod tests {
         assert!(check_requested(&["meshCleanup".into()], Some("1.3.1"), &available).is_ok());
         assert_eq!(
             check_requested(&["meshCleanup".into()], None, &[]).unwrap_err().0,
-            Outcome::BlockedMissingSceneOptimizer
+            Outcome::BlockedMissingUsdOptimize
         );
         let (code, why) = check_requested(&["decimateMeshes".into()], Some("1.3.1"), &available).unwrap_err();
-        assert_eq!(code, Outcome::BlockedMissingSoOperation);
+        assert_eq!(code, Outcome::BlockedMissingUsdOptimizeOperation);
         assert!(why.contains("decimateMeshes") && why.contains("1.3.1"), "{why}");
     }
 }

@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use super::assessment::Classification;
 
+mod frontier;
 mod plan;
 
+pub use frontier::*;
 pub use plan::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

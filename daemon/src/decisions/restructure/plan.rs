@@ -32,6 +32,19 @@ pub struct GroupCandidate {
     pub sites: Option<Vec<SiteCandidate>>,
     #[serde(default)]
     pub selected: bool,
+    /// kind | naming | structural_fallback (upstream identity signals).
+    #[serde(default = "structural_fallback")]
+    pub identity_signal: String,
+    /// The copies as listed (at most dedupe::LISTED_MEMBERS).
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Copies move parts below their root: the frontier never shares this group.
+    #[serde(default)]
+    pub blocks_sharing: bool,
+}
+
+fn structural_fallback() -> String {
+    "structural_fallback".into()
 }
 
 /// Instancing readiness of one share: the copies of a group that select one value-variant.
@@ -114,6 +127,8 @@ pub struct PlannedPrototype {
     pub group: String,
     pub source: String,
     pub in_place: bool,
+    /// The group's identity signal (what set the grain), for the manifest.
+    pub identity_signal: String,
 }
 
 /// A copy rewritten to reference its prototype. `within` names the prototype whose copied
@@ -170,7 +185,7 @@ fn leaf(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn is_below(path: &str, root: &str) -> bool {
+pub(super) fn is_below(path: &str, root: &str) -> bool {
     path.len() > root.len() && path.starts_with(root) && path.as_bytes()[root.len()] == b'/'
 }
 
@@ -250,6 +265,7 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
             group: group.id.clone(),
             source: source.clone(),
             in_place: !*is_copied,
+            identity_signal: group.identity_signal.clone(),
         });
         let flipped: std::collections::HashSet<&str> = plan
             .readiness
@@ -326,6 +342,20 @@ pub fn plan_flips(groups: &[GroupCandidate]) -> (Vec<String>, Vec<Readiness>) {
 }
 
 impl RestructurePlan {
+    /// Phase 3 alone (no Phase 2f materialization): the reference placements it flips.
+    pub fn flips_only(flips: Vec<String>, readiness: Vec<Readiness>) -> Self {
+        Self {
+            mode: Mode::InternalReference,
+            namespace: PROTOTYPE_NAMESPACE,
+            prototypes: vec![],
+            sites: vec![],
+            subassets: vec![],
+            flips,
+            readiness,
+            skipped: vec![],
+        }
+    }
+
     /// Nothing to author: no prototype, no rewritten site, no sub-asset.
     pub fn is_empty(&self) -> bool {
         self.prototypes.is_empty() && self.sites.is_empty() && self.subassets.is_empty()
@@ -353,7 +383,10 @@ mod tests {
             selected: true,
             content_flags: vec![],
             representatives: representatives.iter().map(|r| r.to_string()).collect(),
+            members: sites.iter().map(|s| s.path.clone()).collect(),
             sites: Some(sites),
+            identity_signal: "kind".into(),
+            blocks_sharing: false,
         }
     }
 

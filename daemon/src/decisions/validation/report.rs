@@ -59,8 +59,6 @@ pub struct ValidatorRow {
     pub issues: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dependencies: Option<Dependencies>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +121,9 @@ pub struct ValidationRuntime {
     pub tier_wall_seconds: BTreeMap<String, f64>,
     pub jobs: usize,
     pub unresolved: Vec<String>,
+    /// What minimum openability's dependency scan counted (absent when it did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Dependencies>,
 }
 
 impl ValidationReport {
@@ -152,8 +153,7 @@ impl ValidationReport {
     /// Asset paths in every layer, as minimum openability counted them (None when it did not):
     /// zero lets the restructure and the Phase 4 workers skip re-anchoring what they write.
     pub fn asset_path_count(&self) -> Option<u64> {
-        let row = self.validators.iter().find(|v| v.kind == "openability")?;
-        row.dependencies.as_ref().map(|d| d.layers + d.assets + d.unresolved)
+        self.runtime_context.dependencies.as_ref().map(|d| d.layers + d.assets + d.unresolved)
     }
 
     /// Whole-stage findings a lossless op fixes that the structure assessment cannot see: on
@@ -234,7 +234,6 @@ pub fn report(
             class_name: None,
             issues: openability.issues.len() as u64,
             notes: None,
-            dependencies: openability.dependencies.clone(),
         });
     }
 
@@ -288,7 +287,6 @@ pub fn report(
                 class_name: Some(c.class_name.into()),
                 issues: sites,
                 notes: reason.clone(),
-                dependencies: None,
             });
             entries.push(LedgerEntry {
                 target: job.target.clone(),
@@ -340,6 +338,7 @@ pub fn report(
             tier_wall_seconds,
             jobs: plan.jobs.len(),
             unresolved,
+            dependencies: if plan.openability { openability.dependencies.clone() } else { None },
         },
         generated_at: None,
     }

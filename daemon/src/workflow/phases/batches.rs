@@ -29,13 +29,13 @@ pub async fn run(
     let weights: Vec<TargetWeight> = targets
         .iter()
         .map(|t| TargetWeight {
-            mesh_count: t.target.mesh_count,
+            mesh_count: t.target.reachable_meshes(),
             file_bytes: std::fs::metadata(&t.target.path).map_or(0, |m| m.len()),
         })
         .collect();
     let rank = |i: usize| targets[i].target.group_rank();
     let mut order: Vec<usize> =
-        (0..targets.len()).filter(|i| statuses[*i].disposition == Disposition::Optimized).collect();
+        (0..targets.len()).filter(|i| statuses[*i].coverage == Disposition::Optimized).collect();
     order.sort_by_key(|&i| (rank(i), std::cmp::Reverse(weights[i].mesh_count)));
     let host = ctx.slot.host();
     let pool = worker_pool(&ctx.record());

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::batches;
 use super::verify::{prove_preservation, reverify_output};
 use crate::artifacts::manifest::{Manifest, RemapResult};
-use crate::artifacts::operations::{OperationPlan, OperationsStatus, PlannedTarget, TargetStatus};
+use crate::artifacts::operations::{OperationPlan, OperationsStatus, PlanContext, PlannedTarget, TargetStatus};
+use crate::artifacts::setup::Preflight;
 use crate::decisions::assessment::Facts;
 use crate::decisions::op_chain::{self, Evidence};
 use crate::decisions::preservation;
@@ -43,7 +44,17 @@ pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .zip(outputs)
         .map(|(target, output)| PlannedTarget { target, output_path: output.display().to_string() })
         .collect();
-    let plan = OperationPlan::new(record.working_stage(), planned, record.route.pipeline.clone(), &chain);
+    let output_dir = ctx.output_dir("optimized");
+    let context = PlanContext {
+        working_stage: record.working_stage(),
+        output_dir: &output_dir,
+        validation_reports: &[
+            &ctx.ws.path_of("validation-report").display().to_string(),
+            &ctx.ws.path_of("validation-report-targets").display().to_string(),
+        ],
+        audit_report: &ctx.ws.path_of("structure-assessment").display().to_string(),
+    };
+    let plan = OperationPlan::new(&context, planned, record.route.pipeline.clone(), &chain);
     let path = ctx.write("operation-plan", &plan)?;
     let names = plan.operation_names();
     let chain_text =
@@ -77,10 +88,11 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             TargetStatus::planned(t, disposition, reason)
         })
         .collect();
+    let started = crate::record::now_rfc3339();
     let schedule = batches::run(ctx, &plan.targets, &operations, &mut statuses).await?;
     let optimized: Vec<(String, String)> = statuses
         .iter()
-        .filter(|s| s.disposition == Disposition::Optimized)
+        .filter(|s| s.coverage == Disposition::Optimized)
         .map(|s| (s.path.clone(), s.output_path.clone().unwrap_or_default()))
         .collect();
     let mut artifacts = Vec::new();
@@ -91,7 +103,7 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
         statuses.len(),
         schedule.batches.len()
     );
-    let dispositions: Vec<Disposition> = statuses.iter().map(|s| s.disposition).collect();
+    let dispositions: Vec<Disposition> = statuses.iter().map(|s| s.coverage).collect();
     if !targets::assemble(&dispositions) {
         let blocked = dispositions.iter().filter(|d| **d == Disposition::Blocked).count();
         note.push_str(&format!("; {blocked} target(s) blocked: no assembled output"));
@@ -130,7 +142,7 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
         artifacts.push(ctx.write("preservation-so-run-operations", &proof)?);
         if proof.passed {
             let reverify = reverify_output(ctx, &output).await?;
-            for status in statuses.iter_mut().filter(|s| s.disposition == Disposition::Optimized) {
+            for status in statuses.iter_mut().filter(|s| s.coverage == Disposition::Optimized) {
                 status.findings_reverify = Some(reverify.clone());
             }
             ctx.update(|r| r.output_stage_path = output.clone());
@@ -140,7 +152,7 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             let discarded = batches::set_aside(&output);
             let code =
                 if proof.geometry_passed { Outcome::CompositionErrorIntroduced } else { Outcome::GeometryNotPreserved };
-            for status in statuses.iter_mut().filter(|s| s.disposition == Disposition::Optimized) {
+            for status in statuses.iter_mut().filter(|s| s.coverage == Disposition::Optimized) {
                 status.block(
                     code.code(),
                     format!("the preservation proof failed, output set aside as {discarded}: {}", proof.summary()),
@@ -149,6 +161,8 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             note = format!("targets blocked: {}", proof.summary());
         }
     }
-    artifacts.insert(0, ctx.write("operations-status", &OperationsStatus { targets: statuses, schedule })?);
+    let cuda_available = ctx.read_opt::<Preflight>("setup-preflight")?.and_then(|p| p.cuda_available);
+    let status = OperationsStatus::new(&record.run_id, started, cuda_available, statuses, schedule);
+    artifacts.insert(0, ctx.write("operations-status", &status)?);
     Ok(PhaseDone::new(artifacts, note))
 }

@@ -109,7 +109,9 @@ pub async fn apply(ctx: &PhaseCtx<'_>) -> PhaseResult {
             params["source_asset_paths"] = json!(source_asset_paths(ctx));
             let result: RestructureResult = ctx.task_as("restructure", params).await?;
             let proof_path = ctx.ws.path_of("preservation-apply-restructure").display().to_string();
-            let manifest = Manifest::restructure(&record.stage_path, &output_dir, &plan, &result, &proof_path);
+            let frontier = restructure::frontier(&groups, &plan);
+            let manifest =
+                Manifest::restructure(&record.stage_path, &output_dir, &plan, &result, &proof_path, frontier);
             artifacts.push(ctx.write("apply-restructure-manifest", &manifest)?);
             let note = format!(
                 "{}: {} prototypes, {} sites rewritten ({} instanceable), {} sub-assets",

@@ -11,20 +11,15 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let probe: Probe = ctx.task_as("probe", json!({})).await?;
     let preflight = Preflight::new(probe, crate::resources::host_facts());
     let path = ctx.write("setup-preflight", &preflight)?;
-    let so = preflight.usd_optimize.as_ref();
-    op_chain::check_requested(
-        &ctx.record().requested_operations,
-        so.map(|s| s.version.as_str()),
-        preflight.operations(),
-    )
-    .map_err(|(code, message)| Stop::block(code, message))?;
+    let so = preflight.usd_optimize_version();
+    op_chain::check_requested(&ctx.record().requested_operations, so, preflight.operations())
+        .map_err(|(code, message)| Stop::block(code, message))?;
     ctx.update(|r| r.route.so_available = Some(so.is_some()));
     let note = match so {
-        Some(so) => format!(
-            "{} runtime, usd-optimize {} ({} operations)",
+        Some(version) => format!(
+            "{} runtime, usd-optimize {version} ({} operations)",
             preflight.runtime_route,
-            so.version,
-            so.operations_available.len()
+            preflight.operations().len()
         ),
         None => "usd-optimize unavailable: structural-only path".to_string(),
     };

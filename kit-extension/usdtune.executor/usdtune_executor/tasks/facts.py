@@ -227,6 +227,9 @@ def run(params, reporter):
         "composition": {**totals.arc_counts(layers), "counting_method": "authored_list_op_items"},
         "geometry": {
             "distinct_mesh_geometries": len(totals.mesh_geometry),
+            # Prototype meshes are not walked (they are shared already): duplicates are what
+            # dedupe could still share.
+            "duplicate_meshes": sum(n - 1 for n in totals.mesh_geometry.values()),
             "meshes_missing_extent": totals.meshes_missing_extent,
             "triangles": sum(by_material.values()),
             "triangles_by_material": dict(sorted(by_material.items())),

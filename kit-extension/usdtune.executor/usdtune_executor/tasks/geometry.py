@@ -7,8 +7,9 @@ material network, so a material copied into a prototype or rebound to an identic
 still reads as the same material), and its triangle count. The daemon decides what counts as preserved
 (daemon/src/decisions/preservation.rs); this module only measures.
 
-Also counted: composed prims with instance proxies, and authored prim specs over every
-layer the stage uses (what a restructure is meant to reduce).
+Also counted: composed prims with instance proxies, authored prim specs over every
+layer the stage uses (what a restructure is meant to reduce), and meshes whose material
+binding points at a prim the stage does not have (dangling).
 """
 import hashlib
 import time
@@ -173,7 +174,9 @@ def run(params, reporter):
         if prim.IsA(UsdGeom.Mesh) and not (hidden and any(p in hidden for p in prim.GetPath().GetPrefixes())):
             meshes.append(prim)
     # One batched binding resolution for every mesh (much cheaper than one call per mesh).
-    bound, _ = UsdShade.MaterialBindingAPI.ComputeBoundMaterials(meshes)
+    bound, relationships = UsdShade.MaterialBindingAPI.ComputeBoundMaterials(meshes)
+    # A binding whose target is gone: the winning relationship names a prim the stage lacks.
+    dangling = sum(1 for material, rel in zip(bound, relationships) if rel and not material)
     keys = [prim.GetPrimInPrototype().GetPath() if prim.IsInstanceProxy() else prim.GetPath() for prim in meshes]
     for prim, key in zip(meshes, keys):
         if key not in local_of:
@@ -211,6 +214,8 @@ def run(params, reporter):
         "prim_count_with_instance_proxies": prims,
         # Material networks a restructure copied into standalone prototypes (counted above too).
         "material_closure_prims": closure_prims,
+        # Rendered meshes whose material binding targets a prim the stage does not have.
+        "dangling_bindings": dangling,
         "authored_prim_specs": authored_prim_specs(stage),
         "rendered_meshes": len(rows),
         "point_instances": len(instanced["rows"]),

@@ -11,13 +11,13 @@ def core():
     try:
         from usd_optimize.core import UsdOptimizeCore
     except Exception as err:
-        raise TaskError("blocked_missing_scene_optimizer", f"usd-optimize cannot be loaded: {err}")
+        raise TaskError("blocked_missing_usd_optimize", f"usd-optimize cannot be loaded: {err}")
     return UsdOptimizeCore.getInstance()
 
 
 def check_operation_args(so_core, operation: str, args: dict) -> None:
     if operation not in so_core.getOperations():
-        raise TaskError("blocked_missing_so_operation",
+        raise TaskError("blocked_missing_usd_optimize_operation",
                         f"usd-optimize in this runtime has no operation '{operation}'")
     declared = {a["name"] for a in so_core.getOperationArguments(operation)}
     unknown = sorted(set(args) - declared)
