@@ -187,6 +187,12 @@ impl Core {
         }
         std::fs::create_dir_all(&output_dir)
             .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", output_dir.display())))?;
+        if let Some(goal) = request.goal.as_deref().filter(|g| crate::decisions::routes::Goal::parse(g).is_none()) {
+            return Err(Refusal::new(
+                Outcome::InvalidGoal,
+                format!("unknown goal '{goal}'; choose one of: load-time, footprint, balanced"),
+            ));
+        }
         if let Some(pipeline) = request.pipeline.as_deref() {
             if !crate::decisions::op_chain::PIPELINES.contains(&pipeline) {
                 return Err(Refusal::new(
@@ -372,6 +378,18 @@ impl Host for Core {
 
     fn max_workers(&self) -> usize {
         self.config.max_workers
+    }
+
+    fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str) {
+        let run = self.runs.lock().unwrap().get(run_id).map(|s| s.snapshot());
+        let _ = self.events.send(RunEvent {
+            run_id: run_id.into(),
+            kind: EventKind::Progress,
+            milestone: milestone.into(),
+            message: message.into(),
+            fraction,
+            run,
+        });
     }
 }
 

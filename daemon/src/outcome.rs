@@ -69,6 +69,7 @@ outcomes! {
         "USD cannot open or compose the stage (corrupt crate, bad syntax)";
     InvalidRestructureBranch = "invalid_restructure_branch", Input, "CLI, daemon, run",
         "the branch is unknown or not offered for this stage";
+    InvalidGoal = "invalid_goal", Input, "CLI, daemon", "`--goal` is not load-time, footprint or balanced";
     InvalidPipeline = "invalid_pipeline", Input, "CLI, daemon",
         "`--pipeline` names no known pipeline (the valid names are listed)";
     OutputDirUnwritable = "output_dir_unwritable", Input, "daemon",
@@ -137,6 +138,8 @@ outcomes! {
         "a Phase 4 batch wrote fewer optimized files than it optimized targets (a collision or a failed write)";
     TargetCoverageIncomplete = "target_coverage_incomplete", Failed, "run",
         "a Phase 4 target was blocked, e.g. its output failed the geometry preservation proof and was discarded";
+    ReportRenderFailed = "report_render_failed", Failed, "run",
+        "the HTML report could not be rendered from the report (a template defect; the JSON and Markdown stand)";
     ReportGateFailed = "report_gate_failed", Failed, "run",
         "the optimization report would not pass the upstream report gate (schema, coverage reconciled against \
          the manifests, footprint arithmetic, preservation, descent convergence): each violation is listed in \

@@ -205,6 +205,13 @@ pub struct RouteFacts {
     /// Approvals of gated operations (`--approve`): op keys or safety classes.
     #[serde(default)]
     pub approvals: Vec<String>,
+    /// What the restructure gate's recommendation optimizes for (`--goal`; balanced when unset).
+    #[serde(default)]
+    pub goal: Option<String>,
+    /// A trial of one route for a parent run's gate: it ends after Phase 4 (no after-profile,
+    /// no report; the parent profiles every trial in one sitting).
+    #[serde(default)]
+    pub trial: bool,
 }
 
 /// What a client asks for when it submits a run (the gRPC request, without the wire types).
@@ -218,6 +225,7 @@ pub struct Submission {
     pub approve_full_validation: bool,
     pub pipeline: Option<String>,
     pub approvals: Vec<String>,
+    pub goal: Option<String>,
 }
 
 /// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).
@@ -285,6 +293,7 @@ impl RunRecord {
                 full_validation_approved: submission.approve_full_validation,
                 pipeline: submission.pipeline.clone(),
                 approvals: submission.approvals.clone(),
+                goal: submission.goal.clone(),
                 ..Default::default()
             },
             created_at: now_rfc3339(),

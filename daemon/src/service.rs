@@ -39,6 +39,7 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         approve_full_validation: r.approve_full_validation,
         pipeline: given(r.pipeline),
         approvals: r.approvals,
+        goal: given(r.goal),
     }
 }
 

@@ -26,6 +26,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("validation-scope-note-targets", include_str!("../../schemas/validation-scope-note.schema.json")),
     ("validation-scope-note-reverify", include_str!("../../schemas/validation-scope-note.schema.json")),
     ("geometry-classes", include_str!("../../schemas/geometry-classes.schema.json")),
+    ("route-trials", include_str!("../../schemas/route-trials.schema.json")),
     ("restructure-decision", include_str!("../../schemas/restructure-decision.schema.json")),
     ("apply-restructure-manifest", include_str!("../../schemas/apply-restructure-manifest.schema.json")),
     ("ref-remap-manifest", include_str!("../../schemas/apply-restructure-manifest.schema.json")),

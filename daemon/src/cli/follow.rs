@@ -70,6 +70,7 @@ pub(super) async fn follow(
         let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
         if state == RunState::AwaitingDecision && !asked_gate {
             let gate = run.gate.clone().unwrap_or_default();
+            print_route_table(&gate);
             let answer = if yes && !gate.recommended.is_empty() {
                 note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
                 Some(gate.recommended.clone())
@@ -164,6 +165,32 @@ fn closing_line(verdict: &str) -> &'static str {
         "regressed" => "Regressed: review before publishing.",
         _ => "Done.",
     }
+}
+
+/// The measured routes behind a gate's recommendation, one line each.
+fn print_route_table(gate: &proto::Gate) {
+    let Ok(evidence) = serde_json::from_str::<serde_json::Value>(&gate.evidence_json) else { return };
+    let trials = &evidence["route_trials"];
+    let Some(rows) = trials["trials"].as_array().filter(|r| !r.is_empty()) else { return };
+    note(&format!(
+        "routes ({}, goal {}):",
+        trials["basis"].as_str().unwrap_or(""),
+        trials["goal"].as_str().unwrap_or("")
+    ));
+    for row in rows {
+        let ratio = |key: &str| row[key].as_f64().map_or("–".to_string(), |r| format!("{r:.2}×"));
+        note(&format!(
+            "  {:<24} {:<10} open {:>6}  bytes {:>6}  prims {:>8}  {:.1}s{}",
+            row["branch"].as_str().unwrap_or(""),
+            row["outcome"].as_str().unwrap_or(""),
+            ratio("open_ratio"),
+            ratio("bytes_ratio"),
+            row["prims_after"].as_u64().map_or("–".to_string(), |p| p.to_string()),
+            row["seconds"].as_f64().unwrap_or(0.0),
+            row["code"].as_str().map(|c| format!("  {c}")).unwrap_or_default()
+        ));
+    }
+    note(&format!("  {}", trials["reason"].as_str().unwrap_or("")));
 }
 
 fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {

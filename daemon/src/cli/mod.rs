@@ -64,6 +64,10 @@ enum Command {
         /// Accept a gate's recommended branch without asking (a gate with no recommendation still asks).
         #[arg(short, long)]
         yes: bool,
+        /// What the restructure gate's recommendation optimizes for; each offered route is tried
+        /// and measured (load-time, footprint, balanced).
+        #[arg(long, value_parser = ["load-time", "footprint", "balanced"])]
+        goal: Option<String>,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -258,6 +262,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             approve_full_validation,
             pipeline,
             approvals,
+            goal,
         } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -268,6 +273,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 approve_full_validation,
                 pipeline: pipeline.unwrap_or_default(),
                 approvals,
+                goal: goal.unwrap_or_default(),
             };
             submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }

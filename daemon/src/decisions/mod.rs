@@ -12,6 +12,7 @@ pub mod prims;
 pub mod report;
 pub mod report_gate;
 pub mod restructure;
+pub mod routes;
 pub mod score;
 pub mod stats;
 pub mod targets;

@@ -196,6 +196,7 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
                 || RestructureBlock::Skipped { chosen: None, reason: "restructure-decision skipped".into() },
                 |d| RestructureBlock::Decided(Box::new(d)),
             ),
+            route_trials: ws.read_opt("route-trials")?,
             untapped_options,
             phases: run
                 .phases

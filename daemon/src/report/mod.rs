@@ -164,6 +164,9 @@ pub struct Extension {
     pub run_id: String,
     pub structure: StructureSummary,
     pub restructure: RestructureBlock,
+    /// The routes the gate measured (or estimated) before it recommended one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_trials: Option<crate::decisions::routes::RouteTrials>,
     pub untapped_options: Vec<String>,
     /// Seconds per phase of the workflow table, in order.
     pub phases: Vec<PhaseTiming>,

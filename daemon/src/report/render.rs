@@ -51,6 +51,28 @@ pub fn markdown(report: &OptimizationReport) -> String {
         }
         md += "\n";
     }
+    if let Some(trials) = &x.route_trials {
+        md += &format!(
+            "Routes ({}, goal {}):\n\n| route | outcome | warm open | bytes | prims after | seconds |\n|---|---|---:|---:|---:|---:|\n",
+            trials.basis,
+            trials.goal.as_str()
+        );
+        let ratio = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:.3}×"));
+        for t in &trials.trials {
+            md += &format!(
+                "| {}{} | {}{} | {} | {} | {} | {} |\n",
+                t.branch,
+                if trials.recommended.as_deref() == Some(t.branch.as_str()) { " (recommended)" } else { "" },
+                t.outcome,
+                t.code.as_ref().map(|c| format!(" `{c}`")).unwrap_or_default(),
+                ratio(t.open_ratio),
+                ratio(t.bytes_ratio),
+                t.prims_after.map_or("–".to_string(), |p| p.to_string()),
+                t.seconds
+            );
+        }
+        md += &format!("\n{}\n\n", trials.reason);
+    }
     let ss = &report.structural_summary;
     md += &format!(
         "De-duplication descent: {}{}. {}\n\n",

@@ -97,6 +97,11 @@ impl<'a> PhaseCtx<'a> {
         self.slot.is_cancelled()
     }
 
+    /// Tell watchers how far the phase is (a fraction of it and what it is doing).
+    pub fn progress(&self, fraction: f64, message: &str) {
+        self.slot.host().announce_progress(&self.record().run_id, self.milestone, fraction, message);
+    }
+
     /// A task on any capable executor; its result as JSON.
     pub async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
         let (outcome, _) = self.task_in(None, kind, params).await;

@@ -184,6 +184,7 @@ mod tests {
         fn max_workers(&self) -> usize {
             0
         }
+        fn announce_progress(&self, _: &str, _: &str, _: f64, _: &str) {}
     }
 
     async fn done(ctx: &PhaseCtx<'_>) -> PhaseResult {

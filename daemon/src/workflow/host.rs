@@ -45,4 +45,7 @@ pub trait Host: Send + Sync {
 
     /// Most Phase 4 workers one run may use at once (0: one per CPU core).
     fn max_workers(&self) -> usize;
+
+    /// Tell watchers how far a phase of a run is.
+    fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str);
 }

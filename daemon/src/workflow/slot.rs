@@ -47,6 +47,11 @@ impl RunSlot {
         self.host.as_ref()
     }
 
+    /// The host, to hand to a run this one starts (a route trial).
+    pub fn shared_host(&self) -> Arc<dyn Host> {
+        self.host.clone()
+    }
+
     /// Change the record in memory; the next commit persists it.
     pub fn update(&self, f: impl FnOnce(&mut RunRecord)) -> RunRecord {
         let mut record = self.record.lock().unwrap();

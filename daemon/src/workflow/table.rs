@@ -24,6 +24,8 @@ pub enum Skip {
     ExitedAtGate,
     /// `usdtune assess`: a read-only diagnosis that ends with the structure assessment.
     AssessOnly,
+    /// A route trial for a parent run's gate: it ends after Phase 4.
+    Trial,
 }
 
 pub struct PhaseSpec {
@@ -97,8 +99,8 @@ pub const PHASES: &[PhaseSpec] = &[
         phase: "2e",
         skip_when: &[AssessOnly, AlreadyOptimized],
         gate: Some(GateKind::Restructure),
-        reads: &["structure-assessment"],
-        writes: &["restructure-decision"],
+        reads: &["structure-assessment", "stage-facts", "dedupe-candidates"],
+        writes: &["route-trials", "restructure-decision"],
         handler: handler!(restructure::decide),
     },
     PhaseSpec {
@@ -146,7 +148,7 @@ pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec {
         label: "profile-stage:after",
         phase: "6a, 6b",
-        skip_when: &[AssessOnly, ExitedAtGate],
+        skip_when: &[AssessOnly, ExitedAtGate, Trial],
         gate: None,
         reads: &["structure-assessment", "stage-facts", "geometry-classes"],
         writes: &["profile-after", "validation-scope-note", "validation-report-after"],
@@ -155,7 +157,7 @@ pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec {
         label: "compare-profiles",
         phase: "6c",
-        skip_when: &[AssessOnly, ExitedAtGate],
+        skip_when: &[AssessOnly, ExitedAtGate, Trial],
         gate: None,
         reads: &["profile-baseline", "profile-after"],
         writes: &["compare-profiles"],
@@ -164,7 +166,7 @@ pub const PHASES: &[PhaseSpec] = &[
     PhaseSpec {
         label: "optimization-report",
         phase: "6d",
-        skip_when: &[AssessOnly],
+        skip_when: &[AssessOnly, Trial],
         gate: None,
         reads: &["setup-preflight", "structure-assessment", "dedupe-candidates"],
         writes: &["optimization-report"],
@@ -184,6 +186,7 @@ pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str>
             AlreadyOptimized => facts.phase_recommendation.as_deref() == Some("already_optimized"),
             ExitedAtGate => facts.restructure_branch.as_deref() == Some("exit"),
             AssessOnly => facts.assess_only,
+            Trial => facts.trial,
         };
         applies.then(|| skip_note(*skip))
     })
@@ -195,6 +198,7 @@ fn skip_note(skip: Skip) -> &'static str {
         AlreadyOptimized => "already_optimized: the assessment found nothing to restructure or optimize",
         ExitedAtGate => "exit chosen at the restructure gate: diagnosis-only report",
         AssessOnly => "assess only: the run ends with the structure assessment",
+        Trial => "a route trial ends after Phase 4: its parent profiles every trial in one sitting",
     }
 }
 

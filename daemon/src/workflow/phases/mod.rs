@@ -8,5 +8,6 @@ pub mod profile;
 pub mod report;
 pub mod restructure;
 pub mod setup;
+pub mod trials;
 pub mod validate;
 pub mod verify;

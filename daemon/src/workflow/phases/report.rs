@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::decisions::report_gate::{self, Violation};
 use crate::outcome::Outcome;
 use crate::store::StoreError;
-use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult};
+use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
 /// report-gate.json: what the gate checked and what it refused.
 #[derive(Serialize)]
@@ -43,7 +43,8 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let json_path = ctx.write("optimization-report", &report)?;
     let files = &report.artifacts;
     crate::store::write_atomic(files.markdown.as_ref(), crate::report::markdown(&report).as_bytes())?;
-    crate::store::write_atomic(files.html.as_ref(), crate::report::html(&report).as_bytes())?;
+    let page = crate::report::html(&report).map_err(|e| Stop::fail(Outcome::ReportRenderFailed, e.to_string()))?;
+    crate::store::write_atomic(files.html.as_ref(), page.as_bytes())?;
     let (verdict, mode) = (report.verdict, report.workflow_mode);
     // Blocked targets are reported by their own code; anything else the gate refuses is ours.
     let beyond_blocking: Vec<&Violation> = violations

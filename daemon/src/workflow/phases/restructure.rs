@@ -13,6 +13,7 @@ use crate::artifacts::{InstancingReadiness, RestructureDecision};
 use crate::decisions::assessment::Classification;
 use crate::decisions::preservation::Strength;
 use crate::decisions::restructure::{self, Branch, Mode, Resolution};
+use crate::decisions::routes::RouteTrials;
 use crate::outcome::Outcome;
 use crate::record::{now_rfc3339, GateKind, GateRecord};
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
@@ -31,9 +32,15 @@ pub async fn decide(ctx: &PhaseCtx<'_>) -> PhaseResult {
         // The assessment asks the user about selective loading when the boundaries are clear.
         assessment.asset_boundary_suggestions.user_choice_required,
     );
-    let evidence = assessment.gate_evidence();
+    let mut evidence = assessment.gate_evidence();
     let record = ctx.record();
-    let (offered, recommended) = plan.offered();
+    let (offered, mut recommended) = plan.offered();
+    // Measured (or, above the trial budget, estimated) routes: the gate recommends the winner.
+    let measured: Option<RouteTrials> = ctx.read_opt("route-trials")?;
+    if let Some(trials) = &measured {
+        recommended = trials.recommended.as_deref().and_then(Branch::parse).or(recommended);
+        evidence["route_trials"] = serde_json::to_value(trials).expect("the trials serialize");
+    }
     let resolution = restructure::resolve(
         &plan,
         record.route.restructure_branch.as_deref(),
@@ -44,6 +51,12 @@ pub async fn decide(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let (chosen, answered_by) = match resolution {
         Resolution::Chosen { branch, answered_by } => (branch, answered_by),
         Resolution::Ask => {
+            let trials = match measured {
+                Some(trials) => trials,
+                None => super::trials::run(ctx, &offered).await?,
+            };
+            recommended = trials.recommended.as_deref().and_then(Branch::parse).or(recommended);
+            evidence["route_trials"] = serde_json::to_value(&trials).expect("the trials serialize");
             return Err(Stop::AwaitDecision(Box::new(GateRecord {
                 id: GateKind::Restructure.id().into(),
                 question: format!("The stage is {}. How should it be optimized? ({reason})", class.as_str()),

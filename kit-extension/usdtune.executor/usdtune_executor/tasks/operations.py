@@ -9,7 +9,7 @@ location so the output opens where it lands. The output appears atomically
 import os
 import time
 
-from pxr import Sdf
+from pxr import Sdf, Usd, UsdGeom
 
 from ..errors import TaskError
 from ..usd import instancer_precision
@@ -62,8 +62,12 @@ def run(params, reporter):
             operation, args = step["operation"], step.get("args", {})
             reporter.progress(index / max(1, len(chain)), f"{operation}")
             started = time.perf_counter()
+            ok, error = True, None  # a scoped op with no scope of two meshes has nothing to do
             with NativeOutput(native) as printed:
-                ok, error, _output = so_core.executeOperation(operation, context, args)
+                for scoped in _scopes(stage, namespace, operation, args):
+                    ok, error, _output = so_core.executeOperation(operation, context, scoped)
+                    if not ok:
+                        break
             seconds = time.perf_counter() - started
             records.append({"operation": operation, "args": args, "ok": bool(ok), "seconds": round(seconds, 4),
                             "error": error or "", "reports": printed.reports(operation)})
@@ -81,12 +85,15 @@ def run(params, reporter):
         export_seconds, reanchored = 0.0, False
         if changed:
             started = time.perf_counter()
-            # Re-anchored in memory, on the edited copy of the source that is about to be dropped:
-            # one write, instead of exporting and then opening and saving the output again.
+            written = source_layer
             reanchored = _may_hold_asset_paths(source_layer, params)
             if reanchored:
-                reanchor_asset_paths(source_layer, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
-            export_atomically(source_layer, output_path)
+                # Re-anchored on a copy: paths relative to the output's folder, in a layer the
+                # stage does not compose (it would resolve them from the source's folder, and warn).
+                written = Sdf.Layer.CreateAnonymous(os.path.splitext(output_path)[1] or ".usdc")
+                written.TransferContent(source_layer)
+                reanchor_asset_paths(written, os.path.dirname(source_layer.realPath), os.path.dirname(output_path))
+            export_atomically(written, output_path)
             export_seconds = time.perf_counter() - started
     finally:
         changes.close()
@@ -98,6 +105,25 @@ def run(params, reporter):
     return {"stage_path": params["stage_path"], "output_path": output_path, "unchanged": False, "operations": records,
             "export_seconds": round(export_seconds, 4), "reanchored": reanchored, "point_instancing": point_instancing,
             "reverify": _reverify(output_path, params, open_errors, errors_before)}
+
+
+# Ops that gather what they find under one common root (deduplicateGeometry's point
+# instancers and shared prototypes): across a prototype namespace that root is the namespace
+# itself, so geometry would leave the prototypes their instances reference.
+GATHERING_OPS = {"deduplicateGeometry"}
+
+
+def _scopes(stage, namespace, operation: str, args: dict):
+    """The argument sets an op runs with: once as given, or, for a gathering op on a target
+    that holds an internal prototype namespace, once per prototype (its own meshes) and once
+    for the meshes outside the namespace, so everything it gathers stays where it was."""
+    if namespace is None or operation not in GATHERING_OPS or args.get("meshPrimPaths"):
+        return [args]
+    root = namespace.path
+    meshes = lambda prims: [str(p.GetPath()) for p in prims if p.IsA(UsdGeom.Mesh)]
+    groups = [meshes(Usd.PrimRange(prototype)) for prototype in stage.GetPrimAtPath(root).GetChildren()]
+    groups.append([path for path in meshes(stage.Traverse()) if not Sdf.Path(path).HasPrefix(root)])
+    return [dict(args, meshPrimPaths=group) for group in groups if len(group) >= 2]
 
 
 def _record_changes(records: list, touched: list, edited: Sdf.Layer) -> bool:
