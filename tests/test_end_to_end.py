@@ -94,6 +94,9 @@ def test_non_interactive_run_stops_at_the_gate_and_resumes(home, stage_copy, tmp
     assert waiting["state"] == "awaiting_decision" and waiting["code"] == "awaiting_restructure_decision"
     assert "deduplicate-internally, extract-as-assets, optimize-as-is, exit" in stopped.stderr
     assert not (out / "optimization-report.json").exists()
+    # The gate measured every route before it asked, and recommends the best one.
+    trials = json.loads((out / "route-trials.json").read_text())
+    assert trials["basis"] == "measured" and f"(recommended: {trials['recommended']})" in stopped.stderr
 
     resumed = usdtune(home, "decide", waiting["run_id"], "exit", "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -101,7 +104,7 @@ def test_non_interactive_run_stops_at_the_gate_and_resumes(home, stage_copy, tmp
     assert report["workflow_mode"] == "no_op" and report["verdict"] == "neutral"
     assert report["output_path"] is None and report["operations"] == []
     decision = json.loads((out / "restructure-decision.json").read_text())
-    assert (decision["chosen"], decision["answered_by"], decision["recommended"]) == ("exit", "api", None)
+    assert (decision["chosen"], decision["answered_by"], decision["recommended"]) == ("exit", "api", trials["recommended"])
 
 
 def test_missing_stage_is_a_usage_error(home, tmp_path):

@@ -91,9 +91,16 @@ pub fn accept(plan: &GatePlan, answer: Branch) -> Result<Branch, String> {
             answer.as_str(),
             branches.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
         )),
-        // Nothing is asked: an up-front answer of optimize-as-is/continue/exit still applies.
+        // Nothing is asked: exit still applies, and optimize-as-is and continue both mean "no
+        // restructure". A restructure the table does not offer is refused, as for a gate that asks.
         GatePlan::Automatic(_) if answer == Branch::Exit => Ok(Branch::Exit),
-        GatePlan::Automatic(auto) => Ok(*auto),
+        GatePlan::Automatic(auto) if matches!(answer, Branch::OptimizeAsIs | Branch::Continue) => Ok(*auto),
+        GatePlan::Automatic(auto) => Err(format!(
+            "'{}' is not offered for this stage (it is {}); choose one of: {}, exit",
+            answer.as_str(),
+            if *auto == Branch::Continue { "composed or already optimized" } else { "fine as it is" },
+            auto.as_str()
+        )),
     }
 }
 
@@ -197,6 +204,8 @@ mod tests {
         assert!(accept(&plan, DecomposeForSelectiveLoading).is_err());
         assert_eq!(accept(&plan, OptimizeAsIs), Ok(OptimizeAsIs));
         assert_eq!(accept(&GatePlan::Automatic(Continue), OptimizeAsIs), Ok(Continue));
+        assert!(accept(&GatePlan::Automatic(Continue), ExtractAsAssets).is_err(), "one rule: an unoffered branch is refused");
+        assert!(accept(&GatePlan::Automatic(OptimizeAsIs), DeduplicateInternally).is_err());
     }
 
     #[test]
