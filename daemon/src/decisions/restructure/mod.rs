@@ -204,7 +204,10 @@ mod tests {
         assert!(accept(&plan, DecomposeForSelectiveLoading).is_err());
         assert_eq!(accept(&plan, OptimizeAsIs), Ok(OptimizeAsIs));
         assert_eq!(accept(&GatePlan::Automatic(Continue), OptimizeAsIs), Ok(Continue));
-        assert!(accept(&GatePlan::Automatic(Continue), ExtractAsAssets).is_err(), "one rule: an unoffered branch is refused");
+        assert!(
+            accept(&GatePlan::Automatic(Continue), ExtractAsAssets).is_err(),
+            "one rule: an unoffered branch is refused"
+        );
         assert!(accept(&GatePlan::Automatic(OptimizeAsIs), DeduplicateInternally).is_err());
     }
 
