@@ -122,3 +122,20 @@ def test_corrupt_stage_gets_a_code_and_no_output(home, tmp_path):
     assert CORRUPT.name in done.stderr and "Traceback" not in done.stderr
     assert not (out / "optimization-report.json").exists()
     assert not list(out.glob("*.optimized.*"))
+
+
+def test_the_log_off_a_terminal_is_one_line_per_phase_and_ends_with_the_verdict(home, stage_copy, tmp_path):
+    import re
+    done = usdtune(home, "optimize", str(stage_copy), "-o", str(tmp_path / "out"), "--restructure", "optimize-as-is")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert not any(line.startswith(("[executor", "[INFO]", "Warning")) for line in lines), "library logs go to a file"
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", done.stderr), "no task ids"
+    phases = [line.split()[1] for line in lines if re.match(r"\[usdtune\] \S+ (done|skipped)", line)]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert phases == [p["milestone"] for p in run["phases"]], "each phase once, in order"
+    report = json.loads((tmp_path / "out" / "optimization-report.json").read_text())
+    prims = next(m for m in report["metrics"] if m["name"] == "prim_count")
+    assert any(line.strip().startswith(f"prims    {prims['before']:,.0f} → {prims['after']:,.0f}") for line in lines)
+    assert lines[-1] == {"improved": "Improved.", "neutral": "Neutral."}.get(report["verdict"], lines[-1])
+    assert "Success!" not in done.stderr

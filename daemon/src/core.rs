@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -67,6 +67,38 @@ impl Refusal {
     }
 }
 
+/// The folder executor logs go to.
+pub fn logs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("logs")
+}
+
+/// The stage a run is asked for, checked before anything runs: a readable regular file with a
+/// USD extension. Returns its canonical path.
+pub fn check_stage(path: &Path) -> Result<PathBuf, Refusal> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Refusal::new(Outcome::StageUnreadable, format!("{shown}: {e}")),
+        _ => Refusal::new(Outcome::StageNotFound, format!("stage file does not exist: {shown}")),
+    })?;
+    if meta.is_dir() {
+        return Err(Refusal::new(Outcome::StageIsDirectory, format!("{shown} is a folder, not a stage file")));
+    }
+    if !meta.is_file() {
+        return Err(Refusal::new(Outcome::StageNotAFile, format!("{shown} is not a regular file")));
+    }
+    let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if !["usd", "usda", "usdc", "usdz"].contains(&extension.as_str()) {
+        return Err(Refusal::new(
+            Outcome::UnsupportedFormat,
+            format!("{shown}: not a USD file (.usd, .usda, .usdc, .usdz)"),
+        ));
+    }
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(Refusal::new(Outcome::StageUnreadable, format!("{shown}: {e}")));
+    }
+    std::fs::canonicalize(path).map_err(|e| Refusal::new(Outcome::StageNotFound, format!("{shown}: {e}")))
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.outcome, self.message)
@@ -120,9 +152,13 @@ impl Core {
             .address
             .get()
             .ok_or_else(|| TaskFailure::new(Outcome::DaemonNotServing, "daemon has no listening address"))?;
+        // Executor and usd-optimize log lines go to a file, not between the run's progress lines.
+        let log = self.executor_log(id)?;
         let child = tokio::process::Command::new(env.python())
             .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| TaskFailure::new(Outcome::ExecutorSpawnFailed, e.to_string()))?)
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -130,6 +166,15 @@ impl Core {
             })?;
         tracing::info!(pid = child.id(), %id, "spawned executor");
         Ok(child)
+    }
+
+    /// Where an executor's output goes: `<data dir>/logs/<executor id>.log`, appended.
+    fn executor_log(&self, id: &str) -> Result<std::fs::File, TaskFailure> {
+        let dir = logs_dir(&self.config.data_dir);
+        let fail =
+            |e: std::io::Error| TaskFailure::new(Outcome::ExecutorSpawnFailed, format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{id}.log"))).map_err(fail)
     }
 
     pub fn slot(&self, run_id: &str) -> Option<Arc<RunSlot>> {
@@ -161,15 +206,7 @@ impl Core {
     }
 
     pub fn submit(self: &Arc<Self>, request: Submission) -> Result<RunRecord, Refusal> {
-        let stage = PathBuf::from(&request.stage_path);
-        if !stage.is_file() {
-            return Err(Refusal::new(
-                Outcome::StageNotFound,
-                format!("stage file does not exist: {}", stage.display()),
-            ));
-        }
-        let stage = std::fs::canonicalize(&stage)
-            .map_err(|e| Refusal::new(Outcome::StageNotFound, format!("{}: {e}", stage.display())))?;
+        let stage = check_stage(Path::new(&request.stage_path))?;
         if let Some(branch) = request.restructure_branch.as_deref() {
             if !GateKind::Restructure.knows(branch) {
                 return Err(Refusal::new(Outcome::InvalidRestructureBranch, format!("unknown branch '{branch}'")));
@@ -182,8 +219,31 @@ impl Core {
             std::path::absolute(&request.output_dir)
                 .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", request.output_dir)))?
         };
-        if stage.parent() == Some(output_dir.as_path()) && output_dir.join("optimization-report.json").exists() {
-            tracing::warn!("output folder already holds a report; it will be replaced");
+        if stage.starts_with(std::fs::canonicalize(&output_dir).as_ref().unwrap_or(&output_dir)) {
+            return Err(Refusal::new(
+                Outcome::OutputOverlapsSource,
+                format!("{} holds the source stage {}: choose another folder", output_dir.display(), stage.display()),
+            ));
+        }
+        let stage_text = stage.display().to_string();
+        match crate::store::claim_workspace(&output_dir, &stage_text, request.force) {
+            Ok(Ok(())) => {}
+            Ok(Err(crate::store::Claim::Foreign(dir))) => {
+                return Err(Refusal::new(
+                    Outcome::OutputDirNotEmpty,
+                    format!("{} holds files that are not a usdtune run's (--force writes there anyway)", dir.display()),
+                ))
+            }
+            Ok(Err(crate::store::Claim::OtherStage(other))) => {
+                return Err(Refusal::new(
+                    Outcome::OutputDirInUse,
+                    format!(
+                        "{} holds a run of {other}, not of {stage_text} (--force replaces it)",
+                        output_dir.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err(Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", output_dir.display()))),
         }
         std::fs::create_dir_all(&output_dir)
             .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, format!("{}: {e}", output_dir.display())))?;

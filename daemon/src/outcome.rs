@@ -62,9 +62,13 @@ outcomes! {
     ReportNotWritten = "report_not_written", Failed, "CLI", "`show --open`: the run has no HTML report yet";
     OpenerFailed = "opener_failed", Failed, "CLI",
         "`show --open`: the browser or desktop opener could not be started, or failed (set BROWSER)";
-    StageIsDirectory = "stage_is_directory", Input, "executor", "the stage path is a folder";
+    StageIsDirectory = "stage_is_directory", Input, "CLI, daemon, executor", "the stage path is a folder";
+    StageNotAFile = "stage_not_a_file", Input, "CLI, daemon",
+        "the stage path is not a regular file (a FIFO, a socket, a device)";
+    StageUnreadable = "stage_unreadable", Input, "CLI, daemon", "the stage file cannot be read (permissions)";
     StagePathMissing = "stage_path_missing", Input, "executor", "a task was given no stage path";
-    UnsupportedFormat = "unsupported_format", Input, "executor", "not a USD file extension";
+    UnsupportedFormat = "unsupported_format", Input, "CLI, daemon, executor",
+        "not a USD file extension (.usd, .usda, .usdc, .usdz), or none";
     StageOpenFailed = "stage_open_failed", Input, "executor",
         "USD cannot open or compose the stage (corrupt crate, bad syntax)";
     InvalidRestructureBranch = "invalid_restructure_branch", Input, "CLI, daemon, run",
@@ -74,6 +78,17 @@ outcomes! {
         "`--pipeline` names no known pipeline (the valid names are listed)";
     OutputDirUnwritable = "output_dir_unwritable", Input, "daemon",
         "the run workspace (`-o`) cannot be created or written";
+    OutputDirNotEmpty = "output_dir_not_empty", Input, "daemon",
+        "the run workspace (`-o`) holds files that are not a usdtune run's (the folder is named; `--force` \
+         writes there anyway)";
+    OutputDirInUse = "output_dir_in_use", Input, "daemon",
+        "the run workspace (`-o`) holds a usdtune run of another stage (both are named; `--force` replaces it)";
+    OutputOverlapsSource = "output_overlaps_source", Input, "daemon, run",
+        "the run workspace (`-o`) holds the source stage or a layer or asset it composes (the file is named): \
+         an output could overwrite it";
+    SourceModified = "source_modified", Failed, "run",
+        "a layer or asset the source composes changed during the run (the file is named); usdtune never writes \
+         them, so something else did: the results are not trusted";
     RunNotFound = "run_not_found", Input, "daemon", "no run with this id is known to the daemon";
     NoOpenGate = "no_open_gate", Input, "daemon",
         "the run is not awaiting a decision, or the open gate is another one";

@@ -226,6 +226,8 @@ pub struct Submission {
     pub pipeline: Option<String>,
     pub approvals: Vec<String>,
     pub goal: Option<String>,
+    /// Write into a workspace that holds other files, or another stage's run (`--force`).
+    pub force: bool,
 }
 
 /// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).

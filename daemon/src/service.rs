@@ -40,6 +40,7 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         pipeline: given(r.pipeline),
         approvals: r.approvals,
         goal: given(r.goal),
+        force: r.force,
     }
 }
 

@@ -19,6 +19,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("structure-assessment", include_str!("../../schemas/structure-assessment.schema.json")),
     ("dedupe-candidates", include_str!("../../schemas/dedupe-candidates.schema.json")),
     ("validation-report", include_str!("../../schemas/validation-report.schema.json")),
+    ("source-guard", include_str!("../../schemas/source-guard.schema.json")),
     ("validation-report-after", include_str!("../../schemas/validation-report.schema.json")),
     ("validation-report-targets", include_str!("../../schemas/validation-report.schema.json")),
     ("validation-report-targets-after", include_str!("../../schemas/validation-report.schema.json")),
@@ -99,6 +100,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a run writes in its workspace besides `<artifact>.json`: the report's other forms and
+/// the folders of written stages. A new run of the same stage clears exactly these first, so
+/// nothing of an earlier run is ever read as part of it.
+pub const RUN_ENTRIES: &[&str] =
+    &["optimization-report.md", "optimization-report.html", "optimized", "restructured", "instancing", "trials"];
+
+/// Why a folder cannot be a new run's workspace.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// It holds files that are not a usdtune run's.
+    Foreign(PathBuf),
+    /// It holds a usdtune run of another stage (that stage).
+    OtherStage(String),
+}
+
+/// Make `dir` the workspace of a new run of `stage`: empty, or a previous run of the same
+/// stage (its entries are removed), or anything with `force` (our entries removed, other
+/// files left alone and never read).
+pub fn claim_workspace(dir: &Path, stage: &str, force: bool) -> Result<Result<(), Claim>, std::io::Error> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Ok(())) };
+    let names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if names.is_empty() {
+        return Ok(Ok(()));
+    }
+    let ours = |name: &str| {
+        RUN_ENTRIES.contains(&name) || name.strip_suffix(".json").is_some_and(|n| artifact_names().any(|a| a == n))
+    };
+    if !force {
+        let previous: Option<Value> =
+            std::fs::read(dir.join("run.json")).ok().and_then(|t| serde_json::from_slice(&t).ok());
+        match previous.as_ref().and_then(|r| r["stage_path"].as_str()) {
+            None => return Ok(Err(Claim::Foreign(dir.to_path_buf()))),
+            Some(other) if other != stage => return Ok(Err(Claim::OtherStage(other.to_string()))),
+            Some(_) => {}
+        }
+    }
+    for name in names.iter().filter(|n| ours(n)) {
+        let path = dir.join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// One run's workspace folder.
 #[derive(Clone, Debug)]
 pub struct Workspace {
@@ -170,6 +219,26 @@ impl Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workspace_belongs_to_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path();
+        assert_eq!(claim_workspace(&ws.join("new"), "/s.usda", false).unwrap(), Ok(()), "not there yet");
+        assert_eq!(claim_workspace(ws, "/s.usda", false).unwrap(), Ok(()), "empty");
+        std::fs::write(ws.join("notes.txt"), "mine").unwrap();
+        assert_eq!(claim_workspace(ws, "/s.usda", false).unwrap(), Err(Claim::Foreign(ws.to_path_buf())));
+        // A previous run of the same stage: its entries go, other files stay.
+        std::fs::write(ws.join("run.json"), r#"{"stage_path": "/s.usda"}"#).unwrap();
+        std::fs::write(ws.join("apply-restructure-manifest.json"), "{}").unwrap();
+        std::fs::create_dir(ws.join("optimized")).unwrap();
+        std::fs::write(ws.join("optimized/s.optimized.usda"), "#usda 1.0").unwrap();
+        assert_eq!(claim_workspace(ws, "/other.usda", false).unwrap(), Err(Claim::OtherStage("/s.usda".into())));
+        assert_eq!(claim_workspace(ws, "/s.usda", false).unwrap(), Ok(()));
+        let left: Vec<_> = std::fs::read_dir(ws).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["notes.txt"]);
+        assert_eq!(claim_workspace(ws, "/s.usda", true).unwrap(), Ok(()), "forced");
+    }
 
     #[test]
     fn every_schema_compiles() {

@@ -9,6 +9,7 @@
 //! [`assessment::Assessment`], the fields later phases use.
 
 pub mod assessment;
+pub mod guard;
 pub mod manifest;
 pub mod operations;
 pub mod profile;

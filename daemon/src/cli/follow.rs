@@ -48,7 +48,8 @@ pub(super) async fn follow(
     let mut asked_gate = false;
     while let Some(event) = stream.message().await? {
         match event.kind.as_str() {
-            "phase_started" => note(&format!("{} ...", event.milestone)),
+            // Not on a terminal: one line per phase, when it ends.
+            "phase_started" if std::io::stderr().is_terminal() => note(&format!("{} ...", event.milestone)),
             "phase_finished" => {
                 let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
                 if let Some(p) = phase {
@@ -126,16 +127,17 @@ pub(super) async fn follow(
     }
     let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
     if state == RunState::Completed {
-        if run.report_path.is_empty() {
-            note(&format!("artifacts: {}", run.output_dir));
-        } else {
-            note(&format!("report: {}", run.report_path));
-        }
-        if !run.output_stage_path.is_empty() {
-            note(&format!("optimized stage: {}", run.output_stage_path));
-        }
-        if !run.verdict.is_empty() {
-            note(&format!("verdict: {} ({})", run.verdict, run.workflow_mode));
+        let report = std::fs::read(&run.report_path)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<crate::report::OptimizationReport>(&text).ok());
+        match report {
+            Some(report) => {
+                eprintln!();
+                for line in crate::report::summary(&report) {
+                    eprintln!("  {line}");
+                }
+            }
+            None => note(&format!("artifacts: {}", run.output_dir)),
         }
         if !run.code.is_empty() {
             eprintln!("Error: {}: {}", run.code, run.message);

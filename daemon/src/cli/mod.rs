@@ -68,6 +68,9 @@ enum Command {
         /// and measured (load-time, footprint, balanced).
         #[arg(long, value_parser = ["load-time", "footprint", "balanced"])]
         goal: Option<String>,
+        /// Write into an output folder that holds other files or another stage's run.
+        #[arg(long)]
+        force: bool,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -201,7 +204,9 @@ impl Session {
             note("executor environment missing or stale: running `usdtune setup` first");
             setup::setup(&env, false, &mut |m| note(m))?;
         }
-        let core = Core::new(Config::new(Some(env), max_workers));
+        let config = Config::new(Some(env), max_workers);
+        note(&format!("executor logs: {}", crate::core::logs_dir(&config.data_dir).display()));
+        let core = Core::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (address, _) = crate::service::serve(core.clone(), listener)?;
         let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
@@ -263,6 +268,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             pipeline,
             approvals,
             goal,
+            force,
         } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -274,6 +280,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 pipeline: pipeline.unwrap_or_default(),
                 approvals,
                 goal: goal.unwrap_or_default(),
+                force,
             };
             submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }
@@ -419,23 +426,40 @@ async fn submit_and_follow(
     yes: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    if !std::path::Path::new(&request.stage_path).is_file() {
-        eprintln!("Error: {}: stage file does not exist: {}", Outcome::StageNotFound, request.stage_path);
-        return Ok(ExitCode::from(2));
+    let mut request = request;
+    // Paths are the caller's: resolved here, in the caller's folder, not in the daemon's.
+    match crate::core::check_stage(std::path::Path::new(&request.stage_path)) {
+        Ok(stage) => request.stage_path = stage.display().to_string(),
+        Err(refusal) => return Ok(refused(&refusal.outcome.to_string(), &refusal.message, json)),
+    }
+    if !request.output_dir.is_empty() {
+        if let Ok(dir) = std::path::absolute(&request.output_dir) {
+            request.output_dir = dir.display().to_string();
+        }
     }
     let mut session = Session::open(daemon, true, max_workers).await?;
     let run = match session.client.submit_run(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            eprintln!("Error: {}", status.message());
             session.close().await;
-            return Ok(ExitCode::from(2));
+            let (code, message) = status.message().split_once(": ").unwrap_or(("", status.message()));
+            return Ok(refused(code, message, json));
         }
     };
     note(&format!("run {} → {}", run.run_id, run.output_dir));
     let code = follow(&mut session.client, &run.run_id, yes, json).await?;
     session.close().await;
     Ok(code)
+}
+
+/// A request refused before a run existed: the error on stderr and, with `--json`, one
+/// document on stdout all the same (exit 2).
+fn refused(code: &str, message: &str, json: bool) -> ExitCode {
+    eprintln!("Error: {code}: {message}");
+    if json {
+        println!("{}", json!({"state": "refused", "code": code, "message": message, "run_id": null}));
+    }
+    ExitCode::from(2)
 }
 
 /// `usdtune assess A B C`: one session (one warm executor) for many stages. Exit code:

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build::build;
 pub use html::html;
-pub use render::{markdown, pretty};
+pub use render::{markdown, pretty, summary};
 
 use crate::artifacts::setup::RuntimeContext;
 use crate::artifacts::RestructureDecision;

@@ -170,6 +170,64 @@ pub fn markdown(report: &OptimizationReport) -> String {
     md
 }
 
+/// The closing summary of a finished run (what the CLI prints last, before the verdict word):
+/// prims, open time, bytes, meshes, the route, the proof, where the output and the page are.
+/// Every number is the report's own.
+pub fn summary(report: &OptimizationReport) -> Vec<String> {
+    let x = &report.structural_summary.x_usdtune;
+    let metric = |name: &str| report.metrics.iter().find(|m| m.name == name);
+    let mut lines = Vec::new();
+    if let Some(m) = metric("prim_count") {
+        lines.push(format!("prims    {} → {} ({:+.1}%)", fmt_num(m.before), fmt_num(m.after), m.change_pct));
+    }
+    if let Some(i) = x.intervals.iter().find(|i| i.name == "warm_open_ms") {
+        lines.push(format!(
+            "open     warm open {:.3}× ({:.0}% interval {:.3}–{:.3}, {} paired rounds)",
+            i.ratio,
+            i.confidence * 100.0,
+            i.low,
+            i.high,
+            i.rounds
+        ));
+    }
+    if let Some(f) = &x.footprint {
+        lines.push(format!(
+            "bytes    {} → {} ({:+.1}% against the source re-encoded; {} as delivered)",
+            fmt_num(f.repack_normalized_baseline_bytes as f64),
+            fmt_num(f.optimized_bytes as f64),
+            f.structural_delta_pct,
+            fmt_num(f.raw_input_bytes as f64)
+        ));
+    }
+    let branch = match &x.restructure {
+        RestructureBlock::Decided(d) => d.chosen.clone(),
+        RestructureBlock::Skipped { .. } => "none".into(),
+    };
+    let measured = x
+        .route_trials
+        .as_ref()
+        .map(|t| format!(" ({} of {} routes, goal {})", t.basis, t.trials.len(), t.goal.as_str()))
+        .unwrap_or_default();
+    let chain: Vec<&str> = x.chain.iter().map(|s| s.operation.as_str()).collect();
+    lines.push(format!(
+        "route    {branch}{measured}{}",
+        if chain.is_empty() { String::new() } else { format!(" · {}", chain.join(" → ")) }
+    ));
+    if let Some(p) = &x.proof {
+        lines.push(format!(
+            "proof    {} rendered meshes → {}, {}, {} new composition error(s): {}",
+            p.rendered_meshes_before,
+            p.rendered_meshes_after,
+            if p.bounds_preserved { "bounds kept" } else { "bounds moved" },
+            p.new_composition_errors,
+            if p.passed { "passed" } else { "FAILED, output set aside" }
+        ));
+    }
+    lines.push(format!("output   {}", report.output_path.as_deref().unwrap_or("none (no optimized stage written)")));
+    lines.push(format!("report   {}", report.artifacts.html));
+    lines
+}
+
 /// A few lines for a terminal: what went in, what came out, the verdict and why.
 pub fn pretty(report: &OptimizationReport) -> String {
     let x = &report.structural_summary.x_usdtune;

@@ -91,13 +91,15 @@ pub const PHASES: &[PhaseSpec] = &[
         skip_when: &[AssessOnly],
         gate: None,
         reads: &["structure-assessment", "stage-facts", "geometry-classes"],
-        writes: &["validation-scope-note", "validation-report"],
+        writes: &["validation-scope-note", "validation-report", "source-guard"],
         handler: handler!(validate::baseline),
     },
     PhaseSpec {
         label: "restructure-decision",
         phase: "2e",
-        skip_when: &[AssessOnly, AlreadyOptimized],
+        // Runs on an already-optimized stage too (automatically: continue), so that a branch
+        // given up front is held to the same rule on every stage.
+        skip_when: &[AssessOnly],
         gate: Some(GateKind::Restructure),
         reads: &["structure-assessment", "stage-facts", "dedupe-candidates"],
         writes: &["route-trials", "restructure-decision"],
@@ -329,8 +331,10 @@ mod tests {
             ..Default::default()
         };
         let phases = ran(&facts);
-        assert!(!phases.contains(&"restructure-decision") && !phases.contains(&"so-run-operations"));
+        assert!(!phases.contains(&"apply-restructure") && !phases.contains(&"so-run-operations"));
         assert!(phases.contains(&"profile-stage:after") && phases.contains(&"compare-profiles"));
+        // The gate still runs (automatically), so a branch given up front meets the one rule.
+        assert!(phases.contains(&"restructure-decision"));
     }
 
     #[test]

@@ -107,10 +107,26 @@ def _execute(task, reporter, host: dict) -> pb.TaskResult:
     except TaskError as err:
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code=err.code,
                              error_message=err.message, error_path=err.path)
-    except Exception as err:  # a bug in the executor: report it, keep serving
+    except Exception as err:
+        if _is_usd_read_error(err):
+            # USD could not read a layer the stage composes (a broken sublayer, a bad crate): bad
+            # input, not an executor bug.
+            first = next((line.strip(" '") for line in str(err).splitlines() if ".usd" in line), str(err)[:300])
+            return pb.TaskResult(task_id=task.task_id, ok=False, error_code="stage_open_failed",
+                                 error_message=f"USD cannot read a layer of the stage: {first}")
+        # A bug in the executor: report it, keep serving.
         log.error("task %s (%s) crashed:\n%s", task.task_id, task.kind, traceback.format_exc())
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code="executor_internal_error",
                              error_message=f"{type(err).__name__}: {err}")
+
+
+def _is_usd_read_error(err: Exception) -> bool:
+    """A Tf error raised while a layer was read or parsed (USD names the file format parser or
+    the layer it failed on)."""
+    if type(err).__name__ != "ErrorException" or not type(err).__module__.startswith("pxr"):
+        return False
+    text = str(err)
+    return any(marker in text for marker in ("FileFormat", "Failed to open layer", "Cannot open", "parse"))
 
 
 def run_executor(address: str, executor_id: str, runtime: str,

@@ -22,6 +22,9 @@ pub struct Openability {
     /// Files and asset paths `UsdUtils.ComputeAllDependencies` found (absent when skipped).
     #[serde(default)]
     pub dependencies: Option<Dependencies>,
+    /// Every file the stage composes: the layers and the resolved assets (the source guard's).
+    #[serde(default)]
+    pub files: Vec<String>,
     #[serde(default)]
     pub seconds: Option<f64>,
 }

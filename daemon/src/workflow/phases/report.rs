@@ -2,12 +2,14 @@
 //! through the report gate (decisions::report_gate) and written as JSON, Markdown and HTML;
 //! the run record takes its verdict and workflow mode.
 //!
-//! The run fails closed when its own report would not pass the gate (`report_gate_failed`,
+//! First the source guard (artifacts::guard): a source that changed during the run fails it
+//! (`source_modified`). The run fails closed when its own report would not pass the gate (`report_gate_failed`,
 //! every violation in report-gate.json). A report that is not final because a target was
 //! blocked keeps that more specific code (`target_coverage_incomplete`).
 
 use serde::Serialize;
 
+use crate::artifacts::guard::SourceGuard;
 use crate::decisions::report_gate::{self, Violation};
 use crate::outcome::Outcome;
 use crate::store::StoreError;
@@ -23,6 +25,16 @@ struct GateRecord<'a> {
 }
 
 pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    // Nothing measured is trusted if the source changed under the run.
+    if let Some(guard) = ctx.read_opt::<SourceGuard>("source-guard")? {
+        let changed = guard.changed();
+        if !changed.is_empty() {
+            return Err(Stop::fail(
+                Outcome::SourceModified,
+                format!("{} file(s) the source composes changed during the run: {}", changed.len(), changed.join(", ")),
+            ));
+        }
+    }
     let record = ctx.record();
     let report = crate::report::build(&ctx.ws, &record)?;
     let document = serde_json::to_value(&report).expect("the report serializes");

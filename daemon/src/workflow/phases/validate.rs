@@ -3,6 +3,7 @@
 //! and the narrower re-runs of 4d and 6b on outputs. Every plan writes its scope note, runs
 //! its jobs in one executor task and must leave a complete coverage ledger.
 
+use crate::artifacts::guard::SourceGuard;
 use crate::artifacts::ScopeNote;
 use crate::decisions::assessment::Facts;
 use crate::decisions::validation::{
@@ -12,11 +13,27 @@ use crate::outcome::Outcome;
 use crate::record::now_rfc3339;
 use crate::workflow::{worker_pool, PhaseCtx, PhaseDone, PhaseResult, Stop};
 
-/// Phase 2c: minimum openability and the whole-stage Tier 1 concepts on the source.
+/// Phase 2c: minimum openability and the whole-stage Tier 1 concepts on the source, and the
+/// source guard over every file the source composes (artifacts::guard): a workspace that
+/// holds one of them is refused here, before any stage is written.
 pub async fn baseline(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let stage = ctx.record().stage_path;
-    let (artifacts, note) = whole_stage(ctx, ValidationPhase::Baseline, &stage).await?;
-    Ok(PhaseDone::new(artifacts, note))
+    let record = ctx.record();
+    let (mut artifacts, note, files) = whole_stage(ctx, ValidationPhase::Baseline, &record.stage_path).await?;
+    let mut paths: Vec<&str> = files.iter().map(String::as_str).collect();
+    paths.push(&record.stage_path);
+    let guard = SourceGuard::capture(paths)
+        .map_err(|e| Stop::fail(Outcome::StageUnreadable, format!("a file the source composes cannot be read: {e}")))?;
+    if let Some(inside) = guard.inside(ctx.ws.root()) {
+        return Err(Stop::fail(
+            Outcome::OutputOverlapsSource,
+            format!(
+                "the workspace {} holds {inside}, which the source composes: choose another folder",
+                ctx.ws.root().display()
+            ),
+        ));
+    }
+    artifacts.push(ctx.write("source-guard", &guard)?);
+    Ok(PhaseDone::new(artifacts, format!("{note}; {} source file(s) guarded", guard.files.len())))
 }
 
 /// Phase 4 evidence: the per-target plan (Tier 2 hygiene on one representative per geometry
@@ -28,7 +45,7 @@ pub async fn targets(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let inputs = plan_inputs(ctx)?;
     let plan = validation::plan(&inputs, Placement::Target);
     let stage = ctx.record().stage_path;
-    let (report, artifacts) = run_plan(
+    let (report, artifacts, _) = run_plan(
         ctx,
         &plan,
         &inputs.classes,
@@ -74,8 +91,9 @@ pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
 }
 
 /// Run one plan on `stage`: write its scope note, run its jobs, write the report, apply the
-/// ledger gate. Returns the report and the artifact paths. A note that several runs of the
-/// same plan share (2c and 6b) lists every report written under it.
+/// ledger gate. Returns the report, the artifact paths and the files the stage composes (when
+/// the plan checked openability). A note that several runs of the same plan share (2c and 6b)
+/// lists every report written under it.
 pub async fn run_plan(
     ctx: &PhaseCtx<'_>,
     plan: &Plan,
@@ -84,7 +102,7 @@ pub async fn run_plan(
     phase: ValidationPhase,
     note_name: &str,
     report_name: &str,
-) -> Result<(ValidationReport, Vec<String>), Stop> {
+) -> Result<(ValidationReport, Vec<String>, Vec<String>), Stop> {
     let mut reports = ctx.read_opt::<ScopeNote>(note_name)?.map(|n| n.artifact_paths).unwrap_or_default();
     let report_path = ctx.ws.path_of(report_name).display().to_string();
     if !reports.contains(&report_path) {
@@ -99,7 +117,7 @@ pub async fn run_plan(
     report.generated_at = Some(now_rfc3339());
     let report_path = ctx.write(report_name, &report)?;
     report.ledger_gate().map_err(|e| Stop::fail(Outcome::CoverageLedgerIncomplete, e))?;
-    Ok((report, vec![note_path, report_path]))
+    Ok((report, vec![note_path, report_path], result.openability.files))
 }
 
 /// Phase 2c (baseline) and 6b (after, the same plan on the output): openability + Tier 1.
@@ -107,7 +125,7 @@ pub async fn whole_stage(
     ctx: &PhaseCtx<'_>,
     phase: ValidationPhase,
     stage: &str,
-) -> Result<(Vec<String>, String), Stop> {
+) -> Result<(Vec<String>, String, Vec<String>), Stop> {
     let inputs = plan_inputs(ctx)?;
     let plan = validation::plan(&inputs, Placement::WholeStage);
     let report_name = match phase {
@@ -115,7 +133,7 @@ pub async fn whole_stage(
         ValidationPhase::After => "validation-report-after",
     };
     // 6b re-runs exactly the baseline plan, so both reports share one scope note.
-    let (report, artifacts) =
+    let (report, artifacts, files) =
         run_plan(ctx, &plan, &inputs.classes, stage, phase, "validation-scope-note", report_name).await?;
     let mut note = report.note();
     if phase == ValidationPhase::Baseline
@@ -132,5 +150,5 @@ pub async fn whole_stage(
             ));
         }
     }
-    Ok((artifacts, note))
+    Ok((artifacts, note, files))
 }

@@ -128,7 +128,7 @@ pub async fn reverify_output(ctx: &PhaseCtx<'_>, output: &str) -> Result<Finding
             note: Some("no Phase 4 concept had findings: nothing to re-verify".into()),
         });
     }
-    let (after, _) = validate::run_plan(
+    let (after, _, _) = validate::run_plan(
         ctx,
         &plan,
         &inputs.classes,

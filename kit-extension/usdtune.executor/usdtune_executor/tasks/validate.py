@@ -32,7 +32,9 @@ def _openability(stage_path: str) -> dict:
                   "message": f"asset path does not resolve: {path}"} for path in unresolved]
     # Every asset path of every layer, counted: zero lets Phase 4 skip re-anchoring outputs.
     dependencies = {"layers": max(0, len(layers) - 1), "assets": len(assets), "unresolved": len(unresolved)}
-    return {"opens": stage is not None, "issues": findings, "dependencies": dependencies}
+    # Every file the stage composes, for the daemon's source guard.
+    files = sorted({layer.realPath for layer in layers if layer.realPath} | {str(path) for path in assets})
+    return {"opens": stage is not None, "issues": findings, "dependencies": dependencies, "files": files}
 
 
 class _Worker:

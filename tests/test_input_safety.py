@@ -1,0 +1,158 @@
+"""Nothing lost, nothing overwritten: bad input gets a precise code, a workspace belongs to one
+run, and no output can land on a file the source composes.
+
+Every case runs the real CLI (embedded daemon, real executor) and checks the exit code, the
+stable code in the one JSON document `--json` prints, that no stream carries a traceback,
+and that the source tree is byte-identical afterwards.
+"""
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURE, usdtune
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def refused(done, code):
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr + done.stdout
+    document = json.loads(done.stdout)
+    assert (document["state"], document["code"]) == ("refused", code), document
+    return document
+
+
+def bad_stages(root: Path) -> dict:
+    """Stage paths that are not a stage, each with the code it must get."""
+    root.mkdir()
+    (root / "folder.usda").mkdir()
+    os.mkfifo(root / "fifo.usda")
+    for name in ("no_extension", "trailing_dot.", "notes.txt"):
+        shutil.copy2(FIXTURE, root / name)
+    return {
+        root / "missing.usda": "stage_not_found",
+        root / "folder.usda": "stage_is_directory",
+        root / "fifo.usda": "stage_not_a_file",
+        root / "no_extension": "unsupported_format",
+        root / "trailing_dot.": "unsupported_format",
+        root / "notes.txt": "unsupported_format",
+    }
+
+
+def test_what_is_not_a_stage_is_refused_with_its_own_code_and_one_json_document(home, tmp_path):
+    for stage, code in bad_stages(tmp_path / "bad").items():
+        out = tmp_path / "out" / stage.name
+        document = refused(usdtune(home, "optimize", str(stage), "-o", str(out), "--json", timeout=60), code)
+        assert str(stage.name) in document["message"]
+        assert not out.exists() or not any(out.iterdir()), "nothing written for a refused request"
+
+
+def test_bytes_that_are_not_usd_fail_cleanly_and_leave_no_output(home, tmp_path):
+    garbage = tmp_path / "src" / "garbage.usdc"
+    garbage.parent.mkdir()
+    garbage.write_bytes(os.urandom(4096))
+    truncated = tmp_path / "src" / "truncated.usda"
+    truncated.write_text(FIXTURE.read_text()[:3000])
+    before = tree_digest(garbage.parent)
+    for stage in (garbage, truncated):
+        out = tmp_path / stage.stem
+        done = usdtune(home, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--json")
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr + done.stdout
+        assert json.loads(done.stdout)["code"] == "stage_open_failed"
+        assert not (out / "optimized").exists() and not (out / "optimization-report.json").exists()
+    assert tree_digest(garbage.parent) == before
+
+
+def test_a_broken_sublayer_is_bad_input_not_an_executor_bug(home, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "broken.usda").write_text('#usda 1.0\ndef Xform "Extra" { def Cube "Box" {} }\n')  # not valid usda
+    root = tmp_path / "root.usda"
+    root.write_text(FIXTURE.read_text().replace("(\n    defaultPrim", f'(\n    subLayers = [@{parts / "broken.usda"}@]\n    defaultPrim', 1))
+    done = usdtune(home, "optimize", str(root), "-o", str(tmp_path / "out"), "--restructure", "optimize-as-is", "--json")
+    assert done.returncode == 2, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["code"] == "stage_open_failed" and "broken.usda" in summary["message"], summary
+    assert "Traceback" not in done.stderr
+
+
+def test_an_output_folder_holding_the_source_or_a_layer_it_composes_is_refused(home, tmp_path):
+    # The source's own folder.
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    stage = scene / FIXTURE.name
+    shutil.copy2(FIXTURE, stage)
+    before = tree_digest(scene)
+    refused(usdtune(home, "optimize", str(stage), "-o", str(scene), "--json"), "output_overlaps_source")
+    assert tree_digest(scene) == before
+    # A folder that holds a sublayer the source composes: not empty, so refused up front; with
+    # --force, found once the dependencies are known (Phase 2c), before any stage is written.
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "sub.usda").write_text('#usda 1.0\ndef Xform "Extra"\n{\n    def Cube "Box"\n    {\n    }\n}\n')
+    root = tmp_path / "root.usda"
+    text = FIXTURE.read_text()
+    root.write_text(text.replace("(\n    defaultPrim", f'(\n    subLayers = [@{parts / "sub.usda"}@]\n    defaultPrim', 1))
+    sources = (parts / "sub.usda").read_bytes(), root.read_bytes()
+    refused(usdtune(home, "optimize", str(root), "-o", str(parts), "--json"), "output_dir_not_empty")
+    done = usdtune(home, "optimize", str(root), "-o", str(parts), "--restructure", "optimize-as-is", "--force", "--json")
+    assert done.returncode == 2, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["code"] == "output_overlaps_source" and "sub.usda" in summary["message"]
+    assert not (parts / "optimized").exists()
+    # The run's JSON artifacts are there; no stage was written, and the source is as it was.
+    assert ((parts / "sub.usda").read_bytes(), root.read_bytes()) == sources
+
+
+def test_a_workspace_belongs_to_one_run(home, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    first, second = src / "a.usda", src / "b.usda"
+    shutil.copy2(FIXTURE, first)
+    shutil.copy2(FIXTURE, second)
+    out = tmp_path / "out"
+    done = usdtune(home, "optimize", str(first), "-o", str(out), "--restructure", "deduplicate-internally", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "apply-restructure-manifest.json").exists()
+    # Another stage into the same folder: refused, then allowed with --force, and nothing of
+    # the first run is left to be read as the second's.
+    refused(usdtune(home, "optimize", str(second), "-o", str(out), "--json"), "output_dir_in_use")
+    done = usdtune(home, "optimize", str(second), "-o", str(out), "--restructure", "optimize-as-is", "--force", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "apply-restructure-manifest.json").exists() and not (out / "restructured").exists()
+    report = json.loads((out / "optimization-report.json").read_text())
+    assert report["input_path"] == str(second)
+    # The same stage again: the previous run is replaced without --force.
+    done = usdtune(home, "optimize", str(second), "-o", str(out), "--restructure", "exit", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "optimized").exists() and not (out / "operations-status.json").exists()
+    # A folder with someone else's files.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused(usdtune(home, "optimize", str(first), "-o", str(foreign), "--json"), "output_dir_not_empty")
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+
+
+@pytest.mark.parametrize("branch", ["deduplicate-internally", "extract-as-assets"])
+def test_an_unoffered_branch_is_refused_the_same_way_on_every_stage(home, tmp_path, branch):
+    # The already-instanced test stage of test_report_contract: its gate is automatic (continue).
+    from test_report_contract import INSTANCED_STAGE
+    import subprocess
+    import sys
+    stage = tmp_path / "instanced.usda"
+    subprocess.run([sys.executable, "-c", INSTANCED_STAGE, str(stage)], check=True)
+    done = usdtune(home, "optimize", str(stage), "-o", str(tmp_path / "out"), "--restructure", branch, "--json")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert json.loads(done.stdout)["code"] == "invalid_restructure_branch"
+    assert "is not offered for this stage" in done.stderr
