@@ -36,6 +36,9 @@ struct Cli {
     /// Read by the daemon that runs the job: the embedded one, or `usdtune daemon`.
     #[arg(long, global = true, env = "USDTUNE_MAX_WORKERS", default_value_t = 0)]
     max_workers: usize,
+    /// Print only errors, the closing summary and the verdict (no line per phase).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -180,8 +183,14 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
     }
 }
 
+/// `--quiet`: progress notes are not printed.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A progress or information line on stderr (not with `--quiet`; errors are printed apart).
 fn note(message: &str) {
-    eprintln!("[usdtune] {message}");
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("[usdtune] {message}");
+    }
 }
 
 /// A daemon to talk to: the reachable one, or an embedded one started here.
@@ -221,6 +230,7 @@ impl Session {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Setup { dev, print_python } => {
             let env = ExecutorEnv::default_location();

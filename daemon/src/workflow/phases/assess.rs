@@ -35,6 +35,9 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
         .map_err(|e| Stop::fail(Outcome::ArtifactSchemaViolation, format!("structure-assessment: {e}")))?;
     let recommendation = written.phase_recommendation.clone();
     ctx.update(|r| r.route.phase_recommendation = Some(recommendation.clone()));
+    if !ctx.record().route.assess_only {
+        super::restructure::refuse_unoffered(ctx, &written)?;
+    }
     let note = format!(
         "{}; phase_recommendation {recommendation}; {} dedupe groups on the frontier; facts {}s (executor), decisions {decision_seconds:.2}s (daemon)",
         written.classification.kind, result.reuse.selected_groups, facts_value["collection_seconds"]

@@ -7,21 +7,20 @@ use std::path::Path;
 use serde_json::json;
 
 use super::verify::prove_preservation;
+use crate::artifacts::assessment::Assessment;
 use crate::artifacts::assessment::Candidates;
 use crate::artifacts::manifest::{InstancingResult, Manifest, RestructureResult};
 use crate::artifacts::{InstancingReadiness, RestructureDecision};
 use crate::decisions::assessment::Classification;
 use crate::decisions::preservation::Strength;
-use crate::decisions::restructure::{self, Branch, Mode, Resolution};
+use crate::decisions::restructure::{self, Branch, GatePlan, Mode, Resolution};
 use crate::decisions::routes::RouteTrials;
 use crate::outcome::Outcome;
 use crate::record::{now_rfc3339, GateKind, GateRecord};
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
-/// Phase 2e: the branch answered (up front or at the gate), the table's single outcome, or
-/// the gate raised with its offered branches and evidence.
-pub async fn decide(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let assessment = ctx.assessment()?;
+/// The restructure gate the assessment calls for (decisions::restructure's table).
+pub fn gate_of(assessment: &Assessment) -> Result<(Classification, GatePlan), Stop> {
     let class = Classification::parse(&assessment.classification.kind).ok_or_else(|| {
         Stop::fail(Outcome::ArtifactSchemaViolation, "structure-assessment has no known classification")
     })?;
@@ -32,6 +31,25 @@ pub async fn decide(ctx: &PhaseCtx<'_>) -> PhaseResult {
         // The assessment asks the user about selective loading when the boundaries are clear.
         assessment.asset_boundary_suggestions.user_choice_required,
     );
+    Ok((class, plan))
+}
+
+/// A branch given up front that the gate will not offer, refused as soon as the assessment
+/// knows (before validation and the route trials spend any time).
+pub fn refuse_unoffered(ctx: &PhaseCtx<'_>, assessment: &Assessment) -> Result<(), Stop> {
+    let record = ctx.record();
+    let Some(given) = record.route.restructure_branch.as_deref() else { return Ok(()) };
+    let (_, plan) = gate_of(assessment)?;
+    restructure::resolve(&plan, Some(given), record.route.decision_source.as_deref())
+        .map(|_| ())
+        .map_err(|e| Stop::fail(Outcome::InvalidRestructureBranch, e))
+}
+
+/// Phase 2e: the branch answered (up front or at the gate), the table's single outcome, or
+/// the gate raised with its offered branches and evidence.
+pub async fn decide(ctx: &PhaseCtx<'_>) -> PhaseResult {
+    let assessment = ctx.assessment()?;
+    let (class, plan) = gate_of(&assessment)?;
     let mut evidence = assessment.gate_evidence();
     let record = ctx.record();
     let (offered, mut recommended) = plan.offered();
