@@ -73,19 +73,25 @@ class Process:
                 self.proc.wait()
 
 
-@pytest.fixture
-def daemon(home):
-    """A real usdtuned that never spawns executors itself: tests bring their own."""
-    address = home["USDTUNE_DAEMON"]
-    process = Process([str(USDTUNE), "daemon", "--listen", address, "--no-spawn-executor"], home, "daemon")
+def start_daemon(env, *flags) -> Process:
+    """A real usdtuned on env's USDTUNE_DAEMON address, once it accepts connections."""
+    address = env["USDTUNE_DAEMON"]
+    process = Process([str(USDTUNE), "daemon", "--listen", address, *flags], env, "daemon")
+    host, port = address.rsplit(":", 1)
     deadline = time.time() + 20
     while time.time() < deadline:
         with socket.socket() as s:
-            if s.connect_ex(tuple([address.split(":")[0], int(address.split(":")[1])])) == 0:
-                break
+            if s.connect_ex((host, int(port))) == 0:
+                return process
         time.sleep(0.1)
-    else:
-        raise RuntimeError("daemon did not start:\n" + process.output())
+    process.stop()
+    raise RuntimeError("daemon did not start:\n" + process.output())
+
+
+@pytest.fixture
+def daemon(home):
+    """A real usdtuned that never spawns executors itself: tests bring their own."""
+    process = start_daemon(home, "--no-spawn-executor")
     yield process
     process.stop()
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::executors::{pool_member, ExecutorHub, TaskFailure};
+use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskLimits};
 use crate::outcome::Outcome;
 use crate::record::{Answer, EventKind, GateKind, RunEvent, RunRecord, RunState, Submission};
 use crate::setup::ExecutorEnv;
@@ -28,6 +28,8 @@ pub struct Config {
     pub executor_wait: Duration,
     /// Most executor processes one run's Phase 4 may use at once (0: one per CPU core).
     pub max_workers: usize,
+    /// Every task deadline is multiplied by this (`USDTUNE_TASK_DEADLINE_SCALE`).
+    pub task_deadline_scale: f64,
 }
 
 impl Config {
@@ -37,6 +39,11 @@ impl Config {
             local_executor,
             executor_wait: Duration::from_secs(120),
             max_workers,
+            task_deadline_scale: std::env::var("USDTUNE_TASK_DEADLINE_SCALE")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .unwrap_or(1.0),
         }
     }
 }
@@ -49,9 +56,42 @@ pub struct Core {
     runs: Runs,
     events: broadcast::Sender<RunEvent>,
     address: OnceLock<SocketAddr>,
-    children: Mutex<Vec<tokio::process::Child>>,
+    children: Mutex<Vec<ExecutorProcess>>,
     /// Phase 4 worker processes by executor id (`<pool>-<n>`).
-    workers: Mutex<HashMap<String, tokio::process::Child>>,
+    workers: Mutex<HashMap<String, ExecutorProcess>>,
+}
+
+/// An executor process this core started. It leads a process group of its own, so ending it
+/// ends what it started too (validation workers, stage walks, profile captures): a plain kill
+/// would leave those running, re-parented to init. Dropping it kills the group.
+struct ExecutorProcess {
+    child: tokio::process::Child,
+    group: Option<u32>,
+}
+
+impl ExecutorProcess {
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait up to `grace` for it to exit on its own (it was asked to shut down), then end it
+    /// and whatever of its group is left.
+    async fn stop(mut self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, self.child.wait()).await;
+    }
+}
+
+impl Drop for ExecutorProcess {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(group) = self.group.and_then(|g| i32::try_from(g).ok()) {
+            // SAFETY: killpg only sends a signal; a group with no process left answers ESRCH.
+            unsafe {
+                libc::killpg(group, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.start_kill();
+    }
 }
 
 /// A refusal of a client request: its outcome code and message.
@@ -138,7 +178,7 @@ impl Core {
             return Ok(());
         }
         let mut children = self.children.lock().unwrap();
-        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        children.retain_mut(ExecutorProcess::running);
         if !children.is_empty() {
             return Ok(()); // started, not yet connected: the task waits for its hello
         }
@@ -147,14 +187,17 @@ impl Core {
     }
 
     /// Start `python -m usdtune_executor` from `env`, connecting back to this daemon as `id`.
-    fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<tokio::process::Child, TaskFailure> {
+    fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<ExecutorProcess, TaskFailure> {
         let address = *self
             .address
             .get()
             .ok_or_else(|| TaskFailure::new(Outcome::DaemonNotServing, "daemon has no listening address"))?;
         // Executor and usd-optimize log lines go to a file, not between the run's progress lines.
         let log = self.executor_log(id)?;
-        let child = tokio::process::Command::new(env.python())
+        let mut command = tokio::process::Command::new(env.python());
+        #[cfg(unix)]
+        command.process_group(0);
+        let child = command
             .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().map_err(|e| TaskFailure::new(Outcome::ExecutorSpawnFailed, e.to_string()))?)
@@ -165,7 +208,25 @@ impl Core {
                 TaskFailure::new(Outcome::ExecutorSpawnFailed, format!("cannot start {}: {e}", env.python().display()))
             })?;
         tracing::info!(pid = child.id(), %id, "spawned executor");
-        Ok(child)
+        Ok(ExecutorProcess { group: child.id(), child })
+    }
+
+    /// End an executor this core started (an abandoned task's): its process group is killed
+    /// and its connection closes. An executor that attached on its own (Kit) was sent the
+    /// task's cancel and stays busy until it answers.
+    fn end_executor(&self, executor_id: &str) {
+        let ended = self.workers.lock().unwrap().remove(executor_id).map(|p| vec![p]).unwrap_or_else(|| {
+            let local = executor_id.trim_end_matches('+') == "local";
+            if local {
+                std::mem::take(&mut *self.children.lock().unwrap())
+            } else {
+                Vec::new()
+            }
+        });
+        if !ended.is_empty() {
+            tracing::warn!(executor = %executor_id, "ending the executor of an abandoned task");
+        }
+        drop(ended);
     }
 
     /// Where an executor's output goes: `<data dir>/logs/<executor id>.log`, appended.
@@ -336,6 +397,17 @@ impl Core {
     /// once the request arrives: wait for that (up to a grace), or the daemon's sockets could
     /// close first and an external executor (Kit) would see a lost connection, not a shutdown.
     pub async fn shutdown(&self) {
+        // Runs still going end cancelled, their record saying why, before their processes go.
+        let active: Vec<Arc<RunSlot>> = self.runs.lock().unwrap().values().cloned().collect();
+        for slot in active.iter().filter(|s| !s.snapshot().state.is_terminal()) {
+            slot.cancel();
+            let record = slot.update(|r| {
+                r.state = RunState::Cancelled;
+                r.code = Outcome::Cancelled.code().into();
+                r.message = "the daemon shut down during the run".into();
+            });
+            self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, "cancelled: daemon shutdown");
+        }
         self.hub.shutdown_all("daemon shutting down");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while !self.hub.connected().is_empty() && tokio::time::Instant::now() < deadline {
@@ -374,11 +446,19 @@ impl Host for Core {
                     }
                 })
             };
-            let (executor_id, outcome, usage) = self
-                .hub
-                .run_task_in(task.pool, task.kind, &task.params, Some(progress_tx), self.config.executor_wait)
-                .await;
+            let limits = TaskLimits { deadline: Some(task.deadline), cancel: Some(task.cancel.clone()) };
+            let wait = self.config.executor_wait;
+            let (executor_id, outcome, usage) =
+                self.hub.run_task_in(task.pool, task.kind, &task.params, Some(progress_tx), wait, limits).await;
             forward.abort();
+            if let Err(failure) = &outcome {
+                if [Outcome::TaskDeadlineExceeded, Outcome::Cancelled].iter().any(|o| o.code() == failure.code) {
+                    // The task was abandoned, not finished: a native call cannot be interrupted in
+                    // its process, so the process (and what it started) is ended. A fresh one is
+                    // started for the next task.
+                    self.end_executor(&executor_id);
+                }
+            }
             TaskReply { executor_id, outcome, usage }
         })
     }
@@ -390,7 +470,7 @@ impl Host for Core {
         let mut workers = self.workers.lock().unwrap();
         for n in 1..=count {
             let id = format!("{pool}-{n}");
-            if workers.get_mut(&id).is_some_and(|c| matches!(c.try_wait(), Ok(None))) {
+            if workers.get_mut(&id).is_some_and(ExecutorProcess::running) {
                 continue;
             }
             let child = self.spawn_executor(env, &id)?;
@@ -413,7 +493,7 @@ impl Host for Core {
         })
     }
 
-    /// Dropping a child kills it.
+    /// Dropping a worker kills it and what it started.
     fn drop_workers(&self, pool: &str) {
         let in_pool = |id: &str| pool_member(id, pool).is_some();
         self.hub.shutdown_where(in_pool, "run ended");
@@ -440,6 +520,10 @@ impl Host for Core {
         self.config.max_workers
     }
 
+    fn task_deadline_scale(&self) -> f64 {
+        self.config.task_deadline_scale
+    }
+
     fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str) {
         let run = self.runs.lock().unwrap().get(run_id).map(|s| s.snapshot());
         let _ = self.events.send(RunEvent {
@@ -453,11 +537,7 @@ impl Host for Core {
     }
 }
 
-/// Wait for executors that were asked to shut down; kill those still running after `grace`.
-async fn stop_children(children: Vec<tokio::process::Child>, grace: Duration) {
-    for mut child in children {
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            let _ = child.kill().await;
-        }
-    }
+/// Wait for executors that were asked to shut down; end each (and its group) after `grace`.
+async fn stop_children(children: Vec<ExecutorProcess>, grace: Duration) {
+    futures::future::join_all(children.into_iter().map(|c| c.stop(grace))).await;
 }

@@ -7,7 +7,8 @@
 //! executor.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -83,6 +84,37 @@ pub fn take_records(result: &mut Value, table: &str) -> Vec<String> {
 /// The worker number of executor `id` in `pool` (ids `<pool>-<n>`), None when not a member.
 pub fn pool_member(id: &str, pool: &str) -> Option<usize> {
     id.strip_prefix(pool)?.strip_prefix('-')?.parse().ok()
+}
+
+/// When a leased task is given up on instead of awaited: past its deadline, or as soon as its
+/// run is cancelled. The executor is told (`CancelTask`) and stays busy until it answers.
+#[derive(Clone, Default)]
+pub struct TaskLimits {
+    pub deadline: Option<Duration>,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl TaskLimits {
+    /// Resolves with the failure that ends the task; never, without limits.
+    async fn reached(&self, kind: &str) -> TaskFailure {
+        let started = Instant::now();
+        loop {
+            if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return TaskFailure::new(Outcome::Cancelled, format!("the run was cancelled during task '{kind}'"));
+            }
+            if let Some(deadline) = self.deadline.filter(|d| started.elapsed() >= *d) {
+                return TaskFailure::new(
+                    Outcome::TaskDeadlineExceeded,
+                    format!(
+                        "task '{kind}' ran past its deadline of {:.0}s (its expected cost for this stage, with a \
+                         wide margin) and was stopped",
+                        deadline.as_secs_f64()
+                    ),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -238,11 +270,11 @@ impl ExecutorHub {
         progress: Option<ProgressSink>,
         wait: Duration,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
-        self.run_task_in(None, kind, params, progress, wait).await
+        self.run_task_in(None, kind, params, progress, wait, TaskLimits::default()).await
     }
 
     /// [`Self::run_task`] on the executors of one pool only (ids `<pool>-…`), or on any when
-    /// `pool` is None.
+    /// `pool` is None, given up on when `limits` say so.
     pub async fn run_task_in(
         &self,
         pool: Option<&str>,
@@ -250,6 +282,7 @@ impl ExecutorHub {
         params: &Value,
         progress: Option<ProgressSink>,
         wait: Duration,
+        limits: TaskLimits,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let in_pool = |id: &str| pool.is_none_or(|p| pool_member(id, p).is_some());
         let deadline = Instant::now() + wait;
@@ -299,10 +332,27 @@ impl ExecutorHub {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (result, usage) = outcome.await.unwrap_or_else(|_| {
-            (Err(TaskFailure::new(Outcome::ExecutorLost, "the task's lease was dropped")), TaskUsage::default())
-        });
+        let (result, usage) = tokio::select! {
+            done = outcome => done.unwrap_or_else(|_| {
+                (Err(TaskFailure::new(Outcome::ExecutorLost, "the task's lease was dropped")), TaskUsage::default())
+            }),
+            failure = limits.reached(kind) => {
+                self.abandon(&task_id);
+                (Err(failure), TaskUsage::default())
+            }
+        };
         (executor_id, result, usage)
+    }
+
+    /// Give up on a task: its lease goes, its executor is told to stop it. The executor stays
+    /// busy (gets no new task) until it answers or is gone.
+    fn abandon(&self, task_id: &str) {
+        let mut state = self.state.lock().unwrap();
+        let Some(lease) = state.leases.remove(task_id) else { return };
+        if let Some(conn) = state.connections.get(&lease.executor_id) {
+            let cancel = proto::CancelTask { task_id: task_id.to_string() };
+            let _ = conn.outbox.send(Ok(DaemonMessage { body: Some(daemon_message::Body::Cancel(cancel)) }));
+        }
     }
 
     /// Ask every executor to finish (embedded mode exit).
@@ -405,7 +455,8 @@ mod tests {
         let task = tokio::spawn({
             let hub = hub.clone();
             async move {
-                hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, Duration::from_millis(300)).await
+                let wait = Duration::from_millis(300);
+                hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, wait, TaskLimits::default()).await
             }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -450,5 +501,42 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         hub.reap_silent();
         assert_eq!(task.await.unwrap().1.unwrap_err().code, Outcome::ExecutorLost.code());
+    }
+
+    /// A lease given up on: the caller gets `code`, the executor a CancelTask and no new task.
+    async fn given_up(limits: TaskLimits, code: &str) {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        hub.register(hello("a"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                let wait = Duration::from_secs(1);
+                hub.run_task_in(None, "probe", &serde_json::json!({}), None, wait, limits).await
+            }
+        });
+        assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Task(_))));
+        let (_, outcome, _) = tokio::time::timeout(Duration::from_secs(5), task).await.expect("not awaited").unwrap();
+        assert_eq!(outcome.unwrap_err().code, code);
+        assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Cancel(_))));
+        let (_, next, _) = hub.run_task("probe", &serde_json::json!({}), None, Duration::from_millis(200)).await;
+        assert_eq!(next.unwrap_err().code, Outcome::NoExecutor.code(), "still busy with the abandoned task");
+    }
+
+    #[tokio::test]
+    async fn a_task_past_its_deadline_is_abandoned_and_its_executor_told() {
+        let limits = TaskLimits { deadline: Some(Duration::from_millis(200)), cancel: None };
+        given_up(limits, Outcome::TaskDeadlineExceeded.code()).await;
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_does_not_wait_for_its_task() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let limits = TaskLimits { deadline: None, cancel: Some(cancel.clone()) };
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.store(true, Ordering::SeqCst);
+        });
+        given_up(limits, Outcome::Cancelled.code()).await;
     }
 }

@@ -173,6 +173,9 @@ outcomes! {
     // ---- executors and the daemon
     ExecutorLost = "executor_lost", Failed, "daemon", "the executor died or went silent during a task";
     NoExecutor = "no_executor", Failed, "daemon", "no executor able to run the task connected in time";
+    TaskDeadlineExceeded = "task_deadline_exceeded", Failed, "daemon",
+        "a task ran past its deadline (its kind's expected cost for the stage's size, with a wide margin): it was \
+         cancelled and the executor process the daemon started for it was ended";
     ExecutorSpawnFailed = "executor_spawn_failed", Failed, "daemon", "the local executor could not be started";
     DaemonNotServing = "daemon_not_serving", Failed, "daemon",
         "an executor was to be started before the daemon had a listening address";

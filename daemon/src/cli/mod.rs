@@ -183,6 +183,23 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
     }
 }
 
+/// SIGINT, or SIGTERM where there is one: what stops a daemon or an embedded run.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// `--quiet`: progress notes are not printed.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -250,7 +267,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("usdtuned listening on {address}");
             tokio::select! {
                 _ = server => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = stop_signal() => {}
             }
             core.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -457,7 +474,25 @@ async fn submit_and_follow(
         }
     };
     note(&format!("run {} → {}", run.run_id, run.output_dir));
-    let code = follow(&mut session.client, &run.run_id, yes, json).await?;
+    let followed = tokio::select! {
+        code = follow(&mut session.client, &run.run_id, yes, json) => Some(code),
+        _ = stop_signal(), if session.embedded.is_some() => None,
+    };
+    let Some(code) = followed else {
+        // Interrupted: the embedded daemon goes with this process, so its run is cancelled and
+        // every process it started is stopped before exiting.
+        let message = format!("interrupted; run {} and every process it started were stopped", run.run_id);
+        eprintln!("Error: {}: {message}", Outcome::Cancelled);
+        session.close().await;
+        if json {
+            let code = Outcome::Cancelled.code();
+            let document = json!({"state": code, "code": code, "message": message, "run_id": run.run_id,
+                                  "output_dir": run.output_dir});
+            println!("{document}");
+        }
+        return Ok(ExitCode::from(1));
+    };
+    let code = code?;
     session.close().await;
     Ok(code)
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::host::TaskRequest;
 use super::slot::RunSlot;
 use crate::artifacts::assessment::Assessment;
+use crate::decisions::deadlines::{task_deadline, StageSize};
 use crate::executors::{TaskFailure, TaskUsage};
 use crate::outcome::Outcome;
 use crate::record::{GateRecord, RunRecord};
@@ -123,16 +124,33 @@ impl<'a> PhaseCtx<'a> {
         kind: &str,
         params: Value,
     ) -> (Result<Value, TaskFailure>, TaskUsage) {
-        let run_id = self.record().run_id;
+        let record = self.record();
         let started = Instant::now();
-        let reply = self
-            .slot
-            .host()
-            .run_task(TaskRequest { run_id: &run_id, milestone: self.milestone, pool, kind, params })
-            .await;
+        let host = self.slot.host();
+        let deadline = task_deadline(kind, self.stage_size(&record), host.task_deadline_scale());
+        let request = TaskRequest {
+            run_id: &record.run_id,
+            milestone: self.milestone,
+            pool,
+            kind,
+            params,
+            deadline,
+            cancel: self.slot.cancel_flag(),
+        };
+        let reply = host.run_task(request).await;
         self.slot.usage.lock().unwrap().add_task(reply.usage);
         tracing::debug!(executor = %reply.executor_id, kind, seconds = started.elapsed().as_secs_f64(), "task done");
         (reply.outcome, reply.usage)
+    }
+
+    /// The stage's size for task deadlines: the baseline profile's prim count once there is one,
+    /// the root layer's bytes before.
+    fn stage_size(&self, record: &RunRecord) -> StageSize {
+        let counted = self.ws.read_opt::<Value>("profile-baseline").ok().flatten();
+        match counted.and_then(|p| p["prim_count_with_instance_proxies"].as_u64()) {
+            Some(prims) => StageSize::Prims(prims),
+            None => StageSize::Bytes(std::fs::metadata(&record.stage_path).map_or(0, |m| m.len())),
+        }
     }
 
     /// Validate and write an artifact; returns its path.

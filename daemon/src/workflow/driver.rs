@@ -121,6 +121,14 @@ pub async fn drive(slot: Arc<RunSlot>, table: &'static [PhaseSpec]) {
 }
 
 fn fail_phase(slot: &RunSlot, spec: &PhaseSpec, seconds: f64, state: RunState, code: &str, message: &str) {
+    // A task that failed because the run was being cancelled (its executor stopped) is the
+    // cancellation's doing: the run stays cancelled.
+    let current = slot.snapshot();
+    let (state, code, message) = match (slot.is_cancelled(), current.state) {
+        (true, RunState::Cancelled) => (RunState::Cancelled, current.code.as_str(), current.message.as_str()),
+        (true, _) => (RunState::Cancelled, Outcome::Cancelled.code(), "cancelled by request"),
+        (false, _) => (state, code, message),
+    };
     slot.update(|r| {
         let phase = r.phase_mut(spec.label);
         phase.status = PhaseStatus::Failed;

@@ -2,6 +2,10 @@
 //! task, keep Phase 4 workers, persist and announce a run. The daemon's core implements it
 //! over its executor hub and event channel; tests implement it with canned replies.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -17,6 +21,10 @@ pub struct TaskRequest<'a> {
     pub pool: Option<&'a str>,
     pub kind: &'a str,
     pub params: Value,
+    /// Past this the task is abandoned and its executor process ended (`task_deadline_exceeded`).
+    pub deadline: Duration,
+    /// Set when the run is cancelled: the task is abandoned at once, not awaited.
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// What a task came to: the executor that ran it, its result, and what it cost.
@@ -45,6 +53,11 @@ pub trait Host: Send + Sync {
 
     /// Most Phase 4 workers one run may use at once (0: one per CPU core).
     fn max_workers(&self) -> usize;
+
+    /// Every task deadline is multiplied by this (`USDTUNE_TASK_DEADLINE_SCALE`, default 1).
+    fn task_deadline_scale(&self) -> f64 {
+        1.0
+    }
 
     /// Tell watchers how far a phase of a run is.
     fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str);

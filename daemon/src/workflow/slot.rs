@@ -17,7 +17,8 @@ pub struct RunSlot {
     host: Arc<dyn Host>,
     answers: tokio::sync::Mutex<mpsc::UnboundedReceiver<Answer>>,
     answer_tx: mpsc::UnboundedSender<Answer>,
-    cancelled: AtomicBool,
+    /// Shared with the runs this one starts (route trials): cancelling the run cancels them.
+    cancelled: Arc<AtomicBool>,
     /// Executor cost of the phase in progress, summed as its tasks finish.
     pub usage: Mutex<PhaseUsage>,
     /// The source stage's geometry signature, measured once for every preservation proof of
@@ -27,13 +28,22 @@ pub struct RunSlot {
 
 impl RunSlot {
     pub fn new(record: RunRecord, host: Arc<dyn Host>) -> Arc<Self> {
+        Self::with_cancel(record, host, Default::default())
+    }
+
+    /// A run started by this one (a route trial): same host, cancelled with it.
+    pub fn child(&self, record: RunRecord) -> Arc<Self> {
+        Self::with_cancel(record, self.host.clone(), self.cancelled.clone())
+    }
+
+    fn with_cancel(record: RunRecord, host: Arc<dyn Host>, cancelled: Arc<AtomicBool>) -> Arc<Self> {
         let (answer_tx, answers) = mpsc::unbounded_channel();
         Arc::new(Self {
             record: Mutex::new(record),
             host,
             answers: tokio::sync::Mutex::new(answers),
             answer_tx,
-            cancelled: AtomicBool::new(false),
+            cancelled,
             usage: Default::default(),
             source_signature: Default::default(),
         })
@@ -45,11 +55,6 @@ impl RunSlot {
 
     pub fn host(&self) -> &dyn Host {
         self.host.as_ref()
-    }
-
-    /// The host, to hand to a run this one starts (a route trial).
-    pub fn shared_host(&self) -> Arc<dyn Host> {
-        self.host.clone()
     }
 
     /// Change the record in memory; the next commit persists it.
@@ -92,5 +97,10 @@ impl RunSlot {
 
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// The flag a task in flight watches, to stop as soon as the run is cancelled.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
     }
 }

@@ -22,7 +22,7 @@ except ImportError:  # Windows: no getrusage; usage is reported as zero
 from usdtune.v1 import usdtune_pb2 as pb
 from usdtune.v1 import usdtune_pb2_grpc as pb_grpc
 
-from . import PROTOCOL_VERSION
+from . import PROTOCOL_VERSION, workers
 from .errors import TaskError
 from .tasks import TASK_HANDLERS
 from .tasks.probe import runtime_identity
@@ -107,6 +107,8 @@ def _execute(task, reporter, host: dict) -> pb.TaskResult:
     except TaskError as err:
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code=err.code,
                              error_message=err.message, error_path=err.path)
+    except workers.Stopped as err:
+        return pb.TaskResult(task_id=task.task_id, ok=False, error_code="cancelled", error_message=str(err))
     except Exception as err:
         if _is_usd_read_error(err):
             # USD could not read a layer the stage composes (a broken sublayer, a bad crate): bad
@@ -166,6 +168,7 @@ def run_executor(address: str, executor_id: str, runtime: str,
             if task is None:
                 return
             busy["task_id"] = task.task_id
+            workers.begin_task()
             log.info("task %s: %s", task.task_id, task.kind)
             started = time.perf_counter()
             result = execute_task(task, Reporter(outbox, task.task_id), {"runtime": runtime, "executor_id": executor_id})
@@ -194,13 +197,18 @@ def run_executor(address: str, executor_id: str, runtime: str,
                 log.info("daemon asked to shut down: %s", message.shutdown.reason)
                 break
             elif kind == "cancel":
-                log.info("cancel for task %s noted; it finishes or fails on its own", message.cancel.task_id)
+                # The daemon no longer waits for the task: its worker processes end now; work in
+                # this process itself (a native call) runs out, its result is ignored.
+                if message.cancel.task_id == busy["task_id"]:
+                    stopped = workers.stop_all()
+                    log.info("task %s cancelled: %d worker process(es) stopped", message.cancel.task_id, stopped)
     except grpc.RpcError as err:
         if not stop_event.is_set():
             log.error("connection to daemon %s lost: %s", address, err.details() or err.code())
             exit_code = 1
     finally:
         stop_event.set()
+        workers.stop_all(final=True)
         tasks.put(None)
         outbox.put(None)
         channel.close()

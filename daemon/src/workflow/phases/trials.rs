@@ -16,7 +16,7 @@ use crate::decisions::restructure::Branch;
 use crate::decisions::routes::{self, Goal, RouteTrial, RouteTrials};
 use crate::outcome::Outcome;
 use crate::record::{PhaseStatus, RunRecord, RunState, Submission};
-use crate::workflow::{PhaseCtx, RunSlot, Stop};
+use crate::workflow::{PhaseCtx, Stop};
 
 /// The artifacts a trial starts from: everything the phases before the gate wrote.
 const SEEDED: [&str; 8] = [
@@ -71,7 +71,7 @@ async fn try_route<'b>(
     branch: &'b str,
 ) -> Result<(&'b str, RunRecord, f64), Stop> {
     let child = trial_record(ctx, parent, branch)?;
-    let slot = RunSlot::new(child, ctx.slot.shared_host());
+    let slot = ctx.slot.child(child);
     let started = Instant::now();
     crate::workflow::drive(slot.clone()).await;
     Ok((branch, slot.snapshot(), (started.elapsed().as_secs_f64() * 10.0).round() / 10.0))

@@ -2,7 +2,9 @@
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ..connection import run_executor
 
@@ -19,4 +21,7 @@ def main(argv=None) -> int:
     os.dup2(2, 1)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[executor %(levelname)s] %(message)s", stream=sys.stderr)
-    return run_executor(args.daemon, args.executor_id, runtime="standalone")
+    # SIGTERM ends the connection in order, and with it every worker process a task started.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return run_executor(args.daemon, args.executor_id, runtime="standalone", stop_event=stop)
