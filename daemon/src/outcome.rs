@@ -71,6 +71,13 @@ outcomes! {
         "not a USD file extension (.usd, .usda, .usdc, .usdz), or none";
     StageOpenFailed = "stage_open_failed", Input, "executor",
         "USD cannot open or compose the stage (corrupt crate, bad syntax)";
+    InputGeometryInvalid = "input_geometry_invalid", Input, "run",
+        "a mesh of the stage has invalid topology or points (a face of fewer than 3 vertices, counts that do not add \
+         up to the indices, an index outside the points, a non-finite point): it cannot be optimized or proven \
+         preserved, so nothing is written; stage-facts.json lists each mesh with its problem";
+    InputCompositionCycle = "input_composition_cycle", Input, "run",
+        "the stage composes around a reference, payload or sublayer cycle, which an output written from it would \
+         silently drop: nothing is written; stage-facts.json lists the cycles";
     InvalidRestructureBranch = "invalid_restructure_branch", Input, "CLI, daemon, run",
         "the branch is unknown or not offered for this stage";
     InvalidGoal = "invalid_goal", Input, "CLI, daemon", "`--goal` is not load-time, footprint or balanced";

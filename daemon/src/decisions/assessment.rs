@@ -24,6 +24,9 @@ pub struct Facts {
     pub materials: Map<String, Value>,
     #[serde(default)]
     pub composition_errors: Vec<String>,
+    /// Reference, payload and sublayer cycles USD composed around.
+    #[serde(default)]
+    pub composition_cycles: Vec<String>,
     #[serde(default)]
     pub bound_errors: Vec<String>,
 }
@@ -81,6 +84,36 @@ pub struct Geometry {
     /// could still share (prototype meshes are shared already and not counted).
     pub duplicate_meshes: u64,
     pub meshes_missing_extent: u64,
+    /// Meshes with invalid topology or points, and the first of them with their problem.
+    #[serde(default)]
+    pub invalid_mesh_count: u64,
+    #[serde(default)]
+    pub invalid_meshes: Vec<InvalidMesh>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct InvalidMesh {
+    pub prim: String,
+    pub problem: String,
+}
+
+/// Input no output may be written from: meshes whose topology or points are invalid (no op
+/// can be trusted on them, no proof can certify them) and composition cycles (an output would
+/// drop them without a trace). The outcome, and a message naming the first offender.
+pub fn input_refusal(facts: &Facts) -> Option<(crate::outcome::Outcome, String)> {
+    use crate::outcome::Outcome;
+    let geometry = &facts.geometry;
+    if let Some(first) = geometry.invalid_meshes.first() {
+        let message = format!(
+            "{} mesh(es) with invalid topology or points; first {}: {}",
+            geometry.invalid_mesh_count, first.prim, first.problem
+        );
+        return Some((Outcome::InputGeometryInvalid, message));
+    }
+    facts.composition_cycles.first().map(|first| {
+        let message = format!("{} composition cycle(s); first: {first}", facts.composition_cycles.len());
+        (Outcome::InputCompositionCycle, message)
+    })
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -457,6 +490,21 @@ pub(crate) mod tests {
 
     fn reuse(savings: u64) -> Reuse {
         Reuse { prim_savings: savings, reference_groups: 0, selected_groups: 1 }
+    }
+
+    #[test]
+    fn invalid_meshes_and_cycles_refuse_the_input_naming_the_first() {
+        let mut f = facts(10, 2, 2);
+        assert_eq!(input_refusal(&f), None);
+        f.composition_cycles = vec!["ArcCycle at /W/A: cycle".into()];
+        let (outcome, message) = input_refusal(&f).unwrap();
+        assert_eq!(outcome, crate::outcome::Outcome::InputCompositionCycle);
+        assert!(message.contains("ArcCycle at /W/A"));
+        f.geometry.invalid_mesh_count = 3;
+        f.geometry.invalid_meshes = vec![InvalidMesh { prim: "/W/M".into(), problem: "a face has -1 vertices".into() }];
+        let (outcome, message) = input_refusal(&f).unwrap();
+        assert_eq!(outcome, crate::outcome::Outcome::InputGeometryInvalid, "geometry first");
+        assert_eq!(message, "3 mesh(es) with invalid topology or points; first /W/M: a face has -1 vertices");
     }
 
     #[test]

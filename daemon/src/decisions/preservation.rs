@@ -102,6 +102,9 @@ pub struct Composition {
     pub count: u64,
     pub keys: BTreeMap<String, u64>,
     pub errors: Vec<CompositionError>,
+    /// Unresolved arcs by target (`<kind> @asset@<prim>`, the asset as USD anchored it).
+    #[serde(default)]
+    pub unresolved: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +222,15 @@ pub struct CompositionCheck {
     pub new_errors: u64,
     /// The first new ones, each with the layer its message names.
     pub new: Vec<CompositionError>,
+    /// Distinct unresolved arc targets before and after: the prims holding them look empty,
+    /// and an op that prunes them deletes content the source carries on purpose.
+    #[serde(default)]
+    pub unresolved_before: u64,
+    #[serde(default)]
+    pub unresolved_after: u64,
+    /// Targets of the before stage the after stage no longer carries.
+    #[serde(default)]
+    pub unresolved_lost: Vec<String>,
     pub passed: bool,
 }
 
@@ -235,12 +247,18 @@ pub fn new_composition_errors(before: &Composition, after: &Composition) -> Comp
     }
     let new: Vec<CompositionError> =
         after.errors.iter().filter(|e| new_keys.contains(&e.key().as_str())).take(LISTED).cloned().collect();
+    // Compared as a set: deduplication may leave one copy of an arc that many prims held.
+    let unresolved_lost: Vec<String> =
+        before.unresolved.keys().filter(|k| !after.unresolved.contains_key(*k)).take(LISTED).cloned().collect();
     CompositionCheck {
         errors_before: before.count,
         errors_after: after.count,
         new_errors,
         new,
-        passed: new_errors == 0,
+        unresolved_before: before.unresolved.len() as u64,
+        unresolved_after: after.unresolved.len() as u64,
+        passed: new_errors == 0 && unresolved_lost.is_empty(),
+        unresolved_lost,
     }
 }
 
@@ -248,6 +266,12 @@ impl CompositionCheck {
     pub fn summary(&self) -> String {
         if self.passed {
             return format!("composition: no new error ({} before, {} after)", self.errors_before, self.errors_after);
+        }
+        if let Some(lost) = self.unresolved_lost.first() {
+            return format!(
+                "composition: {} unresolved arc(s) of the source no longer carried (first: {lost}): content pruned",
+                self.unresolved_lost.len()
+            );
         }
         format!(
             "composition: {} new error(s){}",
@@ -556,6 +580,7 @@ mod tests {
                 keys
             }),
             errors,
+            unresolved: BTreeMap::new(),
         };
         let mut before = signature(&[("/W/A/m", "p1", 0.0)]);
         before.composition = composed(vec![error("InvalidAssetPath", "/W/Missing")]);
@@ -566,5 +591,20 @@ mod tests {
         assert!(proof.geometry_passed && !proof.passed);
         assert_eq!(proof.composition.new_errors, 1);
         assert!(proof.summary().contains("ArcCycle at /Lib/Door in /out/library.usdc"), "{}", proof.summary());
+    }
+
+    #[test]
+    fn an_unresolved_arc_the_output_no_longer_carries_fails_the_proof() {
+        let mut before = signature(&[("/W/A/m", "p1", 0.0)]);
+        let target = "InvalidAssetPath @/src/missing.usda@".to_string();
+        before.composition.unresolved = BTreeMap::from([(target.clone(), 3)]);
+        let mut after = before.clone();
+        after.composition.unresolved.insert(target.clone(), 1);
+        assert!(prove("x", &before, &after, Strength::PerMesh).passed, "deduplicated copies keep the arc once");
+        after.composition.unresolved.clear();
+        let proof = prove("x", &before, &after, Strength::PerMesh);
+        assert!(proof.geometry_passed && !proof.passed);
+        assert_eq!(proof.composition.unresolved_lost, [target]);
+        assert!(proof.summary().contains("unresolved arc(s) of the source no longer carried"), "{}", proof.summary());
     }
 }

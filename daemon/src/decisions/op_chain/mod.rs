@@ -72,6 +72,9 @@ pub struct Evidence {
     /// proxies: deleting there would have to happen in the prototype).
     pub restructured: bool,
     pub instancing_in_play: bool,
+    /// Prims whose reference, payload or sublayer did not resolve (MissingReferenceChecker):
+    /// nothing composes under them, so they look like empty leaves, but they are content.
+    pub unresolved_arc_prims: Vec<String>,
 }
 
 impl Evidence {
@@ -81,7 +84,12 @@ impl Evidence {
         for finding in reports.iter().flat_map(|r| r.findings.iter()) {
             *e.sites.entry(finding.concept.clone()).or_default() += finding.site_count;
             *e.findings.entry(finding.concept.clone()).or_default() += 1;
+            if finding.concept == UNRESOLVED_ARC_CONCEPT {
+                e.unresolved_arc_prims.extend(finding.sites.iter().cloned());
+            }
         }
+        e.unresolved_arc_prims.sort();
+        e.unresolved_arc_prims.dedup();
         if let Some(targets) = reports.last() {
             e.occlusion_pairs = targets.occlusion_roots();
         }
@@ -107,6 +115,9 @@ impl Evidence {
         self
     }
 }
+
+/// The validation concept whose sites are prims holding an arc that did not resolve.
+const UNRESOLVED_ARC_CONCEPT: &str = "composition_missing_ref";
 
 /// The chain reads a concept as evidence for the op the concept table names for it.
 fn check_link(op: &str, concept: &str) {
@@ -298,18 +309,28 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
         "no duplicate materials found".into(),
     );
     // Last: earlier ops can leave grouping prims empty. Unloaded payloads only look empty.
+    // A prim whose arc did not resolve composes nothing and looks like an empty leaf too: it is
+    // kept (pruneLeaves has no way to spare it), and the proof checks its arc survives.
     let emptied_by_instancing = form == InstancingForm::PointInstancer && groups > 0;
     let empty_leaves = e.sites("pruneLeaves", "structure_empty_leaf");
+    let unresolved = &e.unresolved_arc_prims;
     pick(
         "pruneLeaves",
-        empty_leaves > 0 || emptied_by_instancing,
+        (empty_leaves > 0 || emptied_by_instancing) && unresolved.is_empty(),
         json!({"pruneMode": 1, "preserveUnloadedPayloads": true}),
         if emptied_by_instancing {
             format!("{empty_leaves} empty grouping leaves, and the Xforms point instancing empties")
         } else {
             format!("{empty_leaves} empty grouping leaves")
         },
-        "no empty leaf prims found".into(),
+        match unresolved.first() {
+            Some(first) => format!(
+                "held back: {} prim(s) hold a reference, payload or sublayer that did not resolve (first: {first}); \
+                 they would be pruned as empty",
+                unresolved.len()
+            ),
+            None => "no empty leaf prims found".into(),
+        },
     );
     (operations, skipped)
 }
@@ -431,6 +452,16 @@ mod tests {
         assert_eq!(ops, ["deduplicateGeometry", "optimizeTimeSamples", "optimizeMaterials", "pruneLeaves"]);
         assert_eq!(chain.operations[1].args["removeInterpolated"], false, "exact repeats only: lossless");
         assert!(chain.operations[3].evidence.contains("2 empty grouping leaves"));
+    }
+
+    #[test]
+    fn prims_whose_arcs_did_not_resolve_hold_back_pruning() {
+        let mut e = evidence(1.0, &[("structure_empty_leaf", 2)]);
+        e.unresolved_arc_prims = vec!["/World".into()];
+        let chain = build_chain(&e, None, &[]).unwrap();
+        assert!(chain.operations.iter().all(|o| o.operation != "pruneLeaves"));
+        let held = chain.skipped.iter().find(|s| s.operation == "pruneLeaves").unwrap();
+        assert!(held.reason.starts_with("held back: 1 prim(s)") && held.reason.contains("/World"), "{}", held.reason);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let chunks = take_records(&mut facts_value, "prims");
     let facts_path = ctx.write("stage-facts", &facts_value)?;
     let facts: Facts = ctx.read("stage-facts")?;
+    if let Some((outcome, message)) = assessment::input_refusal(&facts).filter(|_| !ctx.record().route.assess_only) {
+        return Err(Stop::fail(outcome, format!("{message} (see {facts_path})")));
+    }
     let started = Instant::now();
     let table = PrimTable::from_chunks(&chunks).map_err(|e| Stop::fail(Outcome::ExecutorProtocolError, e))?;
     let mut result = assessment::assess(&facts, &table);

@@ -234,6 +234,10 @@ def run(params, reporter):
             "triangles": sum(by_material.values()),
             "triangles_by_material": dict(sorted(by_material.items())),
             "world_bounds": None if world is None else [list(world[:3]), list(world[3:])],
+            # Meshes whose topology or points are invalid: findings, never input to an op.
+            "invalid_mesh_count": len(totals.invalid_meshes),
+            "invalid_meshes": [{"prim": path, "problem": problem}
+                               for path, problem in totals.invalid_meshes[:MAX_LISTED_PATHS]],
         },
         "content_flags": {name: {"count": len(found), "paths": sorted(found)[:MAX_LISTED_PATHS]}
                           for name, found in totals.flags.items()},
@@ -241,6 +245,8 @@ def run(params, reporter):
         "prim_table": {"rows": stream.rows_sent, "columns": PRIM_COLUMNS, "hash_float_tolerance": 0.0,
                        "walk_processes": workers},
         "composition_errors": composition_errors[:20],
+        # Reference, payload and sublayer cycles: USD composes around them, an output would not.
+        "composition_cycles": [e for e in composition_errors if e.startswith(("ArcCycle", "SublayerCycle"))][:20],
         "bound_errors": totals.bound_errors[:20],
         "collection_seconds": round(time.perf_counter() - started, 3),
     }

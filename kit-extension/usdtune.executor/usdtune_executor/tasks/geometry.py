@@ -17,7 +17,7 @@ import time
 import numpy as np
 from pxr import Sdf, Usd, UsdGeom, UsdShade
 
-from ..usd.stage import composition_errors, error_key, open_stage, total_file_bytes, used_layer_paths
+from ..usd.stage import composition_errors, error_key, open_stage, total_file_bytes, unresolved_arcs, used_layer_paths
 from .restructure import CLOSURE_MARK
 
 CHUNK_ROWS = 5000
@@ -234,4 +234,4 @@ def _composition(stage, listed: int = 200) -> dict:
     keys = {}
     for error in found:
         keys[error_key(error)] = keys.get(error_key(error), 0) + 1
-    return {"count": len(found), "keys": keys, "errors": found[:listed]}
+    return {"count": len(found), "keys": keys, "errors": found[:listed], "unresolved": unresolved_arcs(found)}

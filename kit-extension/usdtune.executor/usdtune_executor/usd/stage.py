@@ -58,6 +58,24 @@ def composition_errors(stage) -> list:
     return found
 
 
+# Composition errors that mean an arc's target was not found: the prim holding the arc looks
+# empty (nothing composed under it) but is content the source carries on purpose.
+UNRESOLVED_ARC_TYPES = ("InvalidAssetPath", "InvalidSublayerPath", "UnresolvedPrimPath", "MutedAssetPath")
+
+
+def unresolved_arcs(errors: list) -> dict:
+    """Each unresolved arc's target (`<type> @asset@<prim>`, the asset as USD anchored it, so a
+    relative path that an output re-anchored wrongly reads as a different target) → count."""
+    found = {}
+    for error in errors:
+        if error["type"] not in UNRESOLVED_ARC_TYPES:
+            continue
+        target = re.search(r"@[^@]+@(<[^>]*>)?", error["message"])
+        key = f"{error['type']} {target.group(0) if target else error['prim']}"
+        found[key] = found.get(key, 0) + 1
+    return found
+
+
 def error_key(error: dict) -> str:
     """What makes two composition errors the same one in a source and in its output: the
     kind and where it surfaced (the layers differ once content moved to new files)."""

@@ -24,6 +24,8 @@ from collections import defaultdict
 import numpy as np
 from pxr import Tf, Usd, UsdGeom, UsdShade
 
+from ..usd.topology import invalid_meshes
+
 PHYSICS_SCHEMA_PREFIXES = ("Physics", "PhysxSchema", "Physx")
 SKELETON_TYPES = ("SkelRoot", "Skeleton", "SkelAnimation")
 SHADING_TYPES = ("Material", "Shader", "NodeGraph")
@@ -173,6 +175,7 @@ class Totals:
         # "layer<spec path>" -> (references, payloads, inherits, specializes, variant sets, instanceable)
         self.arcs = {}
         self.bound_errors = []                  # prims USD could not bound, with why
+        self.invalid_meshes = []                # (mesh path, problem): never input to an op
 
     def merge(self, other: "Totals"):
         for key, value in other.counts.items():
@@ -188,6 +191,7 @@ class Totals:
         self.proxy_prims.extend(other.proxy_prims)
         self.arcs.update(other.arcs)
         self.bound_errors.extend(other.bound_errors)
+        self.invalid_meshes.extend(other.invalid_meshes)
 
     def arc_counts(self, layers) -> dict:
         totals = [sum(column) for column in zip(*self.arcs.values())] or [0] * 6
@@ -267,6 +271,7 @@ class Walker:
         counts = totals.counts
         flags = totals.flags
         meshes = []                            # (position, points, faceVertexCounts, extent)
+        face_indices = {}                      # position -> faceVertexIndices, for the topology check
         instances = []
         step = max(1, n // 20)
 
@@ -362,6 +367,7 @@ class Walker:
                 if extent is None:
                     totals.meshes_missing_extent += 1
                 meshes.append((j, values.get("points"), values.get("faceVertexCounts"), extent))
+                face_indices[j] = values.get("faceVertexIndices")
             elif is_instance or type_name in NON_MESH_BOUNDABLE:
                 bounds[j] = self._bound(prim)
                 counts["point_instancer_count"] += type_name == "PointInstancer"
@@ -430,6 +436,11 @@ class Walker:
                 progress((n - j) / n)
 
         counts["prim_count"] += n
+        # Invalid meshes are reported and left out of bounds and triangle counts.
+        invalid = invalid_meshes((j, p, c, face_indices[j]) for j, p, c, _ in meshes)
+        if invalid:
+            self.totals.invalid_meshes.extend((paths[j], problem) for j, problem in sorted(invalid.items()))
+            meshes = [m for m in meshes if m[0] not in invalid]
         self._mesh_bounds(prims, meshes, bounds)
         # Bounds bottom-up: a prim whose own visibility is invisible hides its whole subtree.
         for j in range(n - 1, -1, -1):
