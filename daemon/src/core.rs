@@ -116,9 +116,20 @@ pub fn logs_dir(data_dir: &Path) -> PathBuf {
 /// USD extension. Returns its canonical path.
 pub fn check_stage(path: &Path) -> Result<PathBuf, Refusal> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => Refusal::new(Outcome::StageUnreadable, format!("{shown}: {e}")),
-        _ => Refusal::new(Outcome::StageNotFound, format!("stage file does not exist: {shown}")),
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        match e.kind() {
+            std::io::ErrorKind::NotFound if link => Refusal::new(
+                Outcome::StageNotFound,
+                format!("stage file does not exist: {shown} is a symbolic link to a missing file"),
+            ),
+            std::io::ErrorKind::NotFound => {
+                Refusal::new(Outcome::StageNotFound, format!("stage file does not exist: {shown}"))
+            }
+            // Permission denied on the way, a symbolic link loop, a name too long: there is
+            // something at the path that cannot be read.
+            _ => Refusal::new(Outcome::StageUnreadable, format!("{shown}: {e}")),
+        }
     })?;
     if meta.is_dir() {
         return Err(Refusal::new(Outcome::StageIsDirectory, format!("{shown} is a folder, not a stage file")));

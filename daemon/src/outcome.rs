@@ -65,7 +65,8 @@ outcomes! {
     StageIsDirectory = "stage_is_directory", Input, "CLI, daemon, executor", "the stage path is a folder";
     StageNotAFile = "stage_not_a_file", Input, "CLI, daemon",
         "the stage path is not a regular file (a FIFO, a socket, a device)";
-    StageUnreadable = "stage_unreadable", Input, "CLI, daemon", "the stage file cannot be read (permissions)";
+    StageUnreadable = "stage_unreadable", Input, "CLI, daemon",
+        "the stage path cannot be read (permissions, a symbolic link loop)";
     StagePathMissing = "stage_path_missing", Input, "executor", "a task was given no stage path";
     UnsupportedFormat = "unsupported_format", Input, "CLI, daemon, executor",
         "not a USD file extension (.usd, .usda, .usdc, .usdz), or none";
