@@ -131,7 +131,7 @@ def test_the_log_off_a_terminal_is_one_line_per_phase_and_ends_with_the_verdict(
     lines = done.stderr.strip().splitlines()
     assert not any(line.startswith(("[executor", "[INFO]", "Warning")) for line in lines), "library logs go to a file"
     assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", done.stderr), "no task ids"
-    phases = [line.split()[1] for line in lines if re.match(r"\[usdtune\] \S+ (done|skipped)", line)]
+    phases = [m.group(1) for m in map(re.compile(r"\[usdtune\] (\S+) · (\d+\.\d s|skipped) · ").match, lines) if m]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert phases == [p["milestone"] for p in run["phases"]], "each phase once, in order"
     report = json.loads((tmp_path / "out" / "optimization-report.json").read_text())

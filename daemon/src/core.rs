@@ -30,12 +30,20 @@ pub struct Config {
     pub max_workers: usize,
     /// Every task deadline is multiplied by this (`USDTUNE_TASK_DEADLINE_SCALE`).
     pub task_deadline_scale: f64,
+    /// Where executors this core starts write their output (`<data dir>/logs`; an embedded
+    /// run's own `OUTDIR/logs`).
+    pub logs_dir: PathBuf,
+    /// Executor output goes to this process's stderr instead (`usdtune -v`).
+    pub executor_output_inherited: bool,
 }
 
 impl Config {
     pub fn new(local_executor: Option<ExecutorEnv>, max_workers: usize) -> Self {
+        let data_dir = crate::setup::data_dir();
         Self {
-            data_dir: crate::setup::data_dir(),
+            logs_dir: logs_dir(&data_dir),
+            executor_output_inherited: false,
+            data_dir,
             local_executor,
             executor_wait: Duration::from_secs(120),
             max_workers,
@@ -203,16 +211,23 @@ impl Core {
             .address
             .get()
             .ok_or_else(|| TaskFailure::new(Outcome::DaemonNotServing, "daemon has no listening address"))?;
-        // Executor and usd-optimize log lines go to a file, not between the run's progress lines.
-        let log = self.executor_log(id)?;
+        // Executor and usd-optimize log lines go to a file, not between the run's progress lines
+        // (with -v, to this process's stderr).
+        let (stdout, stderr) = if self.config.executor_output_inherited {
+            (std::process::Stdio::inherit(), std::process::Stdio::inherit())
+        } else {
+            let log = self.executor_log(id)?;
+            let copy = log.try_clone().map_err(|e| TaskFailure::new(Outcome::ExecutorSpawnFailed, e.to_string()))?;
+            (copy.into(), log.into())
+        };
         let mut command = tokio::process::Command::new(env.python());
         #[cfg(unix)]
         command.process_group(0);
         let child = command
             .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().map_err(|e| TaskFailure::new(Outcome::ExecutorSpawnFailed, e.to_string()))?)
-            .stderr(log)
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -220,6 +235,18 @@ impl Core {
             })?;
         tracing::info!(pid = child.id(), %id, "spawned executor");
         Ok(ExecutorProcess { group: child.id(), child })
+    }
+
+    fn announce(&self, run_id: &str, kind: EventKind, milestone: &str, message: &str, fraction: f64) {
+        let run = self.runs.lock().unwrap().get(run_id).map(|s| s.snapshot());
+        let _ = self.events.send(RunEvent {
+            run_id: run_id.into(),
+            kind,
+            milestone: milestone.into(),
+            message: message.into(),
+            fraction,
+            run,
+        });
     }
 
     /// End an executor this core started (an abandoned task's): its process group is killed
@@ -240,12 +267,12 @@ impl Core {
         drop(ended);
     }
 
-    /// Where an executor's output goes: `<data dir>/logs/<executor id>.log`, appended.
+    /// Where an executor's output goes: `<logs dir>/<executor id>.log`, appended.
     fn executor_log(&self, id: &str) -> Result<std::fs::File, TaskFailure> {
-        let dir = logs_dir(&self.config.data_dir);
+        let dir = &self.config.logs_dir;
         let fail =
             |e: std::io::Error| TaskFailure::new(Outcome::ExecutorSpawnFailed, format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(fail)?;
+        std::fs::create_dir_all(dir).map_err(fail)?;
         std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{id}.log"))).map_err(fail)
     }
 
@@ -409,8 +436,10 @@ impl Core {
     /// close first and an external executor (Kit) would see a lost connection, not a shutdown.
     pub async fn shutdown(&self) {
         // Runs still going end cancelled, their record saying why, before their processes go.
+        // A run paused at a gate is not going: it waits, saved, for `usdtune decide`.
         let active: Vec<Arc<RunSlot>> = self.runs.lock().unwrap().values().cloned().collect();
-        for slot in active.iter().filter(|s| !s.snapshot().state.is_terminal()) {
+        let going = |s: &&Arc<RunSlot>| matches!(s.snapshot().state, RunState::Running | RunState::Queued);
+        for slot in active.iter().filter(going) {
             slot.cancel();
             let record = slot.update(|r| {
                 r.state = RunState::Cancelled;
@@ -536,15 +565,11 @@ impl Host for Core {
     }
 
     fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str) {
-        let run = self.runs.lock().unwrap().get(run_id).map(|s| s.snapshot());
-        let _ = self.events.send(RunEvent {
-            run_id: run_id.into(),
-            kind: EventKind::Progress,
-            milestone: milestone.into(),
-            message: message.into(),
-            fraction,
-            run,
-        });
+        self.announce(run_id, EventKind::Progress, milestone, message, fraction);
+    }
+
+    fn announce_warning(&self, run_id: &str, milestone: &str, message: &str) {
+        self.announce(run_id, EventKind::Warning, milestone, message, -1.0);
     }
 }
 

@@ -142,6 +142,10 @@ pub struct PhaseRecord {
     pub note: String,
     #[serde(default)]
     pub seconds: f64,
+    /// What the phase was expected to take when it started (decisions::costs), for the live
+    /// view's ETA; 0 for phases that run no executor task.
+    #[serde(default)]
+    pub expected_seconds: f64,
     #[serde(default)]
     pub artifacts: Vec<String>,
     /// What the phase cost; absent for phases that did not run.
@@ -156,6 +160,7 @@ impl PhaseRecord {
             status: PhaseStatus::Pending,
             note: String::new(),
             seconds: 0.0,
+            expected_seconds: 0.0,
             artifacts: vec![],
             usage: None,
         }
@@ -375,6 +380,8 @@ pub enum EventKind {
     PhaseFinished,
     Gate,
     Progress,
+    /// Something the user should know and the run goes on with (a held-back op, a blocked target).
+    Warning,
     Finished,
 }
 
@@ -386,6 +393,7 @@ impl EventKind {
             Self::PhaseFinished => "phase_finished",
             Self::Gate => "gate",
             Self::Progress => "progress",
+            Self::Warning => "warning",
             Self::Finished => "finished",
         }
     }

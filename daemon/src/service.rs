@@ -190,6 +190,7 @@ pub fn to_proto(r: &RunRecord) -> proto::Run {
                 note: p.note.clone(),
                 seconds: p.seconds,
                 artifacts: p.artifacts.clone(),
+                expected_seconds: p.expected_seconds,
             })
             .collect(),
         created_at: r.created_at.clone(),

@@ -103,8 +103,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// What a run writes in its workspace besides `<artifact>.json`: the report's other forms and
 /// the folders of written stages. A new run of the same stage clears exactly these first, so
 /// nothing of an earlier run is ever read as part of it.
-pub const RUN_ENTRIES: &[&str] =
-    &["optimization-report.md", "optimization-report.html", "optimized", "restructured", "instancing", "trials"];
+pub const RUN_ENTRIES: &[&str] = &[
+    "optimization-report.md",
+    "optimization-report.html",
+    "optimized",
+    "restructured",
+    "instancing",
+    "trials",
+    "logs",
+];
 
 /// Why a folder cannot be a new run's workspace.
 #[derive(Debug, PartialEq)]

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::{note, ShowFormat};
+use super::live::{self, View};
+use super::{quiet, verbose, ShowFormat};
 use crate::outcome::{exit_class_of, ExitClass};
 use crate::proto::{self, run_service_client::RunServiceClient, RunState};
 use crate::report::OptimizationReport;
@@ -44,39 +45,21 @@ pub(super) async fn follow(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut stream = client.watch_run(proto::WatchRunRequest { run_id: run_id.into() }).await?.into_inner();
+    let view = View::new(quiet(), verbose());
     let mut last: Option<proto::Run> = None;
     let mut asked_gate = false;
     while let Some(event) = stream.message().await? {
-        match event.kind.as_str() {
-            // Not on a terminal: one line per phase, when it ends.
-            "phase_started" if std::io::stderr().is_terminal() => note(&format!("{} ...", event.milestone)),
-            "phase_finished" => {
-                let phase = event.run.as_ref().and_then(|r| r.phases.iter().find(|p| p.milestone == event.milestone));
-                if let Some(p) = phase {
-                    note(&format!(
-                        "{} {}{} {}",
-                        p.milestone,
-                        p.status,
-                        if p.seconds > 0.0 { format!(" in {:.1}s", p.seconds) } else { String::new() },
-                        p.note
-                    ));
-                }
-            }
-            "progress" if event.fraction >= 0.0 && std::io::stderr().is_terminal() => {
-                note(&format!("  {} {}", event.milestone, event.message))
-            }
-            _ => {}
-        }
+        view.event(&event);
         let Some(run) = event.run else { continue };
         let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
         if state == RunState::AwaitingDecision && !asked_gate {
             let gate = run.gate.clone().unwrap_or_default();
-            print_route_table(&gate);
+            print_route_table(&view, &gate);
             let answer = if yes && !gate.recommended.is_empty() {
-                note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
+                view.note(&format!("{}: taking the recommended branch '{}' (--yes)", gate.id, gate.recommended));
                 Some(gate.recommended.clone())
             } else if std::io::stdin().is_terminal() {
-                prompt(&gate)?
+                view.suspend(|| prompt(&gate))?
             } else {
                 None
             };
@@ -92,7 +75,14 @@ pub(super) async fn follow(
                         .await?;
                 }
                 None => {
-                    eprintln!("Error: {}: run {run_id} stopped at the {} gate: {}", run.code, gate.id, gate.question);
+                    view.finish();
+                    eprintln!(
+                        "{}",
+                        live::error_line(&format!(
+                            "{}: run {run_id} stopped at the {} gate: {}",
+                            run.code, gate.id, gate.question
+                        ))
+                    );
                     eprintln!(
                         "  branches: {}{}",
                         gate.branches.join(", "),
@@ -121,6 +111,7 @@ pub(super) async fn follow(
             break;
         }
     }
+    view.finish();
     let run = last.ok_or_else(|| anyhow::anyhow!("the daemon closed the event stream without a run state"))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
@@ -137,18 +128,19 @@ pub(super) async fn follow(
                     eprintln!("  {line}");
                 }
             }
-            None => note(&format!("artifacts: {}", run.output_dir)),
+            None => view.note(&format!("artifacts: {}", run.output_dir)),
         }
         if !run.code.is_empty() {
-            eprintln!("Error: {}: {}", run.code, run.message);
-            eprintln!("Failed!");
+            eprintln!("{}", live::error_line(&format!("{}: {}", run.code, run.message)));
+            eprintln!("{}", live::verdict_line("Failed!", "failed"));
             return Ok(ExitCode::from(1));
         }
-        eprintln!("{}", closing_line(&run.verdict));
+        eprintln!("{}", live::verdict_line(closing_line(&run.verdict), &run.verdict));
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("Error: {}: {}", if run.code.is_empty() { state_name(run.state) } else { &run.code }, run.message);
-    eprintln!("Failed!");
+    let code = if run.code.is_empty() { state_name(run.state) } else { &run.code };
+    eprintln!("{}", live::error_line(&format!("{code}: {}", run.message)));
+    eprintln!("{}", live::verdict_line("Failed!", "failed"));
     let exit = if state == RunState::AwaitingDecision {
         ExitClass::Awaiting
     } else {
@@ -170,18 +162,18 @@ fn closing_line(verdict: &str) -> &'static str {
 }
 
 /// The measured routes behind a gate's recommendation, one line each.
-fn print_route_table(gate: &proto::Gate) {
+fn print_route_table(view: &View, gate: &proto::Gate) {
     let Ok(evidence) = serde_json::from_str::<serde_json::Value>(&gate.evidence_json) else { return };
     let trials = &evidence["route_trials"];
     let Some(rows) = trials["trials"].as_array().filter(|r| !r.is_empty()) else { return };
-    note(&format!(
+    view.note(&format!(
         "routes ({}, goal {}):",
         trials["basis"].as_str().unwrap_or(""),
         trials["goal"].as_str().unwrap_or("")
     ));
     for row in rows {
         let ratio = |key: &str| row[key].as_f64().map_or("–".to_string(), |r| format!("{r:.2}×"));
-        note(&format!(
+        view.note(&format!(
             "  {:<24} {:<10} open {:>6}  bytes {:>6}  prims {:>8}  {:.1}s{}",
             row["branch"].as_str().unwrap_or(""),
             row["outcome"].as_str().unwrap_or(""),
@@ -192,7 +184,7 @@ fn print_route_table(gate: &proto::Gate) {
             row["code"].as_str().map(|c| format!("  {c}")).unwrap_or_default()
         ));
     }
-    note(&format!("  {}", trials["reason"].as_str().unwrap_or("")));
+    view.note(&format!("  {}", trials["reason"].as_str().unwrap_or("")));
 }
 
 fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
@@ -257,8 +249,7 @@ pub(super) fn show(run: &proto::Run, format: ShowFormat) -> anyhow::Result<ExitC
                 println!("  {}: {}", run.code, run.message);
             }
             for p in &run.phases {
-                let seconds = if p.seconds > 0.0 { format!(" {:.1}s", p.seconds) } else { String::new() };
-                println!("  {:<34} {:<8}{seconds} {}", p.milestone, p.status, p.note);
+                println!("{}", live::phase_line(p));
             }
             if let Some(report) = report {
                 print!("\n{}", crate::report::pretty(&report));

@@ -19,6 +19,7 @@ use crate::proto::{self, run_service_client::RunServiceClient};
 use crate::setup::{self, ExecutorEnv};
 
 mod follow;
+mod live;
 
 use follow::{follow, run_json, show, state_name};
 
@@ -39,6 +40,10 @@ struct Cli {
     /// Print only errors, the closing summary and the verdict (no line per phase).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Also print the executor's log lines (they go to the run's logs/ folder otherwise), and
+    /// one plain line per phase instead of the live view.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,6 +156,14 @@ enum Command {
     },
     /// Cancel a run.
     Cancel { run: String },
+    /// Follow a run of a running daemon to its end, as `optimize` shows it (the closing
+    /// summary at once when it has ended).
+    Watch {
+        run: String,
+        /// Print the run's final state as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -202,10 +215,20 @@ async fn stop_signal() {
 
 /// `--quiet`: progress notes are not printed.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `--verbose`: executor log lines on stderr too.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// A progress or information line on stderr (not with `--quiet`; errors are printed apart).
 fn note(message: &str) {
-    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    if !quiet() {
         eprintln!("[usdtune] {message}");
     }
 }
@@ -217,7 +240,13 @@ struct Session {
 }
 
 impl Session {
-    async fn open(address: &str, allow_embedded: bool, max_workers: usize) -> anyhow::Result<Self> {
+    /// `logs`: where an embedded daemon's executors log (the run's `logs/` folder).
+    async fn open(
+        address: &str,
+        allow_embedded: bool,
+        max_workers: usize,
+        logs: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
         let endpoint = Channel::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_millis(500));
         if let Ok(channel) = endpoint.connect().await {
             return Ok(Self { client: RunServiceClient::new(channel), embedded: None });
@@ -230,8 +259,12 @@ impl Session {
             note("executor environment missing or stale: running `usdtune setup` first");
             setup::setup(&env, false, &mut |m| note(m))?;
         }
-        let config = Config::new(Some(env), max_workers);
-        note(&format!("executor logs: {}", crate::core::logs_dir(&config.data_dir).display()));
+        let mut config = Config::new(Some(env), max_workers);
+        config.logs_dir = logs.unwrap_or(config.logs_dir);
+        config.executor_output_inherited = verbose();
+        if !verbose() {
+            note(&format!("executor logs: {}", config.logs_dir.display()));
+        }
         let core = Core::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (address, _) = crate::service::serve(core.clone(), listener)?;
@@ -248,6 +281,7 @@ impl Session {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Setup { dev, print_python } => {
             let env = ExecutorEnv::default_location();
@@ -312,7 +346,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }
         Command::Decide { run, branch, json } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
             let answered = session
                 .client
                 .answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch })
@@ -327,7 +361,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         Command::Runs { json } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
             let runs = session.client.list_runs(proto::ListRunsRequest {}).await?.into_inner().runs;
             if json {
                 let list: Vec<_> = runs.iter().map(run_json).collect();
@@ -341,7 +375,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { run, format, open } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers).await?;
+            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
             let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
             session.close().await;
             match shown {
@@ -355,9 +389,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckReport { report, manifests, json } => check_report(&report, &manifests, json),
         Command::Cancel { run } => {
-            let mut session = Session::open(&cli.daemon, false, cli.max_workers).await?;
+            let mut session = Session::open(&cli.daemon, false, cli.max_workers, None).await?;
             session.client.cancel_run(proto::CancelRunRequest { run_id: run }).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch { run, json } => {
+            let mut session = Session::open(&cli.daemon, false, cli.max_workers, None).await?;
+            follow(&mut session.client, &run, false, json).await
         }
     }
 }
@@ -464,7 +502,8 @@ async fn submit_and_follow(
             request.output_dir = dir.display().to_string();
         }
     }
-    let mut session = Session::open(daemon, true, max_workers).await?;
+    let logs = (!request.output_dir.is_empty()).then(|| std::path::Path::new(&request.output_dir).join("logs"));
+    let mut session = Session::open(daemon, true, max_workers, logs).await?;
     let run = match session.client.submit_run(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
@@ -516,7 +555,8 @@ async fn assess_many(
     out: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut session = Session::open(daemon, true, max_workers).await?;
+    let logs = out.map(|o| std::path::Path::new(o).join("logs"));
+    let mut session = Session::open(daemon, true, max_workers, logs).await?;
     let mut docs = Vec::new();
     let mut worst = 0u8;
     for (n, stage) in stages.iter().enumerate() {

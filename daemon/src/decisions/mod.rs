@@ -5,7 +5,7 @@ pub mod assessment;
 pub mod batch;
 pub mod compare;
 pub mod containment;
-pub mod deadlines;
+pub mod costs;
 pub mod dedupe;
 pub mod op_chain;
 pub mod preservation;

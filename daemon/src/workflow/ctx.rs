@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::host::TaskRequest;
 use super::slot::RunSlot;
 use crate::artifacts::assessment::Assessment;
-use crate::decisions::deadlines::{task_deadline, StageSize};
+use crate::decisions::costs::{task_deadline, StageSize};
 use crate::executors::{TaskFailure, TaskUsage};
 use crate::outcome::Outcome;
 use crate::record::{GateRecord, RunRecord};
@@ -103,6 +103,13 @@ impl<'a> PhaseCtx<'a> {
         self.slot.host().announce_progress(&self.record().run_id, self.milestone, fraction, message);
     }
 
+    /// Tell watchers something they should know that does not stop the run (one line each:
+    /// a held-back op, a blocked target, an output set aside).
+    pub fn warn(&self, message: &str) {
+        tracing::info!(milestone = self.milestone, "warning: {message}");
+        self.slot.host().announce_warning(&self.record().run_id, self.milestone, message);
+    }
+
     /// A task on any capable executor; its result as JSON.
     pub async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
         let (outcome, _) = self.task_in(None, kind, params).await;
@@ -127,7 +134,7 @@ impl<'a> PhaseCtx<'a> {
         let record = self.record();
         let started = Instant::now();
         let host = self.slot.host();
-        let deadline = task_deadline(kind, self.stage_size(&record), host.task_deadline_scale());
+        let deadline = task_deadline(kind, stage_size(&self.ws, &record.stage_path), host.task_deadline_scale());
         let request = TaskRequest {
             run_id: &record.run_id,
             milestone: self.milestone,
@@ -141,16 +148,6 @@ impl<'a> PhaseCtx<'a> {
         self.slot.usage.lock().unwrap().add_task(reply.usage);
         tracing::debug!(executor = %reply.executor_id, kind, seconds = started.elapsed().as_secs_f64(), "task done");
         (reply.outcome, reply.usage)
-    }
-
-    /// The stage's size for task deadlines: the baseline profile's prim count once there is one,
-    /// the root layer's bytes before.
-    fn stage_size(&self, record: &RunRecord) -> StageSize {
-        let counted = self.ws.read_opt::<Value>("profile-baseline").ok().flatten();
-        match counted.and_then(|p| p["prim_count_with_instance_proxies"].as_u64()) {
-            Some(prims) => StageSize::Prims(prims),
-            None => StageSize::Bytes(std::fs::metadata(&record.stage_path).map_or(0, |m| m.len())),
-        }
     }
 
     /// Validate and write an artifact; returns its path.
@@ -177,6 +174,16 @@ impl<'a> PhaseCtx<'a> {
     /// Where a run writes its outputs: `<workspace>/<folder>`.
     pub fn output_dir(&self, folder: &str) -> std::path::PathBuf {
         self.ws.root().join(folder)
+    }
+}
+
+/// The stage's size for expected costs and task deadlines: the baseline profile's prim count
+/// once there is one, the root layer's bytes before.
+pub fn stage_size(ws: &Workspace, stage_path: &str) -> StageSize {
+    let counted = ws.read_opt::<Value>("profile-baseline").ok().flatten();
+    match counted.and_then(|p| p["prim_count_with_instance_proxies"].as_u64()) {
+        Some(prims) => StageSize::Prims(prims),
+        None => StageSize::Bytes(std::fs::metadata(stage_path).map_or(0, |m| m.len())),
     }
 }
 

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ctx::{PhaseCtx, Stop};
+use super::ctx::{stage_size, PhaseCtx, Stop};
 use super::slot::RunSlot;
 use super::table::{skip_reason, PhaseSpec};
 use super::{round3, worker_pool};
+use crate::decisions::costs;
 use crate::outcome::Outcome;
 use crate::record::{EventKind, PhaseRecord, PhaseStatus, PhaseUsage, RunState};
 
@@ -35,8 +36,24 @@ pub async fn drive(slot: Arc<RunSlot>, table: &'static [PhaseSpec]) {
             index += 1;
             continue;
         }
+        // What this phase and the ones after it are expected to take, from what is known of
+        // the stage's size now (its bytes, then its prims once profiled): the live view's ETA.
+        let size = {
+            let record = slot.snapshot();
+            stage_size(&record.workspace(), &record.stage_path)
+        };
+        let expected = |spec: &PhaseSpec| {
+            let seconds: f64 = spec.tasks.iter().map(|kind| costs::expected_seconds(kind, size)).sum();
+            (seconds * 10.0).round() / 10.0
+        };
         slot.commit(EventKind::PhaseStarted, spec.label, "", |r| {
             r.milestone = spec.label.into();
+            for later in &table[index..] {
+                let phase = r.phase_mut(later.label);
+                if !phase.status.is_settled() {
+                    phase.expected_seconds = expected(later);
+                }
+            }
             r.phase_mut(spec.label).status = PhaseStatus::Running;
         });
         let started = Instant::now();
@@ -58,11 +75,13 @@ pub async fn drive(slot: Arc<RunSlot>, table: &'static [PhaseSpec]) {
         match outcome {
             Ok(done) => {
                 slot.commit(EventKind::PhaseFinished, spec.label, &done.note, |r| {
+                    let expected_seconds = r.phase_mut(spec.label).expected_seconds;
                     *r.phase_mut(spec.label) = PhaseRecord {
                         milestone: spec.label.into(),
                         status: PhaseStatus::Done,
                         note: done.note.clone(),
                         seconds,
+                        expected_seconds,
                         artifacts: done.artifacts,
                         usage: Some(usage),
                     };
@@ -223,7 +242,7 @@ mod tests {
         gate: Option<GateKind>,
         handler: Handler,
     ) -> PhaseSpec {
-        PhaseSpec { label, phase: "t", skip_when, gate, reads: &[], writes: &[], handler }
+        PhaseSpec { label, phase: "t", skip_when, gate, reads: &[], writes: &[], tasks: &[], handler }
     }
 
     const WALK: &[PhaseSpec] = &[

@@ -61,4 +61,7 @@ pub trait Host: Send + Sync {
 
     /// Tell watchers how far a phase of a run is.
     fn announce_progress(&self, run_id: &str, milestone: &str, fraction: f64, message: &str);
+
+    /// Tell watchers something they should know that does not stop the run.
+    fn announce_warning(&self, _run_id: &str, _milestone: &str, _message: &str) {}
 }

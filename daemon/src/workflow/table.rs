@@ -40,6 +40,8 @@ pub struct PhaseSpec {
     pub reads: &'static [&'static str],
     /// Artifacts the phase may write.
     pub writes: &'static [&'static str],
+    /// The executor tasks it runs, for its expected time (decisions::costs).
+    pub tasks: &'static [&'static str],
     pub handler: Handler,
 }
 
@@ -65,6 +67,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &[],
         writes: &["setup-preflight"],
+        tasks: &["probe"],
         handler: handler!(setup::run),
     },
     PhaseSpec {
@@ -74,6 +77,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &[],
         writes: &["profile-baseline"],
+        tasks: &["profile"],
         handler: handler!(profile::baseline),
     },
     PhaseSpec {
@@ -83,6 +87,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &[],
         writes: &["stage-facts", "dedupe-candidates", "geometry-classes", "structure-assessment"],
+        tasks: &["facts"],
         handler: handler!(assess::run),
     },
     PhaseSpec {
@@ -92,6 +97,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["structure-assessment", "stage-facts", "geometry-classes"],
         writes: &["validation-scope-note", "validation-report", "source-guard"],
+        tasks: &["validate"],
         handler: handler!(validate::baseline),
     },
     PhaseSpec {
@@ -103,6 +109,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: Some(GateKind::Restructure),
         reads: &["structure-assessment", "stage-facts", "dedupe-candidates"],
         writes: &["route-trials", "restructure-decision"],
+        tasks: &[],
         handler: handler!(restructure::decide),
     },
     PhaseSpec {
@@ -112,6 +119,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["dedupe-candidates", "structure-assessment", "validation-report"],
         writes: &["apply-restructure-manifest", "instancing-readiness", "preservation-apply-restructure"],
+        tasks: &["restructure"],
         handler: handler!(restructure::apply),
     },
     PhaseSpec {
@@ -121,6 +129,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["structure-assessment", "stage-facts", "geometry-classes"],
         writes: &["validation-scope-note-targets", "validation-report-targets"],
+        tasks: &["validate"],
         handler: handler!(validate::targets),
     },
     PhaseSpec {
@@ -130,6 +139,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["validation-report-targets", "validation-report", "stage-facts", "apply-restructure-manifest"],
         writes: &["operation-plan"],
+        tasks: &[],
         handler: handler!(operations::interpret),
     },
     PhaseSpec {
@@ -145,6 +155,7 @@ pub const PHASES: &[PhaseSpec] = &[
             "validation-scope-note-reverify",
             "validation-report-targets-after",
         ],
+        tasks: &["geometry", "operations", "geometry"],
         handler: handler!(operations::run),
     },
     PhaseSpec {
@@ -154,6 +165,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["structure-assessment", "stage-facts", "geometry-classes"],
         writes: &["profile-after", "validation-scope-note", "validation-report-after"],
+        tasks: &["profile_pair"],
         handler: handler!(verify::profile_after),
     },
     PhaseSpec {
@@ -163,6 +175,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["profile-baseline", "profile-after"],
         writes: &["compare-profiles"],
+        tasks: &[],
         handler: handler!(verify::compare),
     },
     PhaseSpec {
@@ -172,6 +185,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &["setup-preflight", "structure-assessment", "dedupe-candidates"],
         writes: &["optimization-report"],
+        tasks: &[],
         handler: handler!(report::run),
     },
 ];

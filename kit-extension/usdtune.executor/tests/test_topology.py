@@ -20,8 +20,11 @@ def test_each_kind_of_invalid_mesh_is_named_and_valid_ones_pass():
         ("below", *mesh(indices=(0, 1, -1, 1, 3, 2))),
         ("nan", *mesh(points=((0, 0, 0), (math.nan, 0, 0), (0, 1, 0), (1, 1, 0)))),
         ("inf", *mesh(points=((0, 0, 0), (1, 0, 0), (0, math.inf, 0), (1, 1, 0)))),
-        ("no faces", Vt.Vec3fArray([(0, 0, 0)]), None, Vt.IntArray([0])),
-        ("empty", None, None, None),
+        ("no faces", Vt.Vec3fArray([(0, 0, 0)]), Vt.IntArray(), Vt.IntArray([0])),
+        ("empty", Vt.Vec3fArray(), Vt.IntArray(), Vt.IntArray()),
+        ("unauthored", None, None, None),
+        ("time-sampled points", None, *mesh()[1:]),
+        ("time-sampled topology", mesh()[0], None, Vt.IntArray([0, 1, 2])),
         ("good too", *mesh()),
     ])
     assert set(found) == {"negative", "short", "outside", "below", "nan", "inf", "no faces"}, found

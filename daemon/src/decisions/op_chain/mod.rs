@@ -150,6 +150,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// An op the evidence selected that does not run: held back for safety (unresolved content)
+/// or for want of an approval. (Other skips mean the evidence did not ask for the op.)
+pub fn is_held_back(skipped: &Skipped) -> bool {
+    skipped.reason.starts_with(HELD_BACK) || skipped.reason.contains(NOT_APPROVED)
+}
+
+const HELD_BACK: &str = "held back:";
+const NOT_APPROVED: &str = "not run without approval";
+
 #[derive(Clone, Debug)]
 pub struct Chain {
     pub operations: Vec<PlannedOp>,
@@ -325,7 +334,7 @@ pub fn evidence_chain(e: &Evidence) -> (Vec<PlannedOp>, Vec<Skipped>) {
         },
         match unresolved.first() {
             Some(first) => format!(
-                "held back: {} prim(s) hold a reference, payload or sublayer that did not resolve (first: {first}); \
+                "{HELD_BACK} {} prim(s) hold a reference, payload or sublayer that did not resolve (first: {first}); \
                  they would be pruned as empty",
                 unresolved.len()
             ),
@@ -357,11 +366,7 @@ pub fn gate(ops: Vec<PlannedOp>, approvals: &[String]) -> (Vec<PlannedOp>, Vec<S
             }
             (true, None) => held.push(Skipped {
                 operation: op.operation,
-                reason: format!(
-                    "{class} ({}): not run without approval (--approve {})",
-                    op.authority.as_str(),
-                    op.operation
-                ),
+                reason: format!("{class} ({}): {NOT_APPROVED} (--approve {})", op.authority.as_str(), op.operation),
             }),
         }
     }
@@ -462,6 +467,8 @@ mod tests {
         assert!(chain.operations.iter().all(|o| o.operation != "pruneLeaves"));
         let held = chain.skipped.iter().find(|s| s.operation == "pruneLeaves").unwrap();
         assert!(held.reason.starts_with("held back: 1 prim(s)") && held.reason.contains("/World"), "{}", held.reason);
+        assert!(is_held_back(held));
+        assert!(!chain.skipped.iter().any(|s| s.operation == "meshCleanup" && is_held_back(s)), "not asked for");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
     };
     let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)
         .map_err(|e| Stop::fail(Outcome::OrderingInvariantViolated, e))?;
+    // Ops the evidence asks for that do not run: the user should hear of each.
+    for held in chain.skipped.iter().filter(|s| op_chain::is_held_back(s)) {
+        ctx.warn(&format!("{} held back: {}", held.operation, held.reason));
+    }
     let found = phase4_targets(ctx)?;
     let outputs = targets::output_paths(found.iter().map(|t| t.path.as_str()), &ctx.output_dir("optimized"));
     let planned = found
@@ -160,6 +164,9 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             }
             note = format!("targets blocked: {}", proof.summary());
         }
+    }
+    for blocked in statuses.iter().filter(|s| s.coverage == Disposition::Blocked) {
+        ctx.warn(&format!("target {} blocked: {}", blocked.path, blocked.reason.as_deref().unwrap_or("")));
     }
     let cuda_available = ctx.read_opt::<Preflight>("setup-preflight")?.and_then(|p| p.cuda_available);
     let status = OperationsStatus::new(&record.run_id, started, cuda_available, statuses, schedule);

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def _array(values, dtype):
-    return np.frombuffer(memoryview(values), dtype=dtype) if values is not None and len(values) else None
+    return np.frombuffer(memoryview(values), dtype=dtype) if len(values) else np.empty(0, dtype)
 
 
 def _points(values):
@@ -24,25 +24,29 @@ def _starts(arrays):
 
 
 def invalid_meshes(meshes) -> dict:
-    """meshes: (key, points, faceVertexCounts, faceVertexIndices), Vt arrays or None.
+    """meshes: (key, points, faceVertexCounts, faceVertexIndices), Vt arrays, or None where the
+    attribute has no default value (time-sampled or unauthored: not judged from here).
     Returns {key: the first problem found, in words} for each invalid mesh."""
     problems = {}
     points, point_keys = [], []
     counts, indices, keys, sizes = [], [], [], []
     for key, p, c, i in meshes:
-        n_points = len(p) if p is not None else 0
-        if n_points:
+        # None: no default value (time-sampled, or not authored): not checked here.
+        if p is not None and len(p):
             points.append(_points(p))
             point_keys.append(key)
-        c, i = _array(c, np.int32), _array(i, np.int32)
         if c is None or i is None:
-            if (c is None) != (i is None):
+            continue
+        c, i = _array(c, np.int32), _array(i, np.int32)
+        if not len(c) or not len(i):
+            if len(c) or len(i):
                 problems[key] = "face vertex counts and indices: one is empty, the other is not"
             continue
         counts.append(c)
         indices.append(i)
         keys.append(key)
-        sizes.append(n_points)
+        # Indices are checked against the points only when the points have a default value.
+        sizes.append(len(p) if p is not None else np.iinfo(np.int64).max)
     if counts:
         c, i = np.concatenate(counts), np.concatenate(indices)
         c_starts, i_starts = _starts(counts), _starts(indices)
@@ -50,7 +54,7 @@ def invalid_meshes(meshes) -> dict:
         total = np.add.reduceat(c.astype(np.int64), c_starts)
         lowest, highest = np.minimum.reduceat(i, i_starts), np.maximum.reduceat(i, i_starts)
         lengths = np.array([len(a) for a in indices])
-        n_points = np.array(sizes)
+        n_points = np.array(sizes, dtype=np.int64)
         for k in np.nonzero((smallest < 3) | (total != lengths) | (lowest < 0) | (highest >= n_points))[0]:
             if smallest[k] < 3:
                 problems[keys[k]] = f"a face has {smallest[k]} vertices (at least 3)"

@@ -1,0 +1,91 @@
+//! What an executor task is expected to cost on a stage of a given size, and how long it may
+//! run before the daemon gives up on it and ends its process.
+//!
+//! Expected seconds are a constant (process start, imports, a small stage) plus a cost per
+//! 100k prims, fitted to this machine's runs (2 cores, idle): the 600-prim fixture (profile
+//! 1.4 s, facts 0.9 s, validation 0.9 s + 1.2 s, Phase 4 1.7 s, paired after-profile 5.1 s)
+//! and a 30k-prim hall (3.8 s, 3.2 s, 1.7 s + 2.1 s, 7.6 s, 17.5 s). They feed the live view's
+//! expected times and ETA, and the deadlines.
+//!
+//! A deadline is the expected cost times a wide margin, never under a floor: it catches an
+//! executor that heartbeats but never answers (or a native call that spins), never a slow but
+//! healthy task (load alone makes a task 3× slower here).
+
+use std::time::Duration;
+
+/// What is known of the stage's size when the task starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StageSize {
+    /// Prims counted by the baseline profile (instance proxies included).
+    Prims(u64),
+    /// Only the root layer's bytes (before the first profile): an upper bound on prims, since a
+    /// prim takes at least ~30 bytes even in a crate file.
+    Bytes(u64),
+}
+
+impl StageSize {
+    fn prims(self) -> f64 {
+        match self {
+            StageSize::Prims(n) => n as f64,
+            StageSize::Bytes(b) => b as f64 / 30.0,
+        }
+    }
+}
+
+/// (constant seconds, seconds per 100k prims) of a task kind.
+fn cost(kind: &str) -> (f64, f64) {
+    match kind {
+        "probe" => (0.6, 0.0),
+        "profile" => (1.2, 10.0),
+        "profile_pair" => (4.0, 45.0),
+        "facts" => (0.8, 9.0),
+        "validate" => (0.9, 5.0),
+        "operations" => (1.5, 20.0),
+        "restructure" | "instancing" | "remap" => (1.0, 10.0),
+        "geometry" => (0.5, 5.0),
+        _ => (5.0, 30.0),
+    }
+}
+
+/// The expected seconds of one `kind` task on a stage of `size`.
+pub fn expected_seconds(kind: &str, size: StageSize) -> f64 {
+    let (constant, per_100k) = cost(kind);
+    constant + per_100k * size.prims() / 100_000.0
+}
+
+/// The margin over the expected cost.
+const MARGIN: f64 = 20.0;
+/// No task is given less than this (times the scale).
+const FLOOR_SECONDS: f64 = 120.0;
+
+/// The deadline of a `kind` task on a stage of `size`; `scale` shrinks or stretches every
+/// deadline (`USDTUNE_TASK_DEADLINE_SCALE`: slower machines, or tests of the deadline itself).
+pub fn task_deadline(kind: &str, size: StageSize, scale: f64) -> Duration {
+    let seconds = (expected_seconds(kind, size) * MARGIN).max(FLOOR_SECONDS);
+    Duration::from_secs_f64(seconds * scale.max(0.001))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_stages_get_the_floor_and_large_ones_grow_with_their_prims() {
+        assert_eq!(task_deadline("probe", StageSize::Prims(600), 1.0), Duration::from_secs(120));
+        let at = |prims| task_deadline("operations", StageSize::Prims(prims), 1.0).as_secs_f64();
+        assert!((at(100_000) - 430.0).abs() < 1e-6, "{}", at(100_000));
+        assert!(at(1_000_000) > 9.0 * at(100_000), "a million prims gets about ten times as long");
+    }
+
+    #[test]
+    fn bytes_stand_in_for_prims_before_the_first_count() {
+        let by_bytes = expected_seconds("profile", StageSize::Bytes(3_000_000));
+        assert_eq!(by_bytes, expected_seconds("profile", StageSize::Prims(100_000)));
+    }
+
+    #[test]
+    fn the_scale_applies_to_every_deadline_floor_included() {
+        assert_eq!(task_deadline("probe", StageSize::Prims(1), 0.01), Duration::from_secs_f64(1.2));
+        assert!(task_deadline("unknown-kind", StageSize::Prims(1), 0.0) > Duration::ZERO);
+    }
+}

@@ -1,0 +1,90 @@
+"""`usdtune optimize` on a terminal: driven in a pseudo-terminal as a user at a shell would.
+
+The live view shows the phase in progress with its expected time and the run's ETA, the gate is
+a prompt answered by keystroke, the closing summary's numbers are the JSON report's, colour
+appears on a terminal and not with NO_COLOR.
+"""
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import termios
+import time
+
+from conftest import USDTUNE
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+COLOUR = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+def run_in_terminal(args, env, answer=None, timeout=600):
+    """Run usdtune with stdin, stdout and stderr on a pseudo-terminal; when the output shows a
+    gate prompt, type answer(screen) and Enter. Returns (exit code, everything written)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: usdtune itself
+        os.execve(str(USDTUNE), [str(USDTUNE), *args], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns, 40 rows
+    screen, answered, deadline = b"", False, time.time() + timeout
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+            if answer and not answered and re.search(rb"choose 1-\d+: $", ANSI.sub(b"", screen).rstrip(b" ") + b" "):
+                os.write(fd, answer(ANSI.sub(b"", screen).decode(errors="replace")).encode() + b"\n")
+                answered = True
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), screen
+
+
+def recommended_number(screen: str) -> str:
+    options = re.findall(r"^\s+(\d+)\) (\S+)(\s+\(recommended\))?", screen, re.M)
+    return next(number for number, _, recommended in options if recommended)
+
+
+def test_live_view_gate_by_keystroke_and_a_summary_equal_to_the_report(home, stage_copy, tmp_path):
+    out = tmp_path / "out"
+    code, screen = run_in_terminal(["optimize", str(stage_copy), "-o", str(out)], home, answer=recommended_number)
+    text = ANSI.sub(b"", screen).decode(errors="replace")
+    assert code == 0, text[-3000:]
+    # The live line: the phase in progress, its expected time and the run's ETA.
+    assert re.search(r"profile-stage:baseline\s+\S+ of ~\S+", text), text[:3000]
+    assert "run ETA" in text
+    # Settled phases scroll up one line each, marked.
+    assert re.search(r"✓ usd-structure-assessment\s+\S+s\s+monolithic", text)
+    # The gate was a prompt, answered here by keystroke; the run went on with that branch.
+    assert "choose 1-" in text
+    record = json.loads((out / "run.json").read_text())
+    gate = next(p for p in record["phases"] if p["milestone"] == "restructure-decision")
+    assert gate["status"] == "done" and gate["note"].endswith("(by api)"), gate
+    # The summary's numbers are the report's.
+    report = json.loads((out / "optimization-report.json").read_text())
+    prims = next(m for m in report["metrics"] if m["name"] == "prim_count")
+    assert f"prims    {prims['before']:,.0f} → {prims['after']:,.0f}" in text
+    assert text.rstrip().splitlines()[-1] == {"improved": "Improved.", "neutral": "Neutral."}[report["verdict"]]
+    assert COLOUR.search(screen), "colour on a terminal"
+    # Logs went to the run's folder, not to the screen.
+    assert list((out / "logs").glob("*.log")) and "[executor" not in text
+
+
+def test_no_color_is_respected_on_a_terminal(home, stage_copy, tmp_path):
+    env = dict(home, NO_COLOR="1")
+    code, screen = run_in_terminal(["optimize", str(stage_copy), "-o", str(tmp_path / "out"),
+                                    "--restructure", "exit"], env)
+    assert code == 0, screen[-2000:]
+    assert not COLOUR.search(screen), "no colour with NO_COLOR"
+    assert b"Neutral." in screen or b"Done." in screen
