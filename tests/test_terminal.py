@@ -7,11 +7,11 @@ appears on a terminal and not with NO_COLOR.
 import fcntl
 import json
 import os
-import pty
 import re
 import select
 import signal
 import struct
+import subprocess
 import termios
 import time
 
@@ -24,10 +24,11 @@ COLOUR = re.compile(rb"\x1b\[[0-9;]*m")
 def run_in_terminal(args, env, answer=None, timeout=600):
     """Run usdtune with stdin, stdout and stderr on a pseudo-terminal; when the output shows a
     gate prompt, type answer(screen) and Enter. Returns (exit code, everything written)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: usdtune itself
-        os.execve(str(USDTUNE), [str(USDTUNE), *args], env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns, 40 rows
+    fd, child_end = os.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns, 40 rows
+    process = subprocess.Popen([str(USDTUNE), *args], env=env, stdin=child_end, stdout=child_end, stderr=child_end,
+                               start_new_session=True)
+    os.close(child_end)
     screen, answered, deadline = b"", False, time.time() + timeout
     try:
         while time.time() < deadline:
@@ -44,11 +45,11 @@ def run_in_terminal(args, env, answer=None, timeout=600):
                 os.write(fd, answer(ANSI.sub(b"", screen).decode(errors="replace")).encode() + b"\n")
                 answered = True
         else:
-            os.kill(pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
     finally:
-        _, status = os.waitpid(pid, 0)
+        code = process.wait(timeout=60)
         os.close(fd)
-    return os.waitstatus_to_exitcode(status), screen
+    return code, screen
 
 
 def recommended_number(screen: str) -> str:
