@@ -32,6 +32,39 @@ def factory(prims: int, seed: int = 7) -> Path:
     return path
 
 
+def scene(kind: str, prims: int, seed: int = 7) -> Path:
+    """A generated scene of about `prims` prims, written once per kind, size and seed: factory
+    (machines copied by value), hall (stations of nested robots), scatter (single-mesh copies,
+    two prims each), composed (one referenced asset file per object, ~13 prims each)."""
+    if kind == "factory":
+        return factory(prims, seed)
+    folder = data_dir() / "bench" / f"{kind}-{prims}-s{seed}"
+    root = folder / ("set.usda" if kind == "composed" else f"{kind}.usdc")
+    if not root.exists():
+        print(f"generating {folder.name} ...", file=sys.stderr)
+        partial = folder.with_name(folder.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        script = REPO / "fixtures" / f"generate_{kind}.py"
+        args = {"hall": [str(partial / root.name), "--prims", str(prims), "--seed", str(seed)],
+                "scatter": [str(partial / root.name), "--copies", str(prims // 2), "--seed", str(seed)],
+                "composed": [str(partial), "--objects", str(max(1, prims // 13)),
+                             "--assets", str(max(1, prims // 17)), "--seed", str(seed)]}[kind]
+        subprocess.run([sys.executable, str(script), *args], check=True, stdout=subprocess.DEVNULL)
+        partial.rename(folder)
+    return root
+
+
+def bare_seconds(stage: Path) -> float:
+    """Open, traverse every prim and export the flattened stage in one fresh process: the
+    floor a whole run is compared with (the benchmark prints run wall / this)."""
+    code = ("import sys, tempfile, time\nfrom pxr import Usd\nt = time.perf_counter()\n"
+            "stage = Usd.Stage.Open(sys.argv[1])\nsum(1 for _ in stage.Traverse())\n"
+            "with tempfile.TemporaryDirectory() as d:\n    stage.Export(d + '/flat.usdc')\n"
+            "print(time.perf_counter() - t)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(stage)], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def optimize_until(stage: Path, out: Path, branch: str, milestone: str):
     """`usdtune optimize STAGE --restructure BRANCH`, stopped once `milestone` is done (the
     benchmarks measure one phase, not the whole run). Returns a reader of the run's artifacts."""
