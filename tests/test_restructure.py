@@ -355,3 +355,37 @@ def test_texture_paths_resolve_from_every_written_file(tmp_path):
         files = [p.GetAttribute("inputs:file").Get() for p in Usd.PrimRange.Stage(opened, Usd.TraverseInstanceProxies())
                  if p.GetAttribute("inputs:file")]
         assert files and all(f.resolvedPath == texture for f in files), (path, files)
+
+
+def test_a_composed_set_is_optimized_file_by_file_and_remapped(tmp_path):
+    """One asset file per object: each referenced file is its own Phase 4 target (not the root,
+    where every edit would land as an override), the root is remapped to the outputs, and the
+    report reconciles its coverage with the ref-remap manifest."""
+    import subprocess
+    source = tmp_path / "set"
+    subprocess.run([sys.executable, str(REPO / "fixtures" / "generate_composed.py"), str(source),
+                    "--objects", "24", "--assets", "16"], check=True, capture_output=True)
+    before = tree_digest(source)
+    env = isolated_env(tmp_path)
+    out = tmp_path / "out"
+    done = usdtune(env, "optimize", str(source / "set.usda"), "-o", str(out), "--restructure", "optimize-as-is",
+                   "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert tree_digest(source) == before
+    plan = artifact(out, "operation-plan")
+    assert sorted(Path(t["path"]).name for t in plan["targets"]) == [f"Prop{a:03d}.usda" for a in range(16)]
+    assert {t["target_class"] for t in plan["targets"]} == {"shared_layer"}
+    remap = artifact(out, "ref-remap-manifest")
+    assert len(remap["phase4_targets"]) == 16 and remap["assembly_root"]["mesh_count"] == 0
+    report = artifact(out, "optimization-report")
+    assert report["target_coverage"]["source_manifests"] == ["ref-remap-manifest.json"]
+    assert report["verdict"] != "regressed", report["verdict"]
+    # The new root references the optimized files, not the sources, and adds no override.
+    root = Path(json.loads(done.stdout)["output_path"])
+    assert root.parent.name == "assemblies"
+    stage = Usd.Stage.Open(str(root))
+    used = {Path(layer.realPath).parent for layer in stage.GetUsedLayers() if layer.realPath}
+    assert (source / "assets") not in used
+    assert "points" not in root.read_text(), "no mesh data in the root"
+    checked = usdtune(env, "check-report", str(out / "optimization-report.json"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

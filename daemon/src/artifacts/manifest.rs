@@ -152,6 +152,30 @@ impl Manifest {
     }
 
     /// Phase 5's manifest: the assemblies above the optimized children, rewritten.
+    /// The ref-remap manifest of a composed stage whose targets (its referenced files) changed
+    /// nothing: no layer was rewritten, but the targets are on record for target coverage.
+    pub fn nothing_remapped(working_stage: &str, output_dir: &Path, phase4_targets: Vec<Phase4Target>) -> Self {
+        Self {
+            mode: "ref_remap".into(),
+            materialization: None,
+            input_stage: working_stage.into(),
+            output_dir: output_dir.display().to_string(),
+            new_assembly_root: working_stage.into(),
+            assembly_root: AssemblyRoot { path: working_stage.into(), mesh_count: 0 },
+            outputs: vec![],
+            phase4_targets,
+            frontier: None,
+            rewrite_steps: vec![RewriteStep {
+                step: "reference_remap".into(),
+                result: "skipped".into(),
+                notes: "no target changed: nothing to remap".into(),
+            }],
+            material_rewrites: None,
+            preservation: None,
+            warnings: vec![],
+        }
+    }
+
     pub fn remap(working_stage: &str, output_dir: &Path, remap: &RemapResult, optimized: &[(String, String)]) -> Self {
         let clean = remap.composition_errors.is_empty();
         Self {

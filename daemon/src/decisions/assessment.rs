@@ -27,6 +27,9 @@ pub struct Facts {
     /// Reference, payload and sublayer cycles USD composed around.
     #[serde(default)]
     pub composition_cycles: Vec<String>,
+    /// The files the stage references or payloads: a composed stage's Phase 4 targets.
+    #[serde(default)]
+    pub referenced_layers: crate::decisions::targets::ReferencedLayers,
     #[serde(default)]
     pub bound_errors: Vec<String>,
 }

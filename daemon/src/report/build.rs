@@ -106,11 +106,19 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
         });
     }
     let complete = entries.iter().all(|e| e.disposition != "blocked");
-    let source_manifests = if manifest.is_some() {
-        vec![ws.path_of("apply-restructure-manifest").file_name().unwrap_or_default().to_string_lossy().into_owned()]
-    } else {
-        vec![]
+    // The manifest the coverage reconciles with: the restructure's, or for a composed stage
+    // optimized file by file, the ref-remap manifest that lists those files.
+    let remap_targets =
+        ws.read_opt::<Manifest>("ref-remap-manifest").ok().flatten().is_some_and(|m| !m.phase4_targets.is_empty());
+    let source_manifests = match (manifest.is_some(), remap_targets) {
+        (true, _) => vec!["apply-restructure-manifest"],
+        (false, true) => vec!["ref-remap-manifest"],
+        (false, false) => vec![],
     };
+    let source_manifests: Vec<String> = source_manifests
+        .into_iter()
+        .map(|name| ws.path_of(name).file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
 
     let chain: Vec<String> =
         plan.iter().flat_map(|p| p.operations.iter()).map(|o| format!("{} ({})", o.operation, o.evidence)).collect();

@@ -67,12 +67,19 @@ pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
 }
 
 /// Phase 4 targets: the restructure manifest's (shared prototypes first, the assembly root
-/// last), or the working stage itself.
+/// last); a composed stage's referenced files (decisions::targets::composed_targets); or the
+/// working stage itself.
 fn phase4_targets(ctx: &PhaseCtx<'_>) -> Result<Vec<Phase4Target>, Stop> {
     if let Some(manifest) = ctx.read_opt::<Manifest>("apply-restructure-manifest")? {
         return Ok(targets::in_dependency_order(manifest.phase4_targets));
     }
     let facts: Facts = ctx.read("stage-facts")?;
+    if ctx.assessment()?.classification.kind == "composed" {
+        let arcs = &facts.composition;
+        if let Some(found) = targets::composed_targets(&facts.referenced_layers, arcs.payloads, arcs.variant_sets) {
+            return Ok(found);
+        }
+    }
     Ok(vec![Phase4Target::monolith(ctx.record().working_stage(), facts.counts.mesh_count)])
 }
 
@@ -92,6 +99,14 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             TargetStatus::planned(t, disposition, reason)
         })
         .collect();
+    // A composed stage's referenced files as targets: on record in the ref-remap manifest, the
+    // coverage's source, whether or not a layer is remapped.
+    let composed: Vec<Phase4Target> = match ctx.read_opt::<Manifest>("apply-restructure-manifest")? {
+        Some(_) => vec![],
+        None => {
+            plan.targets.iter().filter(|t| t.target.target_class == "shared_layer").map(|t| t.target.clone()).collect()
+        }
+    };
     let started = crate::record::now_rfc3339();
     let schedule = batches::run(ctx, &plan.targets, &operations, &mut statuses).await?;
     let optimized: Vec<(String, String)> = statuses
@@ -133,7 +148,12 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
                 let remap: RemapResult = ctx
                     .task_as("remap", json!({"root": working, "optimized": mapping, "output_dir": output_dir}))
                     .await?;
-                let manifest = Manifest::remap(&working, &output_dir, &remap, &optimized);
+                let mut manifest = Manifest::remap(&working, &output_dir, &remap, &optimized);
+                if !composed.is_empty() {
+                    // The targets hold every mesh (composed_targets): the root keeps none of its own.
+                    manifest.assembly_root.mesh_count = 0;
+                    manifest.phase4_targets = composed.clone();
+                }
                 artifacts.push(ctx.write("ref-remap-manifest", &manifest)?);
                 note.push_str(&format!("; {} assemblies remapped", remap.rewritten.len()));
                 remap.new_assembly_root
@@ -164,6 +184,10 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             }
             note = format!("targets blocked: {}", proof.summary());
         }
+    }
+    if !composed.is_empty() && !artifacts.iter().any(|a| a.ends_with("ref-remap-manifest.json")) {
+        let manifest = Manifest::nothing_remapped(record.working_stage(), &ctx.output_dir("optimized"), composed);
+        artifacts.push(ctx.write("ref-remap-manifest", &manifest)?);
     }
     for blocked in statuses.iter().filter(|s| s.coverage == Disposition::Blocked) {
         ctx.warn(&format!("target {} blocked: {}", blocked.path, blocked.reason.as_deref().unwrap_or("")));

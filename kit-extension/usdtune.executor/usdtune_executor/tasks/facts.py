@@ -23,7 +23,8 @@ from pxr import Usd, UsdGeom
 
 from .. import workers
 from ..errors import TaskError
-from ..usd.stage import authoring_hints, check_stage_path, open_stage, stage_metrics, total_file_bytes, used_layer_paths
+from ..usd.stage import (authoring_hints, check_stage_path, open_stage, referenced_layers, stage_metrics, total_file_bytes,
+                         used_layer_paths)
 from ..workers.stage_walk import PRIM_COLUMNS, Walker, union, walk_subtrees
 
 CHUNK_ROWS = 5000
@@ -225,6 +226,8 @@ def run(params, reporter):
         },
         # List-op items on the specs behind the composed prims (unselected variants not included).
         "composition": {**totals.arc_counts(layers), "counting_method": "authored_list_op_items"},
+        # Referenced and payloaded files: a composed stage's Phase 4 targets.
+        "referenced_layers": referenced_layers(stage),
         "geometry": {
             "distinct_mesh_geometries": len(totals.mesh_geometry),
             # Prototype meshes are not walked (they are shared already): duplicates are what

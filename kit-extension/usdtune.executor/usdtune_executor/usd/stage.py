@@ -161,6 +161,39 @@ def standalone_mesh_count(path: str, mute_layers=()) -> int:
     return reachable_mesh_count(stage)
 
 
+def mesh_specs(layer) -> int:
+    """Mesh prims the layer itself defines (Sdf specs, no composition)."""
+    found = [0]
+
+    def visit(path):
+        if path.IsPrimPath():
+            spec = layer.GetPrimAtPath(path)
+            if spec and spec.typeName == "Mesh" and spec.specifier == Sdf.SpecifierDef:
+                found[0] += 1
+
+    layer.Traverse(Sdf.Path.absoluteRootPath, visit)
+    return found[0]
+
+
+def referenced_layers(stage) -> dict:
+    """The files the stage composes beyond its root layer stack (referenced, payloaded), each
+    with whether it composes files of its own and its meshes as a Phase 4 target would see them
+    (opened on its own, default predicate); and the mesh specs of the root layer stack."""
+    root_stack = stage.GetLayerStack(includeSessionLayers=False)
+    stack_ids = {layer.identifier for layer in root_stack}
+    session = stage.GetSessionLayer()
+    found = []
+    for layer in stage.GetUsedLayers():
+        if layer == session or layer.identifier in stack_ids or layer.anonymous or not layer.realPath:
+            continue
+        leaf = not any(layer.GetCompositionAssetDependencies())
+        specs = mesh_specs(layer)
+        meshes = standalone_mesh_count(layer.realPath) if specs and leaf else specs
+        found.append({"path": layer.realPath, "leaf": leaf, "mesh_count": meshes})
+    return {"layers": sorted(found, key=lambda entry: entry["path"]),
+            "root_stack_mesh_specs": sum(mesh_specs(layer) for layer in root_stack)}
+
+
 def reachable_mesh_count(stage) -> int:
     """Meshes a default-predicate walk reaches (what usd-optimize's ops visit)."""
     return sum(1 for prim in Usd.PrimRange.Stage(stage, Usd.PrimDefaultPredicate) if prim.IsA(UsdGeom.Mesh))
