@@ -37,7 +37,10 @@ pub fn colour_wanted() -> bool {
 /// "1m05s", "42s", "0.4s": how long something took or will take.
 pub fn duration(seconds: f64) -> String {
     match seconds {
-        s if s >= 60.0 => format!("{}m{:02}s", (s / 60.0).floor(), (s % 60.0).round() as u64 % 60),
+        s if s >= 59.5 => {
+            let whole = s.round() as u64;
+            format!("{}m{:02}s", whole / 60, whole % 60)
+        }
         s if s >= 10.0 => format!("{s:.0}s"),
         s => format!("{s:.1}s"),
     }
@@ -232,5 +235,6 @@ mod tests {
         );
         assert_eq!(plain_phase_line(&phase("x", "skipped", 0.0)), "[usdtune] x · skipped · n");
         assert_eq!((duration(0.44), duration(42.4), duration(65.0)), ("0.4s".into(), "42s".into(), "1m05s".into()));
+        assert_eq!((duration(59.7), duration(119.6)), ("1m00s".into(), "2m00s".into()));
     }
 }

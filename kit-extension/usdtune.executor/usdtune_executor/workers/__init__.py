@@ -38,10 +38,11 @@ class Stopped(Exception):
 
 def spawn(module: str, *args, **popen) -> subprocess.Popen:
     """Start worker `module`; `popen` are subprocess.Popen's keyword arguments."""
-    if _stopping.is_set():
-        raise Stopped("the task was cancelled" if not _final.is_set() else "the executor is shutting down")
-    process = subprocess.Popen(command(module, *args), env=environment(), **popen)
+    # Checked and started under the lock stop_all takes: a worker is either refused or seen.
     with _live_lock:
+        if _stopping.is_set():
+            raise Stopped("the task was cancelled" if not _final.is_set() else "the executor is shutting down")
+        process = subprocess.Popen(command(module, *args), env=environment(), **popen)
         _live.difference_update([p for p in _live if p.poll() is not None])
         _live.add(process)
     return process
