@@ -55,6 +55,13 @@ def test_optimize_through_daemon_and_headless_executor(home, headless_executor, 
     assert authored_mesh_count(output) < authored_mesh_count(stage_copy)
     assert stage_copy.read_bytes() == source_bytes, "the source stage must never be written"
 
+    # `usdtune watch` on the finished run: the same closing summary and verdict, the same document.
+    watched = usdtune(home, "watch", summary["run_id"], "--json")
+    assert watched.returncode == 0, watched.stderr
+    assert json.loads(watched.stdout) == summary
+    assert watched.stderr.rstrip().splitlines()[-1] in ("Improved.", "Neutral.", "Regressed: review before publishing.",
+                                                       "Mixed: some metrics improved, others regressed; review before publishing.")
+
     preflight = json.loads((out / "setup-preflight.json").read_text())
     assert preflight["runtime_route"] == "standalone"
     assert "meshCleanup" in preflight["usdOptimize"]["operationsAvailable"]
