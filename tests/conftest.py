@@ -4,6 +4,7 @@ Runs on the executor environment's Python (`usdtune setup --dev`), so pxr, grpc,
 jsonschema and headless Kit are importable here. Tests talk to the product only
 through its command line and its gRPC ports.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -111,6 +112,16 @@ def stage_copy(tmp_path):
     target.parent.mkdir()
     shutil.copy2(FIXTURE, target)
     return target
+
+
+def tree_digest(root: Path) -> str:
+    """One hash of every file below `root`, names included: sources must be byte-identical after a
+    run. Links are not read (a link loop is one of the bad inputs; a link inside the tree is read
+    through its target)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def schema_for(artifact_name: str) -> dict:

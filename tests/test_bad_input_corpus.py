@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pxr import Sdf, Usd
 
-from conftest import FIXTURE, REPO, usdtune
-from test_input_safety import tree_digest
+from conftest import FIXTURE, REPO, tree_digest, usdtune
 
 DOCUMENTED = set(re.findall(r"^\| `([a-z_]+)` \|", (REPO / "docs" / "error-codes.md").read_text(), re.M))
 # A run that completes: its code is empty and its exit 0.

@@ -6,21 +6,13 @@ Every case runs the real CLI (embedded daemon, real executor) and checks the exi
 stable code in the one JSON document `--json` prints, that no stream carries a traceback,
 and that the source tree is byte-identical afterwards.
 """
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE, usdtune
-
-
-def tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return digest.hexdigest()
+from conftest import FIXTURE, tree_digest, usdtune
 
 
 def refused(done, code):

@@ -2,7 +2,6 @@
 monolithic factory and the Duplex BIM export in both dedupe materializations, the Teapot
 DrawModes scene (35 references of one asset, flipped in an override layer), a scene whose
 copies carry overrides or their own variant, and the reference remap through two levels."""
-import hashlib
 import json
 import shutil
 import sys
@@ -12,20 +11,13 @@ import jsonschema
 import pytest
 from pxr import Sdf, Usd, UsdGeom
 
-from conftest import EXTENSION_DIR, FIXTURE, REPO, isolated_env, schema_for, usdtune
+from conftest import EXTENSION_DIR, FIXTURE, REPO, isolated_env, schema_for, tree_digest, usdtune
 
 CORPUS = REPO.parent / "shared" / "corpus"
 DUPLEX = CORPUS / "bim_Duplex_ifc2usd" / "Duplex_A_20110907.usdc"
 TEAPOT = CORPUS / "usdwg_Teapot"
 SCENES = {"factory": FIXTURE, "duplex": DUPLEX}
 BRANCHES = ["deduplicate-internally", "extract-as-assets"]
-
-
-def tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def artifact(out: Path, name: str) -> dict:

@@ -441,12 +441,12 @@ impl Core {
         let going = |s: &&Arc<RunSlot>| matches!(s.snapshot().state, RunState::Running | RunState::Queued);
         for slot in active.iter().filter(going) {
             slot.cancel();
-            let record = slot.update(|r| {
+            let milestone = slot.snapshot().milestone;
+            slot.commit(EventKind::Snapshot, &milestone, "cancelled: daemon shutdown", |r| {
                 r.state = RunState::Cancelled;
                 r.code = Outcome::Cancelled.code().into();
                 r.message = "the daemon shut down during the run".into();
             });
-            self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, "cancelled: daemon shutdown");
         }
         self.hub.shutdown_all("daemon shutting down");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);

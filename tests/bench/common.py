@@ -21,23 +21,13 @@ def data_dir() -> Path:
 
 def factory(prims: int, seed: int = 7) -> Path:
     """The generated factory of about `prims` prims, written once per size and seed."""
-    path = data_dir() / "bench" / f"factory-{prims}-s{seed}.usdc"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"generating {path.name} ...", file=sys.stderr)
-        partial = path.with_suffix(".partial.usdc")
-        subprocess.run([sys.executable, str(REPO / "fixtures" / "generate_factory.py"), str(partial),
-                        "--prims", str(prims), "--seed", str(seed)], check=True)
-        partial.rename(path)
-    return path
+    return scene("factory", prims, seed)
 
 
 def scene(kind: str, prims: int, seed: int = 7) -> Path:
     """A generated scene of about `prims` prims, written once per kind, size and seed: factory
     (machines copied by value), hall (stations of nested robots), scatter (single-mesh copies,
     two prims each), composed (one referenced asset file per object, ~13 prims each)."""
-    if kind == "factory":
-        return factory(prims, seed)
     folder = data_dir() / "bench" / f"{kind}-{prims}-s{seed}"
     root = folder / ("set.usda" if kind == "composed" else f"{kind}.usdc")
     if not root.exists():
@@ -45,11 +35,10 @@ def scene(kind: str, prims: int, seed: int = 7) -> Path:
         partial = folder.with_name(folder.name + ".partial")
         partial.mkdir(parents=True, exist_ok=True)
         script = REPO / "fixtures" / f"generate_{kind}.py"
-        args = {"hall": [str(partial / root.name), "--prims", str(prims), "--seed", str(seed)],
-                "scatter": [str(partial / root.name), "--copies", str(prims // 2), "--seed", str(seed)],
-                "composed": [str(partial), "--objects", str(max(1, prims // 13)),
-                             "--assets", str(max(1, prims // 17)), "--seed", str(seed)]}[kind]
-        subprocess.run([sys.executable, str(script), *args], check=True, stdout=subprocess.DEVNULL)
+        size = {"scatter": [str(partial / root.name), "--copies", str(prims // 2)],
+                "composed": [str(partial), "--objects", str(max(1, prims // 13)), "--assets", str(max(1, prims // 17))],
+                }.get(kind, [str(partial / root.name), "--prims", str(prims)])
+        subprocess.run([sys.executable, str(script), *size, "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
         partial.rename(folder)
     return root
 

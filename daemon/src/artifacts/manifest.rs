@@ -155,24 +155,20 @@ impl Manifest {
     /// The ref-remap manifest of a composed stage whose targets (its referenced files) changed
     /// nothing: no layer was rewritten, but the targets are on record for target coverage.
     pub fn nothing_remapped(working_stage: &str, output_dir: &Path, phase4_targets: Vec<Phase4Target>) -> Self {
-        Self {
-            mode: "ref_remap".into(),
-            materialization: None,
-            input_stage: working_stage.into(),
-            output_dir: output_dir.display().to_string(),
+        let nothing = RemapResult {
             new_assembly_root: working_stage.into(),
-            assembly_root: AssemblyRoot { path: working_stage.into(), mesh_count: 0 },
-            outputs: vec![],
+            rewritten: vec![],
+            composition_errors: vec![],
+            mesh_count: 0,
+        };
+        Self {
             phase4_targets,
-            frontier: None,
             rewrite_steps: vec![RewriteStep {
                 step: "reference_remap".into(),
                 result: "skipped".into(),
                 notes: "no target changed: nothing to remap".into(),
             }],
-            material_rewrites: None,
-            preservation: None,
-            warnings: vec![],
+            ..Self::remap(working_stage, output_dir, &nothing, &[])
         }
     }
 

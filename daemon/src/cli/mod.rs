@@ -524,9 +524,8 @@ async fn submit_and_follow(
         eprintln!("Error: {}: {message}", Outcome::Cancelled);
         session.close().await;
         if json {
-            let code = Outcome::Cancelled.code();
-            let document = json!({"state": code, "code": code, "message": message, "run_id": run.run_id,
-                                  "output_dir": run.output_dir});
+            let document = json!({"state": state_name(proto::RunState::Cancelled as i32), "code": Outcome::Cancelled.code(),
+                                  "message": message, "run_id": run.run_id, "output_dir": run.output_dir});
             println!("{document}");
         }
         return Ok(ExitCode::from(1));

@@ -13,7 +13,8 @@ def _array(values, dtype):
     return np.frombuffer(memoryview(values), dtype=dtype) if len(values) else np.empty(0, dtype)
 
 
-def _points(values):
+def points_array(values):
+    """A points (or extent) Vt array as an (n, 3) numpy view, float or double as authored."""
     view = memoryview(values)
     return np.frombuffer(view, dtype=np.float64 if view.format == "d" else np.float32).reshape(-1, 3)
 
@@ -33,7 +34,7 @@ def invalid_meshes(meshes) -> dict:
     for key, p, c, i in meshes:
         # None: no default value (time-sampled, or not authored): not checked here.
         if p is not None and len(p):
-            points.append(_points(p))
+            points.append(points_array(p))
             point_keys.append(key)
         if c is None or i is None:
             continue

@@ -24,7 +24,7 @@ from collections import defaultdict
 import numpy as np
 from pxr import Tf, Usd, UsdGeom, UsdShade
 
-from ..usd.topology import invalid_meshes
+from ..usd.topology import invalid_meshes, points_array
 
 PHYSICS_SCHEMA_PREFIXES = ("Physics", "PhysxSchema", "Physx")
 SKELETON_TYPES = ("SkelRoot", "Skeleton", "SkelAnimation")
@@ -500,9 +500,7 @@ class Walker:
             source = extent if extent is not None and len(extent) == 2 else points
             if source is None or len(source) == 0:
                 continue
-            view = memoryview(source)
-            array = np.frombuffer(view, dtype=np.float64 if view.format == "d" else np.float32).reshape(-1, 3)
-            boxes.append(array)
+            boxes.append(points_array(source))
             where.append(j)
         if not boxes:
             return
