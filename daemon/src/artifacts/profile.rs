@@ -1,6 +1,8 @@
 //! Phase 6a's paired profile (profile-pair.json) as the executor's `profile_pair` task
 //! returns it, and the output's quick profile (profile-after.json) summarized from its rounds.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -15,12 +17,33 @@ pub struct PairResult {
     pub warmup_rounds_discarded: usize,
     /// Capture order of each measured round: "AB" (source first) or "BA".
     pub order: Vec<String>,
+    /// How each sitting measured (a pair extended by more rounds has two): the repeats of
+    /// each short timing within a round, and the sample of prims large stages timed on.
+    pub sittings: Vec<Sitting>,
     pub open_timing_context: String,
     /// fork (from a capture server) | spawn (an interpreter per capture)
     pub process: String,
     pub samples: Samples,
     pub footprint: Sizes,
     pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sitting {
+    pub rounds: usize,
+    /// open | traverse | attributes | transforms → times per round, the fastest kept (the
+    /// same on both sides).
+    pub repeats: BTreeMap<String, u32>,
+    /// before | after → the random sample of authored prims attribute resolution and
+    /// transforms were timed on, scaled to all (only for stages above the sampling size).
+    pub timing_sample: BTreeMap<String, TimingSample>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TimingSample {
+    pub prims: u64,
+    pub of: u64,
+    pub seed: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,6 +58,7 @@ impl PairResult {
         self.rounds += more.rounds;
         self.warmup_rounds_discarded += more.warmup_rounds_discarded;
         self.order.extend(more.order);
+        self.sittings.extend(more.sittings);
         self.samples.before.extend(more.samples.before);
         self.samples.after.extend(more.samples.after);
         self.seconds = ((self.seconds + more.seconds) * 1000.0).round() / 1000.0;

@@ -2,7 +2,12 @@
 
 One warm-up round is taken and discarded, then `rounds` rounds, each capturing both stages
 in a fresh process apiece (workers/profile_capture.py, paired protocol), the order
-alternating (A B, B A, ...) so that neither side always runs first. Whatever load the
+alternating (A B, B A, ...) so that neither side always runs first. The warm-up round also
+takes each stage's exact counts (they do not change between rounds), so a measured round only
+times: on a large stage attribute resolution and transforms on a sample of its prims. A
+timing that is short on both sides is repeated within a round, the same number of times on
+both (REPEAT_BUDGET_MS), and its fastest repeat kept: a preemption only ever adds time, and
+in a 2 ms window it lands often enough on a loaded machine to move a ratio by half. Whatever load the
 machine is under falls on both sides of a round alike: the daemon judges each metric from
 the per-round pairs (decisions::stats), not from two captures minutes apart.
 
@@ -27,6 +32,12 @@ TIMINGS = ("cold_open_ms", "warm_open_ms", "traverse_ms", "traverse_full_ms", "a
 COUNTS = ("prim_count", "prim_count_authored", "prim_count_with_instance_proxies", "layer_count", "instance_count",
           "prototype_count", "total_attributes", "total_size_bytes")
 START_TIMEOUT_S = 120
+# A timing is repeated within a round while the slower side's repeats fit this budget.
+REPEAT_BUDGET_MS = 40.0
+MAX_REPEATS = 7
+# Each repeatable timing (profile_capture.REPEATABLE) and the warm-up field that sizes it.
+REPEAT_SIZED_BY = {"open": "warm_open_ms", "traverse": "traverse_ms", "attributes": "attribute_resolution_ms",
+                   "transforms": "transform_ms"}
 
 
 class _Captures:
@@ -54,11 +65,12 @@ class _Captures:
             raise TaskError("profile_timeout" if not ready else "profile_failed", f"{what} within {timeout_s:.0f}s")
         return json.loads(line)
 
-    def capture(self, stage_path: str) -> dict:
+    def capture(self, stage_path: str, counts: bool, repeats: dict) -> dict:
         self._count += 1
         result = os.path.join(self._scratch.name, f"{self._count}.json")
         if self._server is not None:
-            self._server.stdin.write(json.dumps({"stage": stage_path, "result": result}) + "\n")
+            request = {"stage": stage_path, "result": result, "counts": counts, "repeats": repeats}
+            self._server.stdin.write(json.dumps(request) + "\n")
             self._server.stdin.flush()
             answer = self._read_line(self._timeout, f"no capture of {stage_path}")
             if not os.path.isfile(result):
@@ -67,7 +79,9 @@ class _Captures:
                 document = json.load(handle)
         else:
             try:
-                done = workers.run("profile_capture", stage_path, "--paired", capture_output=True, text=True,
+                flags = [f"--repeat={name}={times}" for name, times in repeats.items()]
+                flags += [] if counts else ["--timings-only"]
+                done = workers.run("profile_capture", stage_path, "--paired", *flags, capture_output=True, text=True,
                                    timeout=self._timeout)
             except subprocess.TimeoutExpired:
                 raise TaskError("profile_timeout", f"profiling {stage_path} exceeded {self._timeout:.0f}s", stage_path)
@@ -122,8 +136,19 @@ def footprint(source: str, output: str) -> dict:
     }
 
 
-def _sample(capture: dict) -> dict:
-    return {key: capture[key] for key in TIMINGS + COUNTS}
+def repeats_for(warmup: dict) -> dict:
+    """How often a measured round repeats each timing, the same on both sides: as often as
+    the slower side's figure in the warm-up round fits REPEAT_BUDGET_MS (at least once)."""
+    repeats = {}
+    for name, field in REPEAT_SIZED_BY.items():
+        slower = max(capture[field] for capture in warmup.values())
+        repeats[name] = int(min(MAX_REPEATS, max(1, REPEAT_BUDGET_MS // max(slower, 1e-3))))
+    return repeats
+
+
+def _sample(capture: dict, counts: dict) -> dict:
+    """A measured round's timings with the stage's exact counts from the warm-up round."""
+    return {**{key: capture[key] for key in TIMINGS}, **{key: counts[key] for key in COUNTS}}
 
 
 def run(params, reporter):
@@ -137,16 +162,25 @@ def run(params, reporter):
     sizes = footprint(before, after)
     samples = {"before": [], "after": []}
     order = []
+    warmup = {}
+    repeats = {}
+    timing_sample = {}
     with _Captures(timeout, fork=hasattr(os, "fork") and not in_kit) as captures:
-        for index in range(rounds + 1):  # round 0 warms the file cache and is discarded
+        for index in range(rounds + 1):  # round 0 warms the file cache, takes the counts and is discarded
             sides = [("before", before), ("after", after)]
             if index % 2 == 0:
                 sides.reverse()
             for side, path in sides:
-                sample = _sample(captures.capture(path))
-                if index > 0:
-                    samples[side].append(sample)
-            if index > 0:
+                if index == 0:
+                    warmup[side] = captures.capture(path, counts=True, repeats={})
+                    continue
+                capture = captures.capture(path, counts=False, repeats=repeats)
+                samples[side].append(_sample(capture, warmup[side]))
+                if "timing_sample" in capture:
+                    timing_sample[side] = capture["timing_sample"]
+            if index == 0:
+                repeats = repeats_for(warmup)
+            else:
                 order.append("".join("A" if side == "before" else "B" for side, _ in sides))
             reporter.progress((index + 1) / (rounds + 1), f"paired profile: round {index} of {rounds}")
     return {
@@ -155,6 +189,7 @@ def run(params, reporter):
         "rounds": rounds,
         "warmup_rounds_discarded": 1,
         "order": order,
+        "sittings": [{"rounds": rounds, "repeats": repeats, "timing_sample": timing_sample}],
         "open_timing_context": "fresh_process_interleaved",
         "process": "fork" if not in_kit and hasattr(os, "fork") else "spawn",
         "samples": samples,
