@@ -143,3 +143,22 @@ def test_a_task_its_executor_never_answers_fails_at_its_deadline(home, tmp_path)
     finally:
         silent.stop(signal.SIGKILL)
         daemon.stop(signal.SIGTERM)
+
+
+def test_a_closed_stdout_neither_panics_nor_leaves_a_process(home, tmp_path):
+    """`usdtune optimize STAGE --json | head -0`: the reader is gone before the summary is
+    written; the run still completes and cleans up (println! used to panic here)."""
+    stage = tmp_path / "src" / FIXTURE.name
+    stage.parent.mkdir()
+    stage.write_bytes(FIXTURE.read_bytes())
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(tmp_path / "out"), "--restructure",
+                             "optimize-as-is", "--json"], env=home, stdout=write_end, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(write_end)
+    _, stderr = proc.communicate(timeout=300)
+    assert "panicked" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert proc.returncode == 0, stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["state"] == "completed"
+    assert_nothing_left(home)

@@ -145,3 +145,57 @@ def test_a_hanging_or_crashing_rule_costs_only_its_own_job(tmp_path, monkeypatch
     sites = {s for issue in by_id["real"]["rules"][0]["issues"] for s in issue["sites"]}
     assert "/World/Cube" in sites
     assert result["openability"]["opens"] is True
+
+
+def test_the_jobs_stay_within_the_budget_and_what_did_not_fit_says_so(tmp_path, monkeypatch):
+    """A hanging rule under a 60 s job limit is stopped when the task's 4 s budget is spent,
+    and the jobs queued behind it are not started; both read as timeouts that name the budget."""
+    (tmp_path / "usdtune_fake_rules.py").write_text(FAKE_RULES)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    sys.path.insert(0, str(EXTENSION_DIR / "usdtune.executor"))
+    from usdtune_executor.tasks import validate
+
+    class Reporter:
+        def progress(self, fraction, message):
+            pass
+
+    hang = {"concept": "fake_hang", "module": "usdtune_fake_rules", "class_name": "HangingRule"}
+    real = {"concept": "topology_zero_area_faces", "module": "usd_optimize.validators.zero_area_faces_checker",
+            "class_name": "ZeroAreaFacesChecker"}
+    jobs = [{"id": "hangs", "rules": [hang], "mask_paths": None},
+            {"id": "queued", "rules": [real], "mask_paths": None}]
+    result = validate.run({"stage_path": str(TESTDATA / "cubeDegenerateFaces.usda"), "jobs": jobs, "timeout_s": 60,
+                           "budget_s": 4, "max_workers": 1}, Reporter())
+    by_id = {job["id"]: job for job in result["jobs"]}
+    assert by_id["hangs"]["status"] == "timeout" and "budget of 4.0 s" in by_id["hangs"]["error"], by_id["hangs"]
+    assert by_id["queued"]["status"] == "timeout" and by_id["queued"]["error"].startswith("not run"), by_id["queued"]
+    assert result["seconds"] < 60, "the job's own limit was not what stopped it"
+    assert result["budget_s"] == 4 and by_id["hangs"]["over_budget"] and by_id["queued"]["over_budget"]
+
+
+def test_a_run_budget_too_small_for_validation_is_recorded_not_hung(tmp_path):
+    """`--budget 1`: each validation task may spend 0.4 s, less than a validator worker takes
+    to start. The run completes; every validation job is on the ledger as timeout_recorded
+    with the budget named, the scope note states the budget, the run's note counts the cuts."""
+    stage = tmp_path / "src" / FIXTURE.name
+    stage.parent.mkdir()
+    shutil.copy2(FIXTURE, stage)
+    out = tmp_path / "out"
+    env = isolated_env(tmp_path)
+    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--budget", "1",
+                   "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("validation-report", "validation-report-targets"):
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["coverage_ledger"]["complete"], name
+        entries = report["coverage_ledger"]["entries"]
+        assert entries and all(e["status"] == "timeout_recorded" and "budget of 0.4 s" in e["reason"]
+                               for e in entries), entries
+        assert report["runtime_context"]["budget_s"] == 0.4
+        assert len(report["runtime_context"]["jobs_over_budget"]) == report["runtime_context"]["jobs"]
+    note = json.loads((out / "validation-scope-note.json").read_text())
+    assert "time budget: the jobs may take 0.4 s together" in note["selection_reason"]
+    phases = {p["milestone"]: p for p in json.loads((out / "run.json").read_text())["phases"]}
+    assert "cut by the 0.4 s time budget" in phases["usd-validation-runner"]["note"]
+    bad = usdtune(env, "optimize", str(stage), "-o", str(tmp_path / "bad"), "--budget=0")
+    assert bad.returncode == 2 and "above zero" in bad.stderr

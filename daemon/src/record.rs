@@ -213,6 +213,9 @@ pub struct RouteFacts {
     /// What the restructure gate's recommendation optimizes for (`--goal`; balanced when unset).
     #[serde(default)]
     pub goal: Option<String>,
+    /// The run's time budget in seconds (`--budget`; decisions::costs::run_budget when unset).
+    #[serde(default)]
+    pub budget_seconds: Option<f64>,
     /// A trial of one route for a parent run's gate: it ends after Phase 4 (no after-profile,
     /// no report; the parent profiles every trial in one sitting).
     #[serde(default)]
@@ -231,6 +234,7 @@ pub struct Submission {
     pub pipeline: Option<String>,
     pub approvals: Vec<String>,
     pub goal: Option<String>,
+    pub budget_seconds: Option<f64>,
     /// Write into a workspace that holds other files, or another stage's run (`--force`).
     pub force: bool,
 }
@@ -301,6 +305,7 @@ impl RunRecord {
                 pipeline: submission.pipeline.clone(),
                 approvals: submission.approvals.clone(),
                 goal: submission.goal.clone(),
+                budget_seconds: submission.budget_seconds,
                 ..Default::default()
             },
             created_at: now_rfc3339(),

@@ -40,6 +40,7 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         pipeline: given(r.pipeline),
         approvals: r.approvals,
         goal: given(r.goal),
+        budget_seconds: Some(r.budget_seconds).filter(|s| *s > 0.0),
         force: r.force,
     }
 }

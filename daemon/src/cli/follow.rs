@@ -76,14 +76,14 @@ pub(super) async fn follow(
                 }
                 None => {
                     view.finish();
-                    eprintln!(
+                    err!(
                         "{}",
                         live::error_line(&format!(
                             "{}: run {run_id} stopped at the {} gate: {}",
                             run.code, gate.id, gate.question
                         ))
                     );
-                    eprintln!(
+                    err!(
                         "  branches: {}{}",
                         gate.branches.join(", "),
                         if gate.recommended.is_empty() {
@@ -92,11 +92,9 @@ pub(super) async fn follow(
                             format!(" (recommended: {})", gate.recommended)
                         }
                     );
-                    eprintln!(
-                        "  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)"
-                    );
+                    err!("  resume with: usdtune decide {run_id} BRANCH   (or pass --restructure BRANCH up front)");
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+                        out!("{}", serde_json::to_string_pretty(&run_json(&run))?);
                     }
                     return Ok(ExitCode::from(3));
                 }
@@ -114,7 +112,7 @@ pub(super) async fn follow(
     view.finish();
     let run = last.ok_or_else(|| anyhow::anyhow!("the daemon closed the event stream without a run state"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&run_json(&run))?);
+        out!("{}", serde_json::to_string_pretty(&run_json(&run))?);
     }
     let state = RunState::try_from(run.state).unwrap_or(RunState::Unspecified);
     if state == RunState::Completed {
@@ -123,24 +121,24 @@ pub(super) async fn follow(
             .and_then(|text| serde_json::from_slice::<crate::report::OptimizationReport>(&text).ok());
         match report {
             Some(report) => {
-                eprintln!();
+                err!("");
                 for line in crate::report::summary(&report) {
-                    eprintln!("  {line}");
+                    err!("  {line}");
                 }
             }
             None => view.note(&format!("artifacts: {}", run.output_dir)),
         }
         if !run.code.is_empty() {
-            eprintln!("{}", live::error_line(&format!("{}: {}", run.code, run.message)));
-            eprintln!("{}", live::verdict_line("Failed!", "failed"));
+            err!("{}", live::error_line(&format!("{}: {}", run.code, run.message)));
+            err!("{}", live::verdict_line("Failed!", "failed"));
             return Ok(ExitCode::from(1));
         }
-        eprintln!("{}", live::verdict_line(closing_line(&run.verdict), &run.verdict));
+        err!("{}", live::verdict_line(closing_line(&run.verdict), &run.verdict));
         return Ok(ExitCode::SUCCESS);
     }
     let code = if run.code.is_empty() { state_name(run.state) } else { &run.code };
-    eprintln!("{}", live::error_line(&format!("{code}: {}", run.message)));
-    eprintln!("{}", live::verdict_line("Failed!", "failed"));
+    err!("{}", live::error_line(&format!("{code}: {}", run.message)));
+    err!("{}", live::verdict_line("Failed!", "failed"));
     let exit = if state == RunState::AwaitingDecision {
         ExitClass::Awaiting
     } else {
@@ -224,7 +222,7 @@ pub(super) fn show(run: &proto::Run, format: ShowFormat) -> anyhow::Result<ExitC
             doc["gate"] =
                 json!({"id": g.id, "question": g.question, "branches": g.branches, "recommended": g.recommended});
         }
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        out!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
     let report = if run.report_path.is_empty() {
@@ -241,22 +239,22 @@ pub(super) fn show(run: &proto::Run, format: ShowFormat) -> anyhow::Result<ExitC
         })?)
     };
     match (format, report) {
-        (ShowFormat::Json, Some(report)) => println!("{}", serde_json::to_string_pretty(&report)?),
-        (ShowFormat::Md, Some(report)) => print!("{}", crate::report::markdown(&report)),
+        (ShowFormat::Json, Some(report)) => out!("{}", serde_json::to_string_pretty(&report)?),
+        (ShowFormat::Md, Some(report)) => out!("{}", crate::report::markdown(&report).trim_end()),
         (ShowFormat::Pretty, report) => {
-            println!("{}  {}  {}  {}", run.run_id, state_name(run.state), run.milestone, run.stage_path);
+            out!("{}  {}  {}  {}", run.run_id, state_name(run.state), run.milestone, run.stage_path);
             if !run.code.is_empty() {
-                println!("  {}: {}", run.code, run.message);
+                out!("  {}: {}", run.code, run.message);
             }
             for p in &run.phases {
-                println!("{}", live::phase_line(p));
+                out!("{}", live::phase_line(p));
             }
             if let Some(report) = report {
-                print!("\n{}", crate::report::pretty(&report));
+                out!("\n{}", crate::report::pretty(&report).trim_end());
             }
         }
         (_, None) => {
-            eprintln!(
+            err!(
                 "Error: run {} has no report yet ({}); `--format run` shows its state",
                 run.run_id,
                 state_name(run.state)

@@ -59,7 +59,7 @@ impl View {
     pub fn line(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => err!("{text}"),
         }
     }
 

@@ -18,6 +18,22 @@ use crate::outcome::Outcome;
 use crate::proto::{self, run_service_client::RunServiceClient};
 use crate::setup::{self, ExecutorEnv};
 
+/// `println!` and `eprintln!` that survive a closed pipe (`usdtune runs | head`, `2>&1 | head`):
+/// what does not fit is dropped and the command goes on to its clean-up (ending the run's
+/// executors), where the std macros would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod follow;
 mod live;
 
@@ -79,6 +95,10 @@ enum Command {
         /// Write into an output folder that holds other files or another stage's run.
         #[arg(long)]
         force: bool,
+        /// The run's time budget in seconds (default: 2 minutes per 100k prims, at least 2
+        /// minutes). Validation jobs are sized to it; what does not fit is recorded, not run.
+        #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+        budget: Option<f64>,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -190,13 +210,21 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            err!("Error: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
 /// SIGINT, or SIGTERM where there is one: what stops a daemon or an embedded run.
+/// A `--budget` value: seconds, above zero.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("'{text}' is not a number of seconds above zero")),
+    }
+}
+
 async fn stop_signal() {
     #[cfg(unix)]
     {
@@ -229,7 +257,7 @@ fn verbose() -> bool {
 /// A progress or information line on stderr (not with `--quiet`; errors are printed apart).
 fn note(message: &str) {
     if !quiet() {
-        eprintln!("[usdtune] {message}");
+        err!("[usdtune] {message}");
     }
 }
 
@@ -287,7 +315,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let env = ExecutorEnv::default_location();
             setup::setup(&env, dev, &mut |m| note(m))?;
             if print_python {
-                println!("{}", env.python().display());
+                out!("{}", env.python().display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -298,7 +326,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let (address, server) = crate::service::serve(core.clone(), listener)?;
-            eprintln!("usdtuned listening on {address}");
+            err!("usdtuned listening on {address}");
             tokio::select! {
                 _ = server => {}
                 _ = stop_signal() => {}
@@ -330,6 +358,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             approvals,
             goal,
             force,
+            budget,
         } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -342,6 +371,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 approvals,
                 goal: goal.unwrap_or_default(),
                 force,
+                budget_seconds: budget.unwrap_or_default(),
             };
             submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }
@@ -352,7 +382,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch })
                 .await;
             if let Err(status) = answered {
-                eprintln!("Error: {}", status.message());
+                err!("Error: {}", status.message());
                 session.close().await;
                 return Ok(ExitCode::from(2));
             }
@@ -365,10 +395,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runs = session.client.list_runs(proto::ListRunsRequest {}).await?.into_inner().runs;
             if json {
                 let list: Vec<_> = runs.iter().map(run_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for r in &runs {
-                    println!("{}  {:<18} {:<32} {}", r.run_id, state_name(r.state), r.milestone, r.stage_path);
+                    out!("{}  {:<18} {:<32} {}", r.run_id, state_name(r.state), r.milestone, r.stage_path);
                 }
             }
             session.close().await;
@@ -382,7 +412,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(r) if open => open_report(&r.into_inner()),
                 Ok(r) => show(&r.into_inner(), format),
                 Err(status) => {
-                    eprintln!("Error: {}", status.message());
+                    err!("Error: {}", status.message());
                     Ok(ExitCode::from(2))
                 }
             }
@@ -404,7 +434,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// opener (not the browser it hands the page to).
 fn open_report(run: &proto::Run) -> anyhow::Result<ExitCode> {
     if run.html_report_path.is_empty() || !std::path::Path::new(&run.html_report_path).is_file() {
-        eprintln!("Error: {}: run {} has no HTML report yet", Outcome::ReportNotWritten, run.run_id);
+        err!("Error: {}: run {} has no HTML report yet", Outcome::ReportNotWritten, run.run_id);
         return Ok(ExitCode::from(1));
     }
     let opener = std::env::var("BROWSER")
@@ -416,19 +446,15 @@ fn open_report(run: &proto::Run) -> anyhow::Result<ExitCode> {
     let status = std::process::Command::new(program).args(words).arg(&run.html_report_path).status();
     match status {
         Ok(s) if s.success() => {
-            println!("{}", run.html_report_path);
+            out!("{}", run.html_report_path);
             Ok(ExitCode::SUCCESS)
         }
         Ok(s) => {
-            eprintln!(
-                "Error: {}: {program} exited with {s}; the report is {}",
-                Outcome::OpenerFailed,
-                run.html_report_path
-            );
+            err!("Error: {}: {program} exited with {s}; the report is {}", Outcome::OpenerFailed, run.html_report_path);
             Ok(ExitCode::from(1))
         }
         Err(e) => {
-            eprintln!(
+            err!(
                 "Error: {}: cannot start {program} ({e}); set BROWSER, or open {}",
                 Outcome::OpenerFailed,
                 run.html_report_path
@@ -462,22 +488,19 @@ fn check_report(report: &str, manifests: &[String], json: bool) -> anyhow::Resul
     let (document, manifests) = match loaded {
         Ok(loaded) => loaded,
         Err(message) => {
-            eprintln!("Error: {message}");
+            err!("Error: {message}");
             return Ok(ExitCode::from(2));
         }
     };
     let violations = crate::decisions::report_gate::check(&document, &manifests);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"passed": violations.is_empty(), "violations": violations}))?
-        );
+        out!("{}", serde_json::to_string_pretty(&json!({"passed": violations.is_empty(), "violations": violations}))?);
     } else if violations.is_empty() {
-        println!("{report}: passes the report gate ({} manifest(s) reconciled)", manifests.len());
+        out!("{report}: passes the report gate ({} manifest(s) reconciled)", manifests.len());
     } else {
-        println!("{report}: {} violation(s)", violations.len());
+        out!("{report}: {} violation(s)", violations.len());
         for v in &violations {
-            println!("  {}: {}", v.check, v.message);
+            out!("  {}: {}", v.check, v.message);
         }
     }
     Ok(if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -521,12 +544,12 @@ async fn submit_and_follow(
         // Interrupted: the embedded daemon goes with this process, so its run is cancelled and
         // every process it started is stopped before exiting.
         let message = format!("interrupted; run {} and every process it started were stopped", run.run_id);
-        eprintln!("Error: {}: {message}", Outcome::Cancelled);
+        err!("Error: {}: {message}", Outcome::Cancelled);
         session.close().await;
         if json {
             let document = json!({"state": state_name(proto::RunState::Cancelled as i32), "code": Outcome::Cancelled.code(),
                                   "message": message, "run_id": run.run_id, "output_dir": run.output_dir});
-            println!("{document}");
+            out!("{document}");
         }
         return Ok(ExitCode::from(1));
     };
@@ -538,9 +561,9 @@ async fn submit_and_follow(
 /// A request refused before a run existed: the error on stderr and, with `--json`, one
 /// document on stdout all the same (exit 2).
 fn refused(code: &str, message: &str, json: bool) -> ExitCode {
-    eprintln!("Error: {code}: {message}");
+    err!("Error: {code}: {message}");
     if json {
-        println!("{}", json!({"state": "refused", "code": code, "message": message, "run_id": null}));
+        out!("{}", json!({"state": "refused", "code": code, "message": message, "run_id": null}));
     }
     ExitCode::from(2)
 }
@@ -575,7 +598,7 @@ async fn assess_many(
                 code
             }
             Err(status) => {
-                eprintln!("Error: {}: {}", stage, status.message());
+                err!("Error: {}: {}", stage, status.message());
                 docs.push(json!({"stage_path": stage, "state": "rejected", "message": status.message()}));
                 ExitCode::from(2)
             }
@@ -590,7 +613,7 @@ async fn assess_many(
     }
     session.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&docs)?);
+        out!("{}", serde_json::to_string_pretty(&docs)?);
     }
     Ok(ExitCode::from(worst))
 }

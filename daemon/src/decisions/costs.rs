@@ -10,6 +10,13 @@
 //! A deadline is the expected cost times a wide margin, never under a floor: it catches an
 //! executor that heartbeats but never answers (or a native call that spins), never a slow but
 //! healthy task (load alone makes a task 3× slower here).
+//!
+//! The run budget is what a whole run should take (`--budget`, else 2 min per 100k prims, the
+//! goal on these 2 cores): open-ended work is sized to it. Each validation task may spend a
+//! share of it on its jobs; a job not started within that share is recorded
+//! `timeout_recorded` in the coverage ledger, one that runs past it is stopped. On the 100k
+//! hall (a 106 s run) the source's validation took 11 s and Phase 4's evidence 20 s, inside
+//! the 48 s share; the composed set that sat 15 minutes in validation on 58c8553 is now bounded.
 
 use std::time::Duration;
 
@@ -53,6 +60,24 @@ pub fn expected_seconds(kind: &str, size: StageSize) -> f64 {
     constant + per_100k * size.prims() / 100_000.0
 }
 
+/// The default run budget: seconds per 100k prims (instance proxies counted), and its floor.
+pub const RUN_BUDGET_PER_100K_S: f64 = 120.0;
+pub const RUN_BUDGET_FLOOR_S: f64 = 120.0;
+/// The share of the run budget one validation task may spend on its jobs.
+pub const VALIDATION_SHARE: f64 = 0.4;
+
+/// The run's budget in seconds: the one the user gave, else the default for the stage's size.
+pub fn run_budget(size: StageSize, given: Option<f64>) -> f64 {
+    given
+        .filter(|s| *s > 0.0)
+        .unwrap_or_else(|| (RUN_BUDGET_PER_100K_S * size.prims() / 100_000.0).max(RUN_BUDGET_FLOOR_S))
+}
+
+/// What one validation task may spend on its jobs, in seconds.
+pub fn validation_budget(run_budget: f64) -> f64 {
+    run_budget * VALIDATION_SHARE
+}
+
 /// The margin over the expected cost.
 const MARGIN: f64 = 20.0;
 /// No task is given less than this (times the scale).
@@ -75,6 +100,15 @@ mod tests {
         let at = |prims| task_deadline("operations", StageSize::Prims(prims), 1.0).as_secs_f64();
         assert!((at(100_000) - 430.0).abs() < 1e-6, "{}", at(100_000));
         assert!(at(1_000_000) > 9.0 * at(100_000), "a million prims gets about ten times as long");
+    }
+
+    #[test]
+    fn the_run_budget_grows_with_the_stage_and_a_given_one_wins() {
+        assert_eq!(run_budget(StageSize::Prims(600), None), RUN_BUDGET_FLOOR_S);
+        assert_eq!(run_budget(StageSize::Prims(1_000_000), None), 1200.0);
+        assert_eq!(run_budget(StageSize::Prims(1_000_000), Some(30.0)), 30.0);
+        assert_eq!(run_budget(StageSize::Prims(600), Some(0.0)), RUN_BUDGET_FLOOR_S, "0 means the default");
+        assert_eq!(validation_budget(run_budget(StageSize::Prims(100_000), None)), 48.0);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct PlanInputs {
     pub pairs: Vec<FlaggedPair>,
     pub classes: GeometryClasses,
     pub full_sweep_approved: bool,
+    /// Seconds the plan's jobs may take together (decisions::costs::validation_budget).
+    pub budget_s: Option<f64>,
 }
 
 impl PlanInputs {
@@ -82,6 +84,9 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Minimum openability runs with the whole-stage plan (2c, 6b), not per target.
     pub openability: bool,
+    /// Seconds the jobs may take together: a job not started within them is recorded as
+    /// timed out, one running past them is stopped.
+    pub budget_s: Option<f64>,
 }
 
 impl Plan {
@@ -106,7 +111,8 @@ impl Plan {
                 })
             })
             .collect();
-        json!({"stage_path": stage, "jobs": jobs, "timeout_s": JOB_TIMEOUT_S, "openability": self.openability})
+        json!({"stage_path": stage, "jobs": jobs, "timeout_s": JOB_TIMEOUT_S, "openability": self.openability,
+               "budget_s": self.budget_s})
     }
 }
 
@@ -313,6 +319,11 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
         _ if inputs.prim_count > 1_000_000 => "long",
         _ => "minutes",
     };
+    if let Some(budget) = inputs.budget_s.filter(|_| !jobs.is_empty()) {
+        reasons.push(format!(
+            "time budget: the jobs may take {budget:.1} s together (a job not started within it is recorded timeout_recorded)"
+        ));
+    }
     let note = json!({
         "scope": scope,
         "concepts": concepts,
@@ -323,7 +334,7 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
         "estimated_time": estimated_time,
         "artifact_paths": [],
     });
-    Plan { note, jobs, openability: placement == Placement::WholeStage }
+    Plan { note, jobs, openability: placement == Placement::WholeStage, budget_s: inputs.budget_s }
 }
 
 pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
@@ -355,7 +366,7 @@ pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
         "re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings",
         jobs.len()
     ));
-    Plan { note, jobs, openability: false }
+    Plan { note, jobs, openability: false, budget_s: plan.budget_s }
 }
 
 #[cfg(test)]

@@ -120,6 +120,11 @@ pub struct ValidationRuntime {
     pub openability_seconds: Option<f64>,
     pub tier_wall_seconds: BTreeMap<String, f64>,
     pub jobs: usize,
+    /// What all jobs together could take, and the jobs it stopped or kept from starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs_over_budget: Vec<String>,
     pub unresolved: Vec<String>,
     /// What minimum openability's dependency scan counted (absent when it did not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,19 +183,24 @@ impl ValidationReport {
 
     /// One line for the run's phase note.
     pub fn note(&self) -> String {
-        format!(
-            "{}: {} findings, {} ledger entries; wall {}s (jobs: {})",
+        let mut note = format!(
+            "{}: {} findings, {} ledger entries; wall {}s",
             self.summary.status,
             self.findings.len(),
             self.coverage_ledger.entries.len(),
             self.runtime_context.wall_seconds,
-            self.runtime_context
-                .tier_wall_seconds
-                .iter()
-                .map(|(k, v)| format!("{k} {v}s"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
+        );
+        let tiers = &self.runtime_context.tier_wall_seconds;
+        if !tiers.is_empty() {
+            let walls: Vec<String> = tiers.iter().map(|(k, v)| format!("{k} {v}s")).collect();
+            note.push_str(&format!(" (jobs: {})", walls.join(", ")));
+        }
+        let cut = &self.runtime_context.jobs_over_budget;
+        if !cut.is_empty() {
+            let budget = self.runtime_context.budget_s.unwrap_or_default();
+            note.push_str(&format!("; {} job(s) cut by the {budget:.1} s time budget (timeout_recorded)", cut.len()));
+        }
+        note
     }
 }
 
@@ -337,6 +347,8 @@ pub fn report(
             openability_seconds: openability.seconds,
             tier_wall_seconds,
             jobs: plan.jobs.len(),
+            budget_s: result.budget_s,
+            jobs_over_budget: result.jobs.iter().filter(|j| j.over_budget).map(|j| j.id.clone()).collect(),
             unresolved,
             dependencies: if plan.openability { openability.dependencies.clone() } else { None },
         },

@@ -11,6 +11,9 @@ pub struct ValidateResult {
     pub jobs: Vec<JobResult>,
     pub runner: String,
     pub timeout_s: f64,
+    /// What all jobs together could take (None: no bound).
+    #[serde(default)]
+    pub budget_s: Option<f64>,
     pub seconds: f64,
 }
 
@@ -56,6 +59,9 @@ pub struct JobResult {
     pub started_s: Option<f64>,
     #[serde(default)]
     pub ended_s: Option<f64>,
+    /// The plan's time budget stopped the job or kept it from starting (status timeout).
+    #[serde(default)]
+    pub over_budget: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -91,6 +91,7 @@ fn trial_record(ctx: &PhaseCtx<'_>, parent: &RunRecord, branch: &str) -> Result<
         pipeline: parent.route.pipeline.clone(),
         approvals: parent.route.approvals.clone(),
         goal: parent.route.goal.clone(),
+        budget_seconds: parent.route.budget_seconds,
         force: false,
     };
     let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

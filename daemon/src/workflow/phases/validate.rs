@@ -6,11 +6,13 @@
 use crate::artifacts::guard::SourceGuard;
 use crate::artifacts::ScopeNote;
 use crate::decisions::assessment::Facts;
+use crate::decisions::costs;
 use crate::decisions::validation::{
     self, FlaggedPair, GeometryClasses, Placement, Plan, PlanInputs, ValidateResult, ValidationPhase, ValidationReport,
 };
 use crate::outcome::Outcome;
 use crate::record::now_rfc3339;
+use crate::workflow::ctx::stage_size;
 use crate::workflow::{worker_pool, PhaseCtx, PhaseDone, PhaseResult, Stop};
 
 /// Phase 2c: minimum openability and the whole-stage Tier 1 concepts on the source, and the
@@ -87,6 +89,10 @@ pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
         pairs,
         classes,
         full_sweep_approved: ctx.record().route.full_validation_approved,
+        budget_s: Some(costs::validation_budget(costs::run_budget(
+            stage_size(&ctx.ws, &ctx.record().stage_path),
+            ctx.record().route.budget_seconds,
+        ))),
     })
 }
 

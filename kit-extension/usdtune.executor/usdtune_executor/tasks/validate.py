@@ -4,6 +4,9 @@ The daemon decides which concepts run where (daemon/src/decisions/validation.rs)
 only executes the jobs and reports what each rule found, timed out on, or could not load.
 Jobs run in worker processes (validation_worker.py), several at once, each under a wall-clock
 limit: a rule that hangs or crashes costs its own job and a worker restart, nothing else.
+All jobs together stay within the plan's time budget (`budget_s`, from the run's budget): a job
+is given at most what is left of it, and a job not started before it is spent is not run;
+both are reported as timeouts that say so, so the ledger records them (timeout_recorded).
 """
 import json
 import os
@@ -72,13 +75,34 @@ class _Worker:
         self.log.close()
 
 
+class _Budget:
+    """The time all jobs of the task may take together, from the task's start (None: no bound)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + float(seconds)
+
+    def left(self) -> float:
+        return float("inf") if self.end is None else self.end - time.monotonic()
+
+    def limit(self, job_limit: float) -> tuple[float, bool]:
+        """A job's limit starting now, and whether the budget (not the job's own limit) sets it."""
+        left = self.left()
+        return (left, True) if left < job_limit else (job_limit, False)
+
+    def not_started(self, job: dict) -> dict:
+        return {**_failed(job, "timeout", f"not run: the validation budget of {self.seconds:.1f} s was spent "
+                                          "before this job could start", 0), "over_budget": True}
+
+
 def _failed(job: dict, status: str, error: str, seconds: float) -> dict:
     return {"id": job["id"], "status": status, "rules": [], "error": error, "seconds": round(seconds, 3)}
 
 
-def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waiting):
+def _run_in_workers(stage_path, jobs, workers, timeout_s, budget, reporter, while_waiting):
     """Deal jobs to up to `workers` processes; a job past its limit is killed and recorded."""
     pending = list(jobs)
+    limits = {}
     results = {}
     pool = [_Worker(stage_path) for _ in range(min(workers, len(pending)))]
     selector = selectors.DefaultSelector()
@@ -90,9 +114,14 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
     while len(results) < len(jobs):
         for worker in pool:
             if worker.ready and worker.job is None and pending:
+                if budget.left() <= 0:
+                    results.update((job["id"], budget.not_started(job)) for job in pending)
+                    pending.clear()
+                    break
                 job = pending.pop(0)
                 started_at[job["id"]] = time.monotonic()
-                worker.send(job, job.get("timeout_s", timeout_s))
+                limits[job["id"]] = budget.limit(job.get("timeout_s", timeout_s))
+                worker.send(job, limits[job["id"]][0])
         now = time.monotonic()
         wait = max(0.05, min([w.deadline for w in pool] + [now + 1.0]) - now)
         for key, _ in selector.select(timeout=wait):
@@ -131,9 +160,11 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, reporter, while_waitin
                 continue
             job = worker.job
             if job is not None:
-                limit = job.get("timeout_s", timeout_s)
-                results[job["id"]] = _failed(job, "timeout", f"no result within {limit} s; the validator process was killed",
-                                             now - started_at[job["id"]])
+                limit, by_budget = limits[job["id"]]
+                why = (f"stopped at the validation budget of {budget.seconds:.1f} s" if by_budget
+                       else f"no result within {limit:.0f} s")
+                results[job["id"]] = {**_failed(job, "timeout", f"{why}; the validator process was killed",
+                                                now - started_at[job["id"]]), "over_budget": by_budget}
             else:
                 for job in pending:
                     results[job["id"]] = _failed(job, "crashed", "validator worker did not start in time", 0)
@@ -169,6 +200,7 @@ def run(params, reporter):
     stage_path = check_stage_path(params["stage_path"])
     jobs = params.get("jobs", [])
     timeout_s = float(params.get("timeout_s", DEFAULT_TIMEOUT_S))
+    budget = _Budget(params.get("budget_s"))
     started = time.perf_counter()
     openability = {}
 
@@ -191,11 +223,15 @@ def run(params, reporter):
         cache = StageCache(stage_path)
         results, clock = [], time.perf_counter()
         for job in jobs:
+            if budget.left() <= 0:  # a job running in this process cannot be stopped, only not started
+                results.append(budget.not_started(job))
+                continue
             begun = time.perf_counter() - clock
             results.append({**run_job(job, cache), "started_s": round(begun, 3), "ended_s": round(time.perf_counter() - clock, 3)})
         runner = "in_process"
     else:
-        results = _run_in_workers(stage_path, jobs, _worker_count(params), timeout_s, reporter, check_openability)
+        results = _run_in_workers(stage_path, jobs, _worker_count(params), timeout_s, budget, reporter,
+                                  check_openability)
         runner = "subprocess"
     return {
         "stage_path": stage_path,
@@ -203,5 +239,6 @@ def run(params, reporter):
         "jobs": results,
         "runner": runner,
         "timeout_s": timeout_s,
+        "budget_s": budget.seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }
