@@ -12,7 +12,7 @@ import sys
 import jsonschema
 import numpy as np
 import pytest
-from pxr import Usd, UsdGeom, UsdUtils
+from pxr import Gf, Sdf, Usd, UsdGeom, UsdUtils
 
 from conftest import FIXTURE, REPO, isolated_env, schema_for, usdtune
 
@@ -201,3 +201,66 @@ def test_an_op_that_edits_a_layer_besides_the_target_fails_the_target(tmp_path):
     assert raised.value.code == "edited_layer_outside_target" and raised.value.path.endswith("geo.usda")
     assert not (tmp_path / "out").exists()
     assert (tmp_path / "geo.usda").read_bytes() == before
+
+
+def _flat_parents_stage(path):
+    """/World holds 1,400 prunable leaves of every kind pruneLeaves deletes, beside leaves it
+    keeps (typeless, parents of meshes, a parent whose only child is a leaf, instances,
+    referenced and payload leaves); /World/Only holds nothing but 1,100 Xform leaves."""
+    stage = Usd.Stage.CreateNew(str(path))
+    world = UsdGeom.Xform.Define(stage, "/World")
+    stage.SetDefaultPrim(world.GetPrim())
+    UsdGeom.Xform.Define(stage, "/Library/Empty")
+    UsdGeom.Mesh.Define(stage, "/Library/Shape/Mesh").CreatePointsAttr([(0, 0, 0), (1, 0, 0), (0, 1, 0)])
+    for n in range(1200):
+        UsdGeom.Xform.Define(stage, f"/World/Leaf{n}").AddTranslateOp().Set(Gf.Vec3d(n, 0, 0))
+    for n in range(100):
+        UsdGeom.Scope.Define(stage, f"/World/Scope{n}")
+    for n in range(100):
+        leaf = UsdGeom.Xform.Define(stage, f"/World/Held{n}").GetPrim()
+        leaf.CreateAttribute("custom:value", Sdf.ValueTypeNames.Int).Set(n)
+        leaf.CreateRelationship("custom:target").AddTarget("/Library/Empty")
+    for n in range(20):
+        stage.DefinePrim(f"/World/Typeless{n}")
+        UsdGeom.Mesh.Define(stage, f"/World/Parent{n}/Mesh").CreatePointsAttr([(0, 0, 0), (1, 0, 0), (0, 1, 0)])
+        UsdGeom.Xform.Define(stage, f"/World/Nest{n}/Leaf")
+        instance = UsdGeom.Xform.Define(stage, f"/World/Instance{n}").GetPrim()
+        instance.GetReferences().AddInternalReference("/Library/Shape")
+        instance.SetInstanceable(True)
+        UsdGeom.Xform.Define(stage, f"/World/Referenced{n}").GetPrim().GetReferences().AddInternalReference(
+            "/Library/Empty")
+    UsdGeom.Xform.Define(stage, "/World/Payload").GetPrim().GetPayloads().AddPayload("./missing.usda")
+    for n in range(1100):
+        UsdGeom.Xform.Define(stage, f"/World/Only/Leaf{n}")
+    stage.Save()
+
+
+def test_pruning_flat_parents_fast_gives_the_op_s_own_result(tmp_path):
+    """usd/flat_prune.py takes the leaves of a flat parent out of the layer before pruneLeaves
+    (the op's own cost is quadratic there); the output must be byte for byte what the op alone
+    writes."""
+    sys.path.insert(0, str(REPO / "kit-extension" / "usdtune.executor"))
+    from usdtune_executor.tasks import operations
+
+    class Reporter:
+        def progress(self, *_):
+            pass
+
+    outputs = {}
+    for fast in (True, False):
+        source = tmp_path / f"flat-{fast}.usda"
+        _flat_parents_stage(source)
+        before = source.read_bytes()
+        output = tmp_path / "out" / f"flat-{fast}.optimized.usda"
+        result = operations.run({"stage_path": str(source), "output_path": str(output), "no_flat_prune": not fast,
+                                 "operations": [{"operation": "pruneLeaves",
+                                                 "args": {"pruneMode": 1, "preserveUnloadedPayloads": True}}]},
+                                Reporter())
+        assert source.read_bytes() == before
+        reports = result["operations"][0]["reports"]
+        assert any("flat parent" in line for line in reports) == fast, reports
+        outputs[fast] = Sdf.Layer.FindOrOpen(str(output)).ExportToString()
+    assert outputs[True] == outputs[False]
+    kept = Usd.Stage.Open(str(tmp_path / "out" / "flat-True.optimized.usda"))
+    assert kept.GetPrimAtPath("/World/Only") and not kept.GetPrimAtPath("/World/Only").GetChildren()
+    assert kept.GetPrimAtPath("/World/Typeless0") and not kept.GetPrimAtPath("/World/Leaf0")

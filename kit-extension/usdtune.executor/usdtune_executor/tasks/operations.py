@@ -12,7 +12,7 @@ import time
 from pxr import Sdf, Usd, UsdGeom
 
 from ..errors import TaskError
-from ..usd import instancer_precision
+from ..usd import flat_prune, instancer_precision
 from ..usd.assets import reanchor_asset_paths, source_may_hold_asset_paths
 from ..usd.export import export_atomically
 from ..usd.changes import ChangeLog, NativeOutput, differing
@@ -29,17 +29,11 @@ def run(params, reporter):
         check_operation_args(so_core, step["operation"], step.get("args", {}))
 
     output_path = os.path.abspath(params["output_path"])
-    # A restructured root is optimized for its own content: its payloads stay unloaded and the
-    # shared layers it sublayers muted, so nothing is optimized twice through the root.
-    stage, open_errors = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True),
-                                    composition=False)
-    for layer in params.get("mute_layers") or ():
-        stage.MuteLayer(layer)
+    stage, open_errors = _open_for_edit(params)
     errors_before = composition_errors(stage)
     source_layer = stage.GetRootLayer()
     if os.path.abspath(source_layer.realPath) == output_path:
         raise TaskError("output_is_source", "refusing to write the optimized stage over its source", output_path)
-    stage.SetEditTarget(stage.GetRootLayer())
     # usd-optimize walks with the default predicate, which skips abstract (class) prims: an
     # internal prototype namespace is defined for the chain and made abstract again after.
     namespace = source_layer.GetPrimAtPath(params["declass_namespace"]) if params.get("declass_namespace") else None
@@ -63,21 +57,45 @@ def run(params, reporter):
             reporter.progress(index / max(1, len(chain)), f"{operation}")
             started = time.perf_counter()
             ok, error = True, None  # a scoped op with no scope of two meshes has nothing to do
+            preremoved = []
+            if (flat_prune.applies(operation, args) and not params.get("no_flat_prune")
+                    and not instancer_precision.uses_point_instancing(chain[index + 1:])):
+                chosen = flat_prune.select(stage)
+                if chosen:
+                    # No stage may listen while the layer loses them: released and opened again
+                    # (what the chain edited so far lives in the root layer alone).
+                    _check_only_root_edited(stage)
+                    # The stage hands out a weak handle to its root layer (and remove_stage ends
+                    # the stage): a strong one keeps the layer and the chain's edits alive.
+                    held = Sdf.Layer.FindOrOpen(source_layer.identifier)
+                    changes.close()
+                    context.remove_stage()
+                    stage = None
+                    preremoved = flat_prune.remove(held, chosen)
+                    stage, _ = _open_for_edit(params)
+                    del held
+                    context.set_stage(stage)
+                    changes = ChangeLog(stage)
             with NativeOutput(native) as printed:
                 for scoped in _scopes(stage, namespace, operation, args):
                     ok, error, _output = so_core.executeOperation(operation, context, scoped)
                     if not ok:
                         break
             seconds = time.perf_counter() - started
+            reports = printed.reports(operation)
+            if preremoved:
+                reports.insert(0, f"usdtune removed {len(preremoved)} leaves of {len(chosen)} flat parent(s) from the "
+                                  "root layer before the op (usd/flat_prune.py)")
             records.append({"operation": operation, "args": args, "ok": bool(ok), "seconds": round(seconds, 4),
-                            "error": error or "", "reports": printed.reports(operation)})
+                            "error": error or "", "reports": reports})
             if not ok:
                 raise TaskError("operation_failed", f"{operation} failed: {error}", params["stage_path"])
             if placements and instancer_precision.uses_point_instancing([step]):
                 started = time.perf_counter()
                 point_instancing = instancer_precision.restore_float_precision(stage, placements)
                 point_instancing["seconds"] = round(capture_seconds + time.perf_counter() - started, 4)
-            touched.append(changes.take())
+            resynced, info = changes.take()
+            touched.append((resynced | set(preremoved), info))
         _check_only_root_edited(stage)
         if namespace:
             namespace.specifier = Sdf.SpecifierClass
@@ -105,6 +123,18 @@ def run(params, reporter):
     return {"stage_path": params["stage_path"], "output_path": output_path, "unchanged": False, "operations": records,
             "export_seconds": round(export_seconds, 4), "reanchored": reanchored, "point_instancing": point_instancing,
             "reverify": _reverify(output_path, params, open_errors, errors_before)}
+
+
+def _open_for_edit(params):
+    """The target's stage, edited through its root layer. A restructured root is optimized for
+    its own content: its payloads stay unloaded and the shared layers it sublayers muted, so
+    nothing is optimized twice through the root. Returns (stage, errors of the open)."""
+    stage, open_errors = open_stage(params["stage_path"], load_payloads=params.get("load_payloads", True),
+                                    composition=False)
+    for layer in params.get("mute_layers") or ():
+        stage.MuteLayer(layer)
+    stage.SetEditTarget(stage.GetRootLayer())
+    return stage, open_errors
 
 
 # Ops that gather what they find under one common root (deduplicateGeometry's point
