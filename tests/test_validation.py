@@ -115,16 +115,22 @@ class CrashingRule(BaseRuleChecker):
 '''
 
 
-def test_a_hanging_or_crashing_rule_costs_only_its_own_job(tmp_path, monkeypatch):
+class Quiet:
+    def progress(self, fraction, message):
+        pass
+
+
+@pytest.fixture
+def validate_task(tmp_path, monkeypatch):
+    """The executor's validate task, with FAKE_RULES importable by its worker processes."""
     (tmp_path / "usdtune_fake_rules.py").write_text(FAKE_RULES)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     sys.path.insert(0, str(EXTENSION_DIR / "usdtune.executor"))
     from usdtune_executor.tasks import validate
+    return validate
 
-    class Reporter:
-        def progress(self, fraction, message):
-            pass
 
+def test_a_hanging_or_crashing_rule_costs_only_its_own_job(validate_task):
     real = {"concept": "topology_zero_area_faces", "module": "usd_optimize.validators.zero_area_faces_checker",
             "class_name": "ZeroAreaFacesChecker"}
     jobs = [
@@ -135,8 +141,8 @@ def test_a_hanging_or_crashing_rule_costs_only_its_own_job(tmp_path, monkeypatch
         {"id": "real", "rules": [real], "mask_paths": ["/World"]},
         {"id": "unknown", "rules": [{**real, "class_name": "NoSuchChecker"}], "mask_paths": None},
     ]
-    result = validate.run({"stage_path": str(TESTDATA / "cubeDegenerateFaces.usda"), "jobs": jobs, "timeout_s": 60},
-                          Reporter())
+    result = validate_task.run({"stage_path": str(TESTDATA / "cubeDegenerateFaces.usda"), "jobs": jobs,
+                                "timeout_s": 60}, Quiet())
     by_id = {job["id"]: job for job in result["jobs"]}
     assert by_id["hangs"]["status"] == "timeout"
     assert by_id["crashes"]["status"] == "crashed" and "code 11" in by_id["crashes"]["error"]
@@ -147,25 +153,16 @@ def test_a_hanging_or_crashing_rule_costs_only_its_own_job(tmp_path, monkeypatch
     assert result["openability"]["opens"] is True
 
 
-def test_the_jobs_stay_within_the_budget_and_what_did_not_fit_says_so(tmp_path, monkeypatch):
+def test_the_jobs_stay_within_the_budget_and_what_did_not_fit_says_so(validate_task):
     """A hanging rule under a 60 s job limit is stopped when the task's 4 s budget is spent,
     and the jobs queued behind it are not started; both read as timeouts that name the budget."""
-    (tmp_path / "usdtune_fake_rules.py").write_text(FAKE_RULES)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    sys.path.insert(0, str(EXTENSION_DIR / "usdtune.executor"))
-    from usdtune_executor.tasks import validate
-
-    class Reporter:
-        def progress(self, fraction, message):
-            pass
-
     hang = {"concept": "fake_hang", "module": "usdtune_fake_rules", "class_name": "HangingRule"}
     real = {"concept": "topology_zero_area_faces", "module": "usd_optimize.validators.zero_area_faces_checker",
             "class_name": "ZeroAreaFacesChecker"}
     jobs = [{"id": "hangs", "rules": [hang], "mask_paths": None},
             {"id": "queued", "rules": [real], "mask_paths": None}]
-    result = validate.run({"stage_path": str(TESTDATA / "cubeDegenerateFaces.usda"), "jobs": jobs, "timeout_s": 60,
-                           "budget_s": 4, "max_workers": 1}, Reporter())
+    result = validate_task.run({"stage_path": str(TESTDATA / "cubeDegenerateFaces.usda"), "jobs": jobs,
+                                "timeout_s": 60, "budget_s": 4, "max_workers": 1}, Quiet())
     by_id = {job["id"]: job for job in result["jobs"]}
     assert by_id["hangs"]["status"] == "timeout" and "budget of 4.0 s" in by_id["hangs"]["error"], by_id["hangs"]
     assert by_id["queued"]["status"] == "timeout" and by_id["queued"]["error"].startswith("not run"), by_id["queued"]
