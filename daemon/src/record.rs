@@ -216,6 +216,15 @@ pub struct RouteFacts {
     /// The run's time budget in seconds (`--budget`; decisions::costs::run_budget when unset).
     #[serde(default)]
     pub budget_seconds: Option<f64>,
+    /// Passes the run may take (`--passes`; 0 = decisions::iterate::DEFAULT_PASSES).
+    #[serde(default)]
+    pub passes: u32,
+    /// Which pass this run is (0 or 1: the first; a later pass is a child run in
+    /// `passes/<n>/`, decisions::iterate), and the instancing form it was started to try.
+    #[serde(default)]
+    pub pass: u32,
+    #[serde(default)]
+    pub instancing_form: Option<crate::decisions::op_chain::InstancingForm>,
     /// A trial of one route for a parent run's gate: it ends after Phase 4 (no after-profile,
     /// no report; the parent profiles every trial in one sitting).
     #[serde(default)]
@@ -235,6 +244,7 @@ pub struct Submission {
     pub approvals: Vec<String>,
     pub goal: Option<String>,
     pub budget_seconds: Option<f64>,
+    pub passes: u32,
     /// Write into a workspace that holds other files, or another stage's run (`--force`).
     pub force: bool,
 }
@@ -306,6 +316,7 @@ impl RunRecord {
                 approvals: submission.approvals.clone(),
                 goal: submission.goal.clone(),
                 budget_seconds: submission.budget_seconds,
+                passes: submission.passes,
                 ..Default::default()
             },
             created_at: now_rfc3339(),

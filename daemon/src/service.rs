@@ -41,6 +41,7 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         approvals: r.approvals,
         goal: given(r.goal),
         budget_seconds: Some(r.budget_seconds).filter(|s| *s > 0.0),
+        passes: r.passes,
         force: r.force,
     }
 }

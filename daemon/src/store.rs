@@ -39,6 +39,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("compare-profiles", include_str!("../../schemas/compare-profiles.schema.json")),
     ("optimization-report", include_str!("../../schemas/optimization-report.schema.json")),
     ("report-gate", include_str!("../../schemas/report-gate.schema.json")),
+    ("iterations", include_str!("../../schemas/iterations.schema.json")),
     ("run", include_str!("../../schemas/run.schema.json")),
 ];
 
@@ -110,6 +111,7 @@ pub const RUN_ENTRIES: &[&str] = &[
     "restructured",
     "instancing",
     "trials",
+    "passes",
     "logs",
 ];
 

@@ -99,6 +99,10 @@ enum Command {
         /// minutes). Validation jobs are sized to it; what does not fit is recorded, not run.
         #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
         budget: Option<f64>,
+        /// Phase 7: the most scoped passes to take (1: none after the first). A later pass runs
+        /// only to correct what the previous one measured; the better pass's output is final.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+        passes: u32,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -359,6 +363,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             goal,
             force,
             budget,
+            passes,
         } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -372,6 +377,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 goal: goal.unwrap_or_default(),
                 force,
                 budget_seconds: budget.unwrap_or_default(),
+                passes,
             };
             submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
         }

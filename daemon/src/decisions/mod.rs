@@ -7,6 +7,7 @@ pub mod compare;
 pub mod containment;
 pub mod costs;
 pub mod dedupe;
+pub mod iterate;
 pub mod op_chain;
 pub mod preservation;
 pub mod prims;

@@ -7,7 +7,7 @@
 use futures::future::BoxFuture;
 
 use super::ctx::{PhaseCtx, PhaseResult};
-use super::phases::{assess, operations, profile, report, restructure, setup, validate, verify};
+use super::phases::{assess, iterate, operations, profile, report, restructure, setup, validate, verify};
 use crate::outcome::Outcome;
 use crate::record::{GateKind, RouteFacts};
 
@@ -26,6 +26,8 @@ pub enum Skip {
     AssessOnly,
     /// A route trial for a parent run's gate: it ends after Phase 4.
     Trial,
+    /// A later pass (Phase 7) ends with its report: the first pass decides what follows.
+    LaterPass,
 }
 
 pub struct PhaseSpec {
@@ -188,6 +190,16 @@ pub const PHASES: &[PhaseSpec] = &[
         tasks: &[],
         handler: handler!(report::run),
     },
+    PhaseSpec {
+        label: "iterate",
+        phase: "7",
+        skip_when: &[AssessOnly, Trial, ExitedAtGate, StructuralOnly, LaterPass],
+        gate: None,
+        reads: &["compare-profiles", "optimization-report"],
+        writes: &["iterations"],
+        tasks: &[],
+        handler: handler!(iterate::run),
+    },
 ];
 
 /// The labels of the table, in order.
@@ -203,6 +215,7 @@ pub fn skip_reason(spec: &PhaseSpec, facts: &RouteFacts) -> Option<&'static str>
             ExitedAtGate => facts.restructure_branch.as_deref() == Some("exit"),
             AssessOnly => facts.assess_only,
             Trial => facts.trial,
+            LaterPass => facts.pass > 1,
         };
         applies.then(|| skip_note(*skip))
     })
@@ -215,6 +228,7 @@ fn skip_note(skip: Skip) -> &'static str {
         ExitedAtGate => "exit chosen at the restructure gate: diagnosis-only report",
         AssessOnly => "assess only: the run ends with the structure assessment",
         Trial => "a route trial ends after Phase 4: its parent profiles every trial in one sitting",
+        LaterPass => "a later pass ends with its report: the first pass's Phase 7 decides what follows",
     }
 }
 
@@ -294,6 +308,7 @@ mod tests {
                 "profile-stage:after",
                 "compare-profiles",
                 "optimization-report",
+                "iterate",
             ]
         );
     }
@@ -355,7 +370,7 @@ mod tests {
     fn exit_at_gate_writes_a_diagnosis_only_report() {
         let facts =
             RouteFacts { so_available: Some(true), restructure_branch: Some("exit".into()), ..Default::default() };
-        assert_eq!(ran(&facts).last(), Some(&"optimization-report"));
+        assert_eq!(ran(&facts).last(), Some(&"optimization-report"), "nothing to iterate on");
         assert!(!ran(&facts).contains(&"compare-profiles"));
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::validation::{self, ValidationReport};
 
@@ -75,6 +75,9 @@ pub struct Evidence {
     /// Prims whose reference, payload or sublayer did not resolve (MissingReferenceChecker):
     /// nothing composes under them, so they look like empty leaves, but they are content.
     pub unresolved_arc_prims: Vec<String>,
+    /// The form a later pass runs deduplicateGeometry in (decisions::iterate), whatever the
+    /// counts would choose.
+    pub instancing_form: Option<InstancingForm>,
 }
 
 impl Evidence {
@@ -177,7 +180,7 @@ fn coincidence_tolerance(meters_per_unit: f64) -> f64 {
 pub const POINT_INSTANCER_MIN_COPIES: u64 = 1_000;
 pub const POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY: u64 = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstancingForm {
     PointInstancer,
@@ -190,6 +193,14 @@ pub enum InstancingForm {
 pub fn instancing_form(e: &Evidence) -> (InstancingForm, String) {
     let copies = e.sites("deduplicateGeometry", "geom_duplicates");
     let per_geometry = copies / e.findings("deduplicateGeometry", "geom_duplicates").max(1);
+    if let Some(form) = e.instancing_form {
+        let reason = format!(
+            "{}: {copies} copies, {per_geometry} per geometry; the form of a later pass, after the first pass's \
+             after-profile contradicted the other (Phase 7)",
+            super::iterate::form_name(form)
+        );
+        return (form, reason);
+    }
     if copies >= POINT_INSTANCER_MIN_COPIES && per_geometry >= POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY {
         (InstancingForm::PointInstancer, format!(
             "point instancer: {} copies, {per_geometry} per geometry (at least {POINT_INSTANCER_MIN_COPIES} and {POINT_INSTANCER_MIN_COPIES_PER_GEOMETRY}); \

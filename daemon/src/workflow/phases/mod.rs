@@ -3,6 +3,7 @@
 
 pub mod assess;
 pub mod batches;
+pub mod iterate;
 pub mod operations;
 pub mod profile;
 pub mod report;

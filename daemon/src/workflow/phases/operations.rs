@@ -33,6 +33,7 @@ pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
         instancing_in_play: facts.counts.instance_count > 0
             || facts.counts.point_instancer_count > 0
             || record.restructured(),
+        instancing_form: record.route.instancing_form,
         ..Evidence::from_reports(&[&whole_stage, &per_target])
     };
     let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)

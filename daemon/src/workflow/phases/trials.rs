@@ -92,6 +92,7 @@ fn trial_record(ctx: &PhaseCtx<'_>, parent: &RunRecord, branch: &str) -> Result<
         approvals: parent.route.approvals.clone(),
         goal: parent.route.goal.clone(),
         budget_seconds: parent.route.budget_seconds,
+        passes: 1,
         force: false,
     };
     let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
