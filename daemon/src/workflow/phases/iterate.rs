@@ -66,7 +66,7 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             let state = serde_json::to_value(done.state).ok().and_then(|v| v.as_str().map(String::from));
             let state = state.unwrap_or_default();
             rows.push(PassRow::failed(n, &folder, change, why, &state, &done.code, seconds));
-            break format!("pass {n} ended {state} ({}: {}): the first passes' result stands", done.code, done.message);
+            break format!("pass {n} ended {state} ({}: {}): the best earlier pass stands", done.code, done.message);
         }
         let result = measured(&done.workspace(), &done, n)?;
         rows.push(result.row(&folder, Some(change), why, seconds));

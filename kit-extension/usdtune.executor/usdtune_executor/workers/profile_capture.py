@@ -8,8 +8,8 @@ Two protocols (upstream profile-stage):
     `python -m usdtune_executor.workers.profile_capture STAGE --warm N` prints one JSON
     document on the last stdout line.
   * paired (Phase 6a, tasks/profile_pair.py): one sample per process: a first open, one warm
-    open, one traversal, attribute resolution and transforms; many processes, the two stages
-    interleaved. `--serve` keeps one interpreter with pxr imported (no stage ever opened in
+    open, one traversal, attribute resolution and transforms (each short one repeated as often
+    as the pair says, the fastest kept); many processes, the two stages interleaved. `--serve` keeps one interpreter with pxr imported (no stage ever opened in
     it) and forks a child per capture: a fresh process without USD's caches, at the cost of a
     fork instead of an interpreter start (about 0.6 s each on these machines).
 """
