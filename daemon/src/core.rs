@@ -311,7 +311,7 @@ impl Core {
                 return Err(Refusal::new(Outcome::InvalidRestructureBranch, format!("unknown branch '{branch}'")));
             }
         }
-        let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let run_id = crate::record::new_run_id();
         let output_dir = if request.output_dir.is_empty() {
             self.config.data_dir.join("runs").join(&run_id)
         } else {

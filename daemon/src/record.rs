@@ -249,6 +249,11 @@ pub struct Submission {
     pub force: bool,
 }
 
+/// A new run's id: `run-` and 12 hex digits.
+pub fn new_run_id() -> String {
+    format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
 /// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {

@@ -17,7 +17,7 @@ use crate::decisions::compare::{Comparison, Verdict};
 use crate::decisions::iterate::{self, Iterations, NextPass, PassChange, PassFacts, PassRow, DEFAULT_PASSES};
 use crate::decisions::op_chain::InstancingForm;
 use crate::outcome::Outcome;
-use crate::record::{RunRecord, RunState, Submission};
+use crate::record::{RunRecord, RunState};
 use crate::store::Workspace;
 use crate::workflow::table::PHASES;
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
@@ -167,38 +167,16 @@ fn measured(ws: &Workspace, record: &RunRecord, pass: u32) -> Result<Measured, S
     })
 }
 
-/// Pass `n`: a child run in `passes/<n>/` whose phases before Phase 4 are this run's, with
-/// the change it was started for.
+/// Pass `n`: a child run in `passes/<n>/` whose phases before Phase 4's op chain are this
+/// run's, with the change it was started for.
 fn pass_record(ctx: &PhaseCtx<'_>, parent: &RunRecord, n: u32, form: InstancingForm) -> Result<RunRecord, Stop> {
     let dir = ctx.output_dir("passes").join(n.to_string());
-    let unwritable =
-        |path: &Path, e: std::io::Error| Stop::fail(Outcome::OutputDirUnwritable, format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(&dir).map_err(|e| unwritable(&dir, e))?;
-    let submission = Submission {
-        stage_path: parent.stage_path.clone(),
-        output_dir: dir.display().to_string(),
-        requested_operations: parent.requested_operations.clone(),
-        ..Default::default()
-    };
-    let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let labels: Vec<&str> = parent.phases.iter().map(|p| p.milestone.as_str()).collect();
-    let mut child =
-        RunRecord::new(run_id, parent.stage_path.clone(), submission.output_dir.clone(), &labels, &submission);
-    child.route = parent.route.clone();
-    child.route.pass = n;
-    child.route.instancing_form = Some(form);
-    child.working_stage_path = parent.working_stage_path.clone();
-    let target = child.workspace();
-    for spec in PHASES.iter().take_while(|spec| spec.label != REPEATED_FROM) {
-        if let Some(phase) = parent.phase(spec.label) {
-            *child.phase_mut(spec.label) = phase.clone();
-        }
-        for name in spec.writes.iter().filter(|name| ctx.ws.has_artifact(name)) {
-            let to = target.path_of(name);
-            std::fs::copy(ctx.ws.path_of(name), &to).map_err(|e| unwritable(&to, e))?;
-        }
-    }
-    Ok(child)
+    let earlier = PHASES.iter().take_while(|spec| spec.label != REPEATED_FROM);
+    let artifacts: Vec<&str> = earlier.flat_map(|spec| spec.writes.iter().copied()).collect();
+    super::child_run(ctx, parent, &dir, REPEATED_FROM, &artifacts, |route| {
+        route.pass = n;
+        route.instancing_form = Some(form);
+    })
 }
 
 /// A later pass won: the first pass's report files move to `passes/1/` (returned), the

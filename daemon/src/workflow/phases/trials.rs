@@ -15,7 +15,7 @@ use crate::decisions::compare;
 use crate::decisions::restructure::Branch;
 use crate::decisions::routes::{self, Goal, RouteTrial, RouteTrials};
 use crate::outcome::Outcome;
-use crate::record::{PhaseStatus, RunRecord, RunState, Submission};
+use crate::record::{PhaseStatus, RunRecord, RunState};
 use crate::workflow::{PhaseCtx, Stop};
 
 /// The artifacts a trial starts from: everything the phases before the gate wrote.
@@ -81,40 +81,11 @@ async fn try_route<'b>(
 /// (their artifacts copied), the branch answered, marked as a trial.
 fn trial_record(ctx: &PhaseCtx<'_>, parent: &RunRecord, branch: &str) -> Result<RunRecord, Stop> {
     let dir = ctx.output_dir("trials").join(branch);
-    let submission = Submission {
-        stage_path: parent.stage_path.clone(),
-        output_dir: dir.display().to_string(),
-        restructure_branch: Some(branch.into()),
-        requested_operations: parent.requested_operations.clone(),
-        assess_only: false,
-        approve_full_validation: parent.route.full_validation_approved,
-        pipeline: parent.route.pipeline.clone(),
-        approvals: parent.route.approvals.clone(),
-        goal: parent.route.goal.clone(),
-        budget_seconds: parent.route.budget_seconds,
-        passes: 1,
-        force: false,
-    };
-    let run_id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let labels: Vec<&str> = parent.phases.iter().map(|p| p.milestone.as_str()).collect();
-    let mut child =
-        RunRecord::new(run_id, parent.stage_path.clone(), submission.output_dir.clone(), &labels, &submission);
-    child.route = parent.route.clone();
-    child.route.restructure_branch = Some(branch.into());
-    child.route.decision_source = Some("trial".into());
-    child.route.trial = true;
-    for phase in parent.phases.iter().take_while(|p| p.milestone != ctx.milestone) {
-        *child.phase_mut(&phase.milestone) = phase.clone();
-    }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Stop::fail(Outcome::OutputDirUnwritable, format!("{}: {e}", dir.display())))?;
-    let target = child.workspace();
-    for name in SEEDED.iter().filter(|n| ctx.ws.has_artifact(n)) {
-        std::fs::copy(ctx.ws.path_of(name), target.path_of(name)).map_err(|e| {
-            Stop::fail(Outcome::OutputDirUnwritable, format!("{}: {e}", target.path_of(name).display()))
-        })?;
-    }
-    Ok(child)
+    super::child_run(ctx, parent, &dir, ctx.milestone, &SEEDED, |route| {
+        route.restructure_branch = Some(branch.into());
+        route.decision_source = Some("trial".into());
+        route.trial = true;
+    })
 }
 
 /// A finished trial's row: its output profiled paired with the source, or why it has none.
