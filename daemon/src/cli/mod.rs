@@ -101,7 +101,8 @@ enum Command {
         budget: Option<f64>,
         /// Phase 7: the most scoped passes to take (1: none after the first). A later pass runs
         /// only to correct what the previous one measured; the better pass's output is final.
-        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+        #[arg(long, value_name = "N", default_value_t = crate::decisions::iterate::DEFAULT_PASSES,
+              value_parser = clap::value_parser!(u32).range(1..=9))]
         passes: u32,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]

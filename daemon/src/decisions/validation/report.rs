@@ -347,7 +347,7 @@ pub fn report(
             openability_seconds: openability.seconds,
             tier_wall_seconds,
             jobs: plan.jobs.len(),
-            budget_s: result.budget_s,
+            budget_s: plan.budget_s,
             jobs_over_budget: result.jobs.iter().filter(|j| j.over_budget).map(|j| j.id.clone()).collect(),
             unresolved,
             dependencies: if plan.openability { openability.dependencies.clone() } else { None },

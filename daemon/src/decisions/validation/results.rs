@@ -11,9 +11,6 @@ pub struct ValidateResult {
     pub jobs: Vec<JobResult>,
     pub runner: String,
     pub timeout_s: f64,
-    /// What all jobs together could take (None: no bound).
-    #[serde(default)]
-    pub budget_s: Option<f64>,
     pub seconds: f64,
 }
 

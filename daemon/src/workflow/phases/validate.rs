@@ -62,6 +62,7 @@ pub async fn targets(ctx: &PhaseCtx<'_>) -> PhaseResult {
 
 /// The validation plan's inputs: the assessment, its geometry classes, the user's approval.
 pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
+    let record = ctx.record();
     let assessment = ctx.assessment()?;
     let facts: Facts = ctx.read("stage-facts")?;
     let classes: GeometryClasses = ctx.read("geometry-classes")?;
@@ -88,10 +89,10 @@ pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
         hierarchy_dedupe_recommended: assessment.hierarchy_dedupe.recommended,
         pairs,
         classes,
-        full_sweep_approved: ctx.record().route.full_validation_approved,
+        full_sweep_approved: record.route.full_validation_approved,
         budget_s: Some(costs::validation_budget(costs::run_budget(
-            stage_size(&ctx.ws, &ctx.record().stage_path),
-            ctx.record().route.budget_seconds,
+            stage_size(&ctx.ws, &record.stage_path),
+            record.route.budget_seconds,
         ))),
     })
 }
