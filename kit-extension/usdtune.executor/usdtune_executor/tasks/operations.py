@@ -57,7 +57,7 @@ def run(params, reporter):
             reporter.progress(index / max(1, len(chain)), f"{operation}")
             started = time.perf_counter()
             ok, error = True, None  # a scoped op with no scope of two meshes has nothing to do
-            preremoved = []
+            preremoved, prepruned = [], None
             if (flat_prune.applies(operation, args) and not params.get("no_flat_prune")
                     and not instancer_precision.uses_point_instancing(chain[index + 1:])):
                 chosen = flat_prune.select(stage)
@@ -72,6 +72,8 @@ def run(params, reporter):
                     context.remove_stage()
                     stage = None
                     preremoved = flat_prune.remove(held, chosen)
+                    prepruned = (f"usdtune removed {len(preremoved)} leaves of {len(chosen)} flat parent(s) from "
+                                 "the root layer before the op (usd/flat_prune.py)")
                     stage, _ = _open_for_edit(params)
                     del held
                     context.set_stage(stage)
@@ -82,10 +84,7 @@ def run(params, reporter):
                     if not ok:
                         break
             seconds = time.perf_counter() - started
-            reports = printed.reports(operation)
-            if preremoved:
-                reports.insert(0, f"usdtune removed {len(preremoved)} leaves of {len(chosen)} flat parent(s) from the "
-                                  "root layer before the op (usd/flat_prune.py)")
+            reports = ([prepruned] if prepruned else []) + printed.reports(operation)
             records.append({"operation": operation, "args": args, "ok": bool(ok), "seconds": round(seconds, 4),
                             "error": error or "", "reports": reports})
             if not ok:

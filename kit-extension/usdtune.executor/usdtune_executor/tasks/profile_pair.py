@@ -7,8 +7,8 @@ takes each stage's exact counts (they do not change between rounds), so a measur
 times: on a large stage attribute resolution and transforms on a sample of its prims. A
 timing that is short on both sides is repeated within a round, the same number of times on
 both (REPEAT_BUDGET_MS), and its fastest repeat kept: a preemption only ever adds time, and
-in a 2 ms window it lands often enough on a loaded machine to move a ratio by half. Whatever load the
-machine is under falls on both sides of a round alike: the daemon judges each metric from
+in a 2 ms window it lands often enough on a loaded machine to move a ratio by half. Whatever
+load the machine is under falls on both sides of a round alike: the daemon judges each metric from
 the per-round pairs (decisions::stats), not from two captures minutes apart.
 
 It also measures the footprint both ways the report needs: the source's layers as

@@ -9,8 +9,9 @@ Two protocols (upstream profile-stage):
     document on the last stdout line.
   * paired (Phase 6a, tasks/profile_pair.py): one sample per process: a first open, one warm
     open, one traversal, attribute resolution and transforms (each short one repeated as often
-    as the pair says, the fastest kept); many processes, the two stages interleaved. `--serve` keeps one interpreter with pxr imported (no stage ever opened in
-    it) and forks a child per capture: a fresh process without USD's caches, at the cost of a
+    as the pair says, the fastest kept); many processes, the two stages interleaved. `--serve`
+    keeps one interpreter with pxr imported (no stage ever opened in it) and forks a child per
+    capture: a fresh process without USD's caches, at the cost of a
     fork instead of an interpreter start (about 0.6 s each on these machines).
 """
 import argparse
@@ -90,9 +91,9 @@ def capture(stage_path: str, warm_samples: int, paired: bool = False, counts: bo
         elapsed, stage = open_once()
         del stage
         gc.collect()
-        return elapsed, None
+        return elapsed
 
-    cold, _ = open_and_drop()
+    cold = open_and_drop()
     if paired:
         # The last warm open's stage is the one measured next: one open fewer per round. Each
         # repeat drops its stage first (an open while another stage holds the layers skips
@@ -106,7 +107,7 @@ def capture(stage_path: str, warm_samples: int, paired: bool = False, counts: bo
         warm = [warm_s]
     else:
         open_and_drop()  # warmup, not reported
-        warm = [open_and_drop()[0] for _ in range(max(5, warm_samples))]
+        warm = [open_and_drop() for _ in range(max(5, warm_samples))]
         stage = None
     warm_median = median(warm)
 
