@@ -75,9 +75,14 @@ class Process:
 
 
 def start_daemon(env, *flags) -> Process:
-    """A real usdtuned on env's USDTUNE_DAEMON address, once it accepts connections."""
+    """A real usdtuned on env's USDTUNE_DAEMON address, once it accepts connections. It serves
+    pytest's temporary folders (module fixtures live beside the test's own) and the repository
+    (`--allow-root`); its token files are made in the test's data dir, where the CLI finds the
+    client token (executors: `executor_env`)."""
     address = env["USDTUNE_DAEMON"]
-    process = Process([str(USDTUNE), "daemon", "--listen", address, *flags], env, "daemon")
+    pytest_temp = Path(env["USDTUNE_HOME"]).parent.parent
+    roots = ["--allow-root", str(pytest_temp), "--allow-root", str(REPO)]
+    process = Process([str(USDTUNE), "daemon", "--listen", address, *roots, *flags], env, "daemon")
     host, port = address.rsplit(":", 1)
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -87,6 +92,12 @@ def start_daemon(env, *flags) -> Process:
         time.sleep(0.1)
     process.stop()
     raise RuntimeError("daemon did not start:\n" + process.output())
+
+
+def executor_env(env) -> dict:
+    """`env` with the running daemon's executor token, as an executor attaching to it needs."""
+    token = (Path(env["USDTUNE_HOME"]) / "executor.token").read_text().strip()
+    return dict(env, USDTUNE_TOKEN=token)
 
 
 @pytest.fixture
@@ -100,7 +111,7 @@ def daemon(home):
 @pytest.fixture
 def headless_executor(home, daemon):
     process = Process([sys.executable, "-m", "usdtune_executor", "--daemon", home["USDTUNE_DAEMON"],
-                       "--executor-id", "test-headless"], home, "executor")
+                       "--executor-id", "test-headless"], executor_env(home), "executor")
     yield process
     process.stop(signal.SIGKILL)
 

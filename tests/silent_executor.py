@@ -12,6 +12,7 @@ import grpc
 from usdtune.v1 import usdtune_pb2 as pb
 from usdtune.v1 import usdtune_pb2_grpc as pb_grpc
 from usdtune_executor import PROTOCOL_VERSION
+from usdtune_executor.connection import auth_metadata
 from usdtune_executor.tasks import TASK_HANDLERS
 
 
@@ -25,7 +26,7 @@ def messages():
 
 
 def main(address: str) -> None:
-    call = pb_grpc.ExecutorServiceStub(grpc.insecure_channel(address)).Attach(messages())
+    call = pb_grpc.ExecutorServiceStub(grpc.insecure_channel(address)).Attach(messages(), metadata=auth_metadata())
     for message in call:
         print(message.WhichOneof("body"), flush=True)
 

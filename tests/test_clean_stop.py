@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE, REPO, USDTUNE, Process, start_daemon
+from conftest import FIXTURE, REPO, USDTUNE, Process, executor_env, start_daemon
 
 HERE = Path(__file__).resolve().parent
 
@@ -128,7 +128,8 @@ def test_cancel_through_a_daemon_stops_the_phase4_worker_within_seconds(home, tm
 def test_a_task_its_executor_never_answers_fails_at_its_deadline(home, tmp_path):
     home["USDTUNE_TASK_DEADLINE_SCALE"] = "0.02"  # the 120 s floor becomes 2.4 s
     daemon = start_daemon(home, "--no-spawn-executor")
-    silent = Process([sys.executable, str(HERE / "silent_executor.py"), home["USDTUNE_DAEMON"]], home, "silent")
+    silent = Process([sys.executable, str(HERE / "silent_executor.py"), home["USDTUNE_DAEMON"]], executor_env(home),
+                     "silent")
     try:
         started = time.time()
         done = subprocess.run([str(USDTUNE), "optimize", str(FIXTURE), "-o", str(tmp_path / "out"), "--json"],

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import EXTENSION_DIR, usdtune
+from conftest import EXTENSION_DIR, executor_env, usdtune
 
 # Find, do not import: importing omni.kit_app starts Kit's EULA prompt.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("omni.kit_app") is None,
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("omni.kit_app") is None
 def test_extension_loads_in_headless_kit_and_completes_the_probe(home, daemon, stage_copy, tmp_path):
     kit_home = tmp_path / "kit-home"
     kit_home.mkdir()
-    env = dict(home, HOME=str(kit_home), OMNI_KIT_ACCEPT_EULA="yes", OMNI_KIT_ALLOW_ROOT="1")
+    env = dict(executor_env(home), HOME=str(kit_home), OMNI_KIT_ACCEPT_EULA="yes", OMNI_KIT_ALLOW_ROOT="1")
     kit = subprocess.Popen(
         [sys.executable, "-m", "omni.kit_app", "--no-window",
          "--portable-root", str(tmp_path / "portable"),

@@ -35,6 +35,13 @@ pub struct Config {
     pub logs_dir: PathBuf,
     /// Executor output goes to this process's stderr instead (`usdtune -v`).
     pub executor_output_inherited: bool,
+    /// Stages and output folders must lie under one of these (canonical) folders; `None`
+    /// (the embedded daemon) takes the caller's paths as they are.
+    pub allowed_roots: Option<Vec<PathBuf>>,
+    /// The executor token, handed to the executors this core starts (`USDTUNE_TOKEN`).
+    pub executor_token: Option<String>,
+    /// The CA the executors this core starts trust when the daemon serves TLS (`USDTUNE_TLS_CA`).
+    pub executor_tls_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -43,6 +50,9 @@ impl Config {
         Self {
             logs_dir: logs_dir(&data_dir),
             executor_output_inherited: false,
+            allowed_roots: None,
+            executor_token: None,
+            executor_tls_ca: None,
             data_dir,
             local_executor,
             executor_wait: Duration::from_secs(120),
@@ -102,6 +112,30 @@ impl Drop for ExecutorProcess {
     }
 }
 
+/// End a process that leads its own group: SIGTERM to the group (an executor then ends its
+/// connection and its workers in order), up to `grace` to exit, then SIGKILL to what is left.
+pub async fn stop_process_group(child: &mut tokio::process::Child, grace: Duration) {
+    #[cfg(unix)]
+    let group = child.id().and_then(|g| i32::try_from(g).ok());
+    #[cfg(unix)]
+    if let Some(group) = group {
+        // SAFETY: killpg only sends a signal; a group with no process left answers ESRCH.
+        unsafe {
+            libc::killpg(group, libc::SIGTERM);
+        }
+    }
+    let _ = tokio::time::timeout(grace, child.wait()).await;
+    #[cfg(unix)]
+    if let Some(group) = group {
+        // SAFETY: as above.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
 /// A refusal of a client request: its outcome code and message.
 #[derive(Debug)]
 pub struct Refusal {
@@ -118,6 +152,53 @@ impl Refusal {
 /// The folder executor logs go to.
 pub fn logs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("logs")
+}
+
+/// `path` with links and `..` resolved, refused unless it lies under one of `roots` (canonical
+/// folders). A path that does not exist yet (an output folder) is resolved through its deepest
+/// existing ancestor. The refusal reads the same whether or not the path exists, so a caller
+/// cannot probe the file system outside the roots.
+pub fn confine(path: &str, what: &str, roots: &[PathBuf]) -> Result<PathBuf, Refusal> {
+    use std::path::Component;
+    let given = Path::new(path);
+    if !given.is_absolute() {
+        return Err(Refusal::new(
+            Outcome::PathNotAbsolute,
+            format!("{what} {path} is relative: send an absolute path (the daemon cannot know your folder)"),
+        ));
+    }
+    // Component by component from the root: what exists is resolved by the file system (links
+    // included, so `link/..` is the link target's parent), what does not by its names alone.
+    let mut full = PathBuf::new();
+    for part in given.components() {
+        match part {
+            Component::ParentDir => {
+                full.pop();
+            }
+            Component::CurDir => {}
+            other => {
+                full.push(other);
+                if let Ok(real) = std::fs::canonicalize(&full) {
+                    full = real;
+                } else if let Ok(target) = std::fs::read_link(&full) {
+                    // A link to nothing yet: what would be created is its target, judged there.
+                    full.pop();
+                    full = full.join(target);
+                }
+            }
+        }
+    }
+    if roots.iter().any(|root| full.starts_with(root)) {
+        return Ok(full);
+    }
+    let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    Err(Refusal::new(
+        Outcome::PathOutsideAllowedRoots,
+        format!(
+            "{what} {path} is outside the folders this daemon serves ({}); start it with --allow-root to add one",
+            if shown.is_empty() { "none".to_string() } else { shown.join(", ") }
+        ),
+    ))
 }
 
 /// The stage a run is asked for, checked before anything runs: a readable regular file with a
@@ -223,6 +304,14 @@ impl Core {
         let mut command = tokio::process::Command::new(env.python());
         #[cfg(unix)]
         command.process_group(0);
+        // Its token and CA are this daemon's, never ones inherited from the caller's environment.
+        command.env_remove("USDTUNE_TOKEN").env_remove("USDTUNE_TLS_CA");
+        if let Some(token) = &self.config.executor_token {
+            command.env("USDTUNE_TOKEN", token);
+        }
+        if let Some(ca) = &self.config.executor_tls_ca {
+            command.env("USDTUNE_TLS_CA", ca);
+        }
         let child = command
             .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
@@ -304,7 +393,13 @@ impl Core {
         runs
     }
 
-    pub fn submit(self: &Arc<Self>, request: Submission) -> Result<RunRecord, Refusal> {
+    pub fn submit(self: &Arc<Self>, mut request: Submission) -> Result<RunRecord, Refusal> {
+        if let Some(roots) = &self.config.allowed_roots {
+            request.stage_path = confine(&request.stage_path, "stage", roots)?.display().to_string();
+            if !request.output_dir.is_empty() {
+                request.output_dir = confine(&request.output_dir, "output folder", roots)?.display().to_string();
+            }
+        }
         let stage = check_stage(Path::new(&request.stage_path))?;
         if let Some(branch) = request.restructure_branch.as_deref() {
             if !GateKind::Restructure.knows(branch) {

@@ -65,6 +65,8 @@ struct Lease {
     progress: Option<ProgressSink>,
     /// Table chunks streamed ahead of the result, by table name, in arrival order.
     records: HashMap<String, Vec<String>>,
+    /// Their bytes so far, held against [`ExecutorHub::max_records_bytes`].
+    records_bytes: usize,
 }
 
 /// The key under which a task's streamed tables reach its caller: `result["records"][table]`
@@ -131,6 +133,10 @@ pub struct ExecutorHub {
     /// usd-optimize analysis of a million-prim stage) silences its heartbeats for minutes;
     /// a dead process still closes its stream at once, so only a hang waits this long.
     pub busy_lost_after: Duration,
+    /// Most bytes of table chunks one task may stream: past it the task fails, so an executor
+    /// cannot grow the daemon without bound. The largest legitimate table, the facts of a
+    /// 1M-prim stage, is a few hundred MB.
+    pub max_records_bytes: usize,
 }
 
 impl Default for ExecutorHub {
@@ -141,7 +147,20 @@ impl Default for ExecutorHub {
 
 impl ExecutorHub {
     pub fn new(lost_after: Duration, busy_lost_after: Duration) -> Self {
-        Self { state: Mutex::new(HubState::default()), lost_after, busy_lost_after }
+        Self { state: Mutex::new(HubState::default()), lost_after, busy_lost_after, max_records_bytes: 2 << 30 }
+    }
+
+    /// The lease of `task_id` when `executor_id` holds it: an executor speaks for its own task
+    /// only (another's progress, chunks or result would be taken as that task's).
+    fn lease_of<'a>(state: &'a mut HubState, task_id: &str, executor_id: &str) -> Option<&'a mut Lease> {
+        let lease = state.leases.get_mut(task_id)?;
+        if lease.executor_id == executor_id {
+            Some(lease)
+        } else {
+            tracing::warn!(executor = %executor_id, task = %task_id, holder = %lease.executor_id,
+                           "ignored a message about a task another executor holds");
+            None
+        }
     }
 
     /// Register a connected executor. Returns the id it is known by (unique).
@@ -192,16 +211,34 @@ impl ExecutorHub {
         }
         match message.body {
             Some(executor_message::Body::Progress(p)) => {
-                if let Some(sink) = state.leases.get(&p.task_id).and_then(|l| l.progress.as_ref()) {
+                if let Some(sink) =
+                    Self::lease_of(&mut state, &p.task_id, executor_id).and_then(|l| l.progress.as_ref())
+                {
                     let _ = sink.send((p.fraction, p.message));
                 }
             }
             Some(executor_message::Body::Records(chunk)) => {
-                if let Some(lease) = state.leases.get_mut(&chunk.task_id) {
+                let Some(lease) = Self::lease_of(&mut state, &chunk.task_id, executor_id) else { return };
+                lease.records_bytes += chunk.columns_json.len() + chunk.table.len();
+                if lease.records_bytes <= self.max_records_bytes {
                     lease.records.entry(chunk.table).or_default().push(chunk.columns_json);
+                    return;
                 }
+                let lease = state.leases.remove(&chunk.task_id).expect("found above");
+                let message = format!(
+                    "task '{}' streamed more than {} MB of table chunks; it was failed before the daemon held more",
+                    lease.kind,
+                    self.max_records_bytes >> 20
+                );
+                tracing::warn!(executor = %executor_id, "{message}");
+                let _ = lease
+                    .reply
+                    .send((Err(TaskFailure::new(Outcome::ExecutorProtocolError, message)), TaskUsage::default()));
             }
             Some(executor_message::Body::Result(result)) => {
+                if Self::lease_of(&mut state, &result.task_id, executor_id).is_none() {
+                    return;
+                }
                 if let Some(conn) = state.connections.get_mut(executor_id) {
                     conn.busy = None;
                 }
@@ -314,6 +351,7 @@ impl ExecutorHub {
                                 reply: reply.take().expect("sent once"),
                                 progress,
                                 records: HashMap::new(),
+                                records_bytes: 0,
                             },
                         );
                         break id;
@@ -445,6 +483,58 @@ mod tests {
         hub.on_message(&id, proto::ExecutorMessage { body: Some(executor_message::Body::Result(result)) });
         let value = task.await.unwrap().1.unwrap();
         assert_eq!(value[RECORDS_KEY]["prims"], serde_json::json!(["{\"a\":[1]}", "{\"a\":[2]}"]));
+    }
+
+    #[tokio::test]
+    async fn a_task_that_streams_past_the_cap_fails_and_the_chunks_are_dropped() {
+        let hub = std::sync::Arc::new(ExecutorHub { max_records_bytes: 100, ..Default::default() });
+        let (tx, mut outbox) = mpsc::unbounded_channel();
+        let executor = hub.register(hello("flood"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(5)).await }
+        });
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = outbox.recv().await else {
+            panic!()
+        };
+        for _ in 0..10 {
+            let chunk =
+                proto::TaskRecords { task_id: sent.task_id.clone(), table: "t".into(), columns_json: "x".repeat(40) };
+            hub.on_message(&executor, proto::ExecutorMessage { body: Some(executor_message::Body::Records(chunk)) });
+        }
+        let failure = task.await.unwrap().1.unwrap_err();
+        assert_eq!(failure.code, Outcome::ExecutorProtocolError.code());
+        assert!(failure.message.contains("more than"), "{}", failure.message);
+        assert!(hub.state.lock().unwrap().leases.is_empty(), "nothing held after the cap");
+    }
+
+    #[tokio::test]
+    async fn an_executor_cannot_answer_a_task_another_holds() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, mut outbox) = mpsc::unbounded_channel();
+        let holder = hub.register(hello("holder"), tx);
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(5)).await }
+        });
+        let Some(Ok(DaemonMessage { body: Some(daemon_message::Body::Task(sent)) })) = outbox.recv().await else {
+            panic!()
+        };
+        let (rogue_tx, _rogue_rx) = mpsc::unbounded_channel();
+        let rogue = hub.register(hello("rogue"), rogue_tx);
+        let forged = |value: &str| proto::ExecutorMessage {
+            body: Some(executor_message::Body::Result(proto::TaskResult {
+                task_id: sent.task_id.clone(),
+                ok: true,
+                result_json: value.into(),
+                ..Default::default()
+            })),
+        };
+        hub.on_message(&rogue, forged("{\"forged\":true}"));
+        hub.on_message(&holder, forged("{\"x\":1}"));
+        let (who, outcome, _) = task.await.unwrap();
+        assert_eq!(who, holder);
+        assert_eq!(outcome.unwrap()["x"], 1, "the holder's result, not the rogue's");
     }
 
     #[tokio::test]

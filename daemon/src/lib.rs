@@ -3,6 +3,7 @@
 //! Map of the crate, lower layers first: a module uses only those above it in this list (a
 //! test holds the code to it, so there is no import circle).
 //! - [`outcome`]    every stable outcome code, with its exit class and meaning
+//! - [`auth`]       who may call: a bearer token per role (client, executor), checked per RPC
 //! - [`store`]      the run workspace: schema-validated, atomic artifact writes, typed reads
 //! - [`executors`]  the executor hub: connections, task leases, heartbeats, loss detection
 //! - [`resources`]  host facts: CPU, RAM, GPU through NVML
@@ -18,6 +19,7 @@
 //! - [`cli`]        the `usdtune` command line (also `usdtuned`)
 
 pub mod artifacts;
+pub mod auth;
 pub mod cli;
 pub mod core;
 pub mod decisions;
@@ -47,6 +49,7 @@ mod tests {
     const LAYERS: &[&str] = &[
         "outcome",
         "proto",
+        "auth",
         "store",
         "executors",
         "resources",

@@ -102,6 +102,27 @@ outcomes! {
         "the run is not awaiting a decision, or the open gate is another one";
     DaemonUnreachable = "daemon_unreachable", Input, "CLI",
         "no usdtuned answers at `--daemon` and the command cannot run embedded";
+    // ---- who may call the daemon, and on what (exit 2)
+    Unauthenticated = "unauthenticated", Input, "daemon",
+        "the call carried no token, or one the daemon does not know (clients: USDTUNE_TOKEN or `--token-file`; \
+         executors: their own token); the daemon logs the refusal";
+    TokenRoleRefused = "token_role_refused", Input, "daemon",
+        "a valid token of the other role: an executor token cannot submit, answer or cancel, a client token \
+         cannot attach as an executor";
+    TokenFileUnsafe = "token_file_unsafe", Input, "CLI, daemon",
+        "a token file cannot be read or created, holds no token, or others may read it (`chmod 600` it; the \
+         file is named)";
+    PathNotAbsolute = "path_not_absolute", Input, "daemon",
+        "a daemon was sent a relative stage or output path: it cannot know the caller's folder (the CLI sends \
+         absolute paths)";
+    PathOutsideAllowedRoots = "path_outside_allowed_roots", Input, "daemon",
+        "the stage or output folder, with links and `..` resolved, is under none of the daemon's `--allow-root` \
+         folders (the path and the roots are named)";
+    InsecureListenRefused = "insecure_listen_refused", Input, "daemon",
+        "`usdtune daemon --listen` on a non-loopback address without `--tls-cert`/`--tls-key`: tokens would \
+         cross the network in clear text (say `--insecure` to do it anyway)";
+    TlsConfigInvalid = "tls_config_invalid", Input, "CLI, daemon",
+        "a TLS certificate, key or CA file cannot be read or used (the file is named)";
     Python312NotFound = "python312_not_found", Input, "setup", "no CPython 3.12 for the executor environment";
     ExecutorSourceMissing = "executor_source_missing", Input, "setup",
         "the usdtune_executor package is not where setup looks (set USDTUNE_EXECUTOR_SRC)";
@@ -214,6 +235,8 @@ impl Outcome {
         match self {
             Self::RunNotFound => tonic::Status::not_found(text),
             Self::NoOpenGate => tonic::Status::failed_precondition(text),
+            Self::Unauthenticated => tonic::Status::unauthenticated(text),
+            Self::TokenRoleRefused | Self::PathOutsideAllowedRoots => tonic::Status::permission_denied(text),
             _ if self.exit_class() == ExitClass::Input => tonic::Status::invalid_argument(text),
             _ => tonic::Status::internal(text),
         }

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Gate, Role, Tokens};
 use crate::core::{Core, Refusal};
 use crate::proto::{self, executor_message};
 use crate::record::{EventKind, RunEvent, RunRecord, RunState, Submission};
@@ -210,11 +212,28 @@ fn report_file(r: &RunRecord, pick: fn(crate::report::ReportFiles) -> String) ->
     }
 }
 
-/// Serve both gRPC services on `listener` until the process ends. Also reaps silent executors.
+/// What guards the daemon's port: the tokens every call must carry and, when given, the TLS
+/// identity it serves with.
+#[derive(Clone)]
+pub struct Security {
+    pub tokens: Arc<Tokens>,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+impl Security {
+    /// Ephemeral tokens and no TLS: the embedded daemon on loopback.
+    pub fn ephemeral() -> Self {
+        Self { tokens: Arc::new(Tokens::ephemeral()), tls: None }
+    }
+}
+
+/// Serve both gRPC services on `listener` until the process ends, each behind its role's token.
+/// Also reaps silent executors.
 pub fn serve(
     core: Arc<Core>,
     listener: tokio::net::TcpListener,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    security: Security,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let address = listener.local_addr()?;
     core.set_address(address);
     let reaper = core.clone();
@@ -225,15 +244,24 @@ pub fn serve(
         }
     });
     let service = Service { core };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::outcome::Outcome::TlsConfigInvalid))?;
+    }
+    let runs = InterceptedService::new(
+        proto::run_service_server::RunServiceServer::new(service.clone()),
+        Gate::new(security.tokens.clone(), Role::Client),
+    );
+    // Table chunks from the facts task run to a few MB; leave ample headroom.
+    let executors = InterceptedService::new(
+        proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20),
+        Gate::new(security.tokens, Role::Executor),
+    );
+    let router = builder.add_service(runs).add_service(executors);
     let handle = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(proto::run_service_server::RunServiceServer::new(service.clone()))
-            // Table chunks from the facts task run to a few MB; leave ample headroom.
-            .add_service(
-                proto::executor_service_server::ExecutorServiceServer::new(service).max_decoding_message_size(64 << 20),
-            )
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await;
+        let result = router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)).await;
         if let Err(e) = result {
             tracing::error!("gRPC server stopped: {e}");
         }

@@ -5,12 +5,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::live::{self, View};
 use super::{quiet, verbose, ShowFormat};
 use crate::outcome::{exit_class_of, ExitClass};
-use crate::proto::{self, run_service_client::RunServiceClient, RunState};
+use crate::proto::{self, RunState};
 use crate::report::OptimizationReport;
 
 pub(super) fn state_name(state: i32) -> &'static str {
@@ -39,7 +38,7 @@ pub(super) fn run_json(r: &proto::Run) -> serde_json::Value {
 
 /// Follow a run's events to its end (or to a gate nobody here can answer).
 pub(super) async fn follow(
-    client: &mut RunServiceClient<Channel>,
+    client: &mut super::Client,
     run_id: &str,
     yes: bool,
     json: bool,

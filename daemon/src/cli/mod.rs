@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::auth::{Bearer, Tokens};
 use crate::core::{Config, Core};
 use crate::outcome::Outcome;
-use crate::proto::{self, run_service_client::RunServiceClient};
+use crate::proto;
 use crate::setup::{self, ExecutorEnv};
 
 /// `println!` and `eprintln!` that survive a closed pipe (`usdtune runs | head`, `2>&1 | head`):
@@ -49,6 +51,13 @@ struct Cli {
     /// Daemon address (HOST:PORT). Without a reachable daemon, commands run embedded.
     #[arg(long, global = true, env = "USDTUNE_DAEMON", default_value = crate::DEFAULT_DAEMON_ADDRESS)]
     daemon: String,
+    /// The token file for calls to a running daemon (USDTUNE_TOKEN holds the token itself;
+    /// default: the local daemon's client token file in the data dir, when readable).
+    #[arg(long, global = true, env = "USDTUNE_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// Talk TLS to the daemon, trusting this CA certificate (PEM).
+    #[arg(long, global = true, env = "USDTUNE_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Most executor processes one run's Phase 4 may use at once (default: one per CPU core).
     /// Read by the daemon that runs the job: the embedded one, or `usdtune daemon`.
     #[arg(long, global = true, env = "USDTUNE_MAX_WORKERS", default_value_t = 0)]
@@ -136,13 +145,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the daemon service (same as `usdtuned`).
+    /// Run the daemon service (same as `usdtuned`). Every call needs a token: clients the
+    /// client token, executors the executor token (files created with mode 0600 when absent,
+    /// the tokens printed once).
     Daemon {
         #[arg(long, default_value = crate::DEFAULT_DAEMON_ADDRESS)]
         listen: String,
         /// Do not start a local executor when none is connected.
         #[arg(long)]
         no_spawn_executor: bool,
+        /// The client token's file (default: client.token in the data dir).
+        #[arg(long = "token-file", value_name = "PATH")]
+        client_token_file: Option<std::path::PathBuf>,
+        /// The executor token's file (default: executor.token in the data dir).
+        #[arg(long, value_name = "PATH")]
+        executor_token_file: Option<std::path::PathBuf>,
+        /// Serve stages and output folders under this folder only; repeatable (default: the
+        /// daemon's working folder). Links and `..` are resolved before the check.
+        #[arg(long = "allow-root", value_name = "DIR")]
+        allow_roots: Vec<std::path::PathBuf>,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The TLS certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Listen on a non-loopback address without TLS (tokens then cross the network in clear).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Attach an executor to a running daemon (`--daemon`), from this or any machine; it
+    /// reads the executor token from USDTUNE_TOKEN or `--token-file`, and reconnects with
+    /// backoff when the daemon goes away. Ends on SIGINT/SIGTERM.
+    Executor {
+        /// The name the executor attaches under (default: executor-<host>-<pid>).
+        #[arg(long)]
+        executor_id: Option<String>,
     },
     /// List runs.
     Runs {
@@ -266,43 +304,112 @@ fn note(message: &str) {
     }
 }
 
+/// A RunService client whose calls carry the client token.
+pub(crate) type Client = proto::run_service_client::RunServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// How this process reaches a running daemon: its address, the token to show, the CA to trust.
+struct Remote {
+    address: String,
+    token: Option<String>,
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+impl Remote {
+    /// USDTUNE_TOKEN, else `--token-file`, else the local daemon's client token file when
+    /// this user can read it. A named file that is unsafe is an error; none at all is not
+    /// (the daemon answers `unauthenticated`).
+    fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
+        let token = match (std::env::var("USDTUNE_TOKEN").ok().filter(|t| !t.trim().is_empty()), &cli.token_file) {
+            (Some(token), _) => Some(token.trim().to_string()),
+            (None, Some(file)) => Some(crate::auth::read_token_file(file)?),
+            (None, None) => {
+                let default = client_token_path(None);
+                default.is_file().then(|| crate::auth::read_token_file(&default)).transpose()?
+            }
+        };
+        Ok(Self { address: cli.daemon.clone(), token, tls_ca: cli.tls_ca.clone() })
+    }
+
+    fn endpoint(&self) -> anyhow::Result<tonic::transport::Endpoint> {
+        let scheme = if self.tls_ca.is_some() { "https" } else { "http" };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{}", self.address))?;
+        if let Some(ca) = &self.tls_ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", Outcome::TlsConfigInvalid, ca.display()))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", Outcome::TlsConfigInvalid, ca.display()))?;
+        }
+        Ok(endpoint)
+    }
+}
+
+fn client_token_path(given: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    given.unwrap_or_else(|| crate::setup::data_dir().join("client.token"))
+}
+
+fn executor_token_path(given: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    given.unwrap_or_else(|| crate::setup::data_dir().join("executor.token"))
+}
+
 /// A daemon to talk to: the reachable one, or an embedded one started here.
 struct Session {
-    client: RunServiceClient<Channel>,
+    client: Client,
     embedded: Option<Arc<Core>>,
 }
 
 impl Session {
     /// `logs`: where an embedded daemon's executors log (the run's `logs/` folder).
     async fn open(
-        address: &str,
+        remote: &Remote,
         allow_embedded: bool,
         max_workers: usize,
         logs: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Self> {
-        let endpoint = Channel::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_millis(500));
-        if let Ok(channel) = endpoint.connect().await {
-            return Ok(Self { client: RunServiceClient::new(channel), embedded: None });
-        }
-        if !allow_embedded {
-            anyhow::bail!("{}: no usdtuned at {address}", Outcome::DaemonUnreachable);
+        match remote.endpoint()?.connect_timeout(Duration::from_millis(500)).connect().await {
+            Ok(channel) => {
+                let bearer = Bearer::new(remote.token.as_deref())?;
+                return Ok(Self { client: Client::new(InterceptedService::new(channel, bearer)), embedded: None });
+            }
+            // A TLS CA says a daemon is meant: its failure is the answer, not a local run.
+            Err(e) if !allow_embedded || remote.tls_ca.is_some() => {
+                let mut causes = vec![e.to_string()];
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    causes.push(cause.to_string());
+                    source = cause.source();
+                }
+                anyhow::bail!(
+                    "{}: no usdtuned at {} ({})",
+                    Outcome::DaemonUnreachable,
+                    remote.address,
+                    causes.join(": ")
+                );
+            }
+            Err(_) => {}
         }
         let env = ExecutorEnv::default_location();
         if !env.is_ready(false) {
             note("executor environment missing or stale: running `usdtune setup` first");
             setup::setup(&env, false, &mut |m| note(m))?;
         }
+        // The embedded daemon lives and dies with this process: its tokens never touch the disk.
+        let security = crate::service::Security::ephemeral();
         let mut config = Config::new(Some(env), max_workers);
         config.logs_dir = logs.unwrap_or(config.logs_dir);
         config.executor_output_inherited = verbose();
+        config.executor_token = Some(security.tokens.executor.clone());
         if !verbose() {
             note(&format!("executor logs: {}", config.logs_dir.display()));
         }
         let core = Core::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let (address, _) = crate::service::serve(core.clone(), listener)?;
+        let bearer = Bearer::new(Some(&security.tokens.client))?;
+        let (address, _) = crate::service::serve(core.clone(), listener, security)?;
         let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
-        Ok(Self { client: RunServiceClient::new(channel), embedded: Some(core) })
+        Ok(Self { client: Client::new(InterceptedService::new(channel, bearer)), embedded: Some(core) })
     }
 
     async fn close(self) {
@@ -315,6 +422,8 @@ impl Session {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
+    // Read only by the commands that call a daemon (an unsafe token file is their error alone).
+    let remote = Remote::from_cli(&cli);
     match cli.command {
         Command::Setup { dev, print_python } => {
             let env = ExecutorEnv::default_location();
@@ -324,20 +433,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon { listen, no_spawn_executor } => {
-            let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
-            let core = Core::new(Config::new(env, cli.max_workers));
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            let (address, server) = crate::service::serve(core.clone(), listener)?;
-            err!("usdtuned listening on {address}");
-            tokio::select! {
-                _ = server => {}
-                _ = stop_signal() => {}
-            }
-            core.shutdown().await;
-            Ok(ExitCode::SUCCESS)
+        Command::Daemon {
+            listen,
+            no_spawn_executor,
+            client_token_file,
+            executor_token_file,
+            allow_roots,
+            tls_cert,
+            tls_key,
+            insecure,
+        } => {
+            let paths = DaemonPaths {
+                client_token: client_token_path(client_token_file),
+                executor_token: executor_token_path(executor_token_file),
+                allow_roots,
+                tls: tls_cert.zip(tls_key),
+            };
+            run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers).await
+        }
+        Command::Executor { executor_id } => {
+            run_executor(&cli.daemon, cli.tls_ca.as_deref(), cli.token_file.as_deref(), executor_id).await
         }
         Command::Assess { stages, out, json } if stages.len() == 1 => {
             let request = proto::SubmitRunRequest {
@@ -346,10 +461,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 assess_only: true,
                 ..Default::default()
             };
-            submit_and_follow(&cli.daemon, cli.max_workers, request, false, json).await
+            submit_and_follow(&remote?, cli.max_workers, request, false, json).await
         }
         Command::Assess { stages, out, json } => {
-            assess_many(&cli.daemon, cli.max_workers, &stages, out.as_deref(), json).await
+            assess_many(&remote?, cli.max_workers, &stages, out.as_deref(), json).await
         }
         Command::Optimize {
             stage,
@@ -380,10 +495,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 budget_seconds: budget.unwrap_or_default(),
                 passes,
             };
-            submit_and_follow(&cli.daemon, cli.max_workers, request, yes, json).await
+            submit_and_follow(&remote?, cli.max_workers, request, yes, json).await
         }
         Command::Decide { run, branch, json } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
+            let mut session = Session::open(&remote?, true, cli.max_workers, None).await?;
             let answered = session
                 .client
                 .answer_gate(proto::AnswerGateRequest { run_id: run.clone(), gate_id: String::new(), branch })
@@ -398,7 +513,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         Command::Runs { json } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
+            let mut session = Session::open(&remote?, true, cli.max_workers, None).await?;
             let runs = session.client.list_runs(proto::ListRunsRequest {}).await?.into_inner().runs;
             if json {
                 let list: Vec<_> = runs.iter().map(run_json).collect();
@@ -412,7 +527,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { run, format, open } => {
-            let mut session = Session::open(&cli.daemon, true, cli.max_workers, None).await?;
+            let mut session = Session::open(&remote?, true, cli.max_workers, None).await?;
             let shown = session.client.get_run(proto::GetRunRequest { run_id: run }).await;
             session.close().await;
             match shown {
@@ -426,14 +541,160 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckReport { report, manifests, json } => check_report(&report, &manifests, json),
         Command::Cancel { run } => {
-            let mut session = Session::open(&cli.daemon, false, cli.max_workers, None).await?;
+            let mut session = Session::open(&remote?, false, cli.max_workers, None).await?;
             session.client.cancel_run(proto::CancelRunRequest { run_id: run }).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch { run, json } => {
-            let mut session = Session::open(&cli.daemon, false, cli.max_workers, None).await?;
+            let mut session = Session::open(&remote?, false, cli.max_workers, None).await?;
             follow(&mut session.client, &run, false, json).await
         }
+    }
+}
+
+/// Where a long-running daemon keeps what guards it.
+struct DaemonPaths {
+    client_token: std::path::PathBuf,
+    executor_token: std::path::PathBuf,
+    allow_roots: Vec<std::path::PathBuf>,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// `usdtune daemon`: tokens from their files (made on first start), roots made canonical, TLS
+/// when given; a non-loopback address needs TLS or `--insecure`.
+async fn run_daemon(
+    listen: &str,
+    no_spawn_executor: bool,
+    insecure: bool,
+    paths: DaemonPaths,
+    max_workers: usize,
+) -> anyhow::Result<ExitCode> {
+    let refuse = |outcome: Outcome, message: String| {
+        err!("Error: {outcome}: {message}");
+        Ok(ExitCode::from(2))
+    };
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr()?;
+    if paths.tls.is_none() && !address.ip().is_loopback() && !insecure {
+        return refuse(
+            Outcome::InsecureListenRefused,
+            format!("{address} is not a loopback address: give --tls-cert and --tls-key, or say --insecure"),
+        );
+    }
+    let (tokens, created) = match Tokens::from_files(&paths.client_token, &paths.executor_token) {
+        Ok(loaded) => loaded,
+        Err(e) => return refuse(e.outcome, e.message),
+    };
+    let tls = match &paths.tls {
+        None => None,
+        Some((cert, key)) => {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            match read(cert).and_then(|c| Ok((c, read(key)?))) {
+                Ok((cert, key)) => Some(
+                    tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)),
+                ),
+                Err(message) => return refuse(Outcome::TlsConfigInvalid, message),
+            }
+        }
+    };
+    let mut roots = Vec::new();
+    let asked = if paths.allow_roots.is_empty() { vec![std::env::current_dir()?] } else { paths.allow_roots };
+    for root in asked {
+        match std::fs::canonicalize(&root) {
+            Ok(real) if real.is_dir() => roots.push(real),
+            _ => {
+                return refuse(
+                    Outcome::PathOutsideAllowedRoots,
+                    format!("--allow-root {} is not an existing folder", root.display()),
+                )
+            }
+        }
+    }
+    let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
+    let mut config = Config::new(env, max_workers);
+    config.allowed_roots = Some(roots.clone());
+    config.executor_token = Some(tokens.executor.clone());
+    // Executors this daemon starts connect back over loopback; with TLS they trust its certificate.
+    config.executor_tls_ca = paths.tls.as_ref().map(|(cert, _)| cert.clone());
+    for file in &created {
+        let token = if *file == paths.client_token { &tokens.client } else { &tokens.executor };
+        err!("usdtuned: created {} (mode 0600): {token}", file.display());
+    }
+    let core = Core::new(config);
+    let secure = paths.tls.is_some();
+    let security = crate::service::Security { tokens: Arc::new(tokens), tls };
+    let (address, server) = crate::service::serve(core.clone(), listener, security)?;
+    let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    err!(
+        "usdtuned listening on {address}{}; client token {}, executor token {}; stages and outputs under {}",
+        if secure { " (TLS)" } else { "" },
+        paths.client_token.display(),
+        paths.executor_token.display(),
+        shown.join(", ")
+    );
+    tokio::select! {
+        _ = server => {}
+        _ = stop_signal() => {}
+    }
+    core.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `usdtune executor`: the executor environment's Python serving the daemon at `daemon`,
+/// started again with backoff (1 s doubling to 30 s) whenever its connection ends, until
+/// SIGINT/SIGTERM, which end it and every process it started.
+async fn run_executor(
+    daemon: &str,
+    tls_ca: Option<&std::path::Path>,
+    token_file: Option<&std::path::Path>,
+    executor_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let token = match (std::env::var("USDTUNE_TOKEN").ok().filter(|t| !t.trim().is_empty()), token_file) {
+        (Some(token), _) => token.trim().to_string(),
+        (None, Some(file)) => crate::auth::read_token_file(file)?,
+        (None, None) => crate::auth::read_token_file(&executor_token_path(None)).map_err(|e| {
+            anyhow::anyhow!("{e}; an executor needs the daemon's executor token (USDTUNE_TOKEN or --token-file)")
+        })?,
+    };
+    let env = ExecutorEnv::default_location();
+    if !env.is_ready(false) {
+        note("executor environment missing or stale: running `usdtune setup` first");
+        setup::setup(&env, false, &mut |m| note(m))?;
+    }
+    let host = sysinfo::System::host_name().unwrap_or_else(|_| "host".into());
+    let id = executor_id.unwrap_or_else(|| format!("executor-{host}-{}", std::process::id()));
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut command = tokio::process::Command::new(env.python());
+        #[cfg(unix)]
+        command.process_group(0);
+        command.args(["-m", "usdtune_executor", "--daemon", daemon, "--executor-id", &id]);
+        command.env("USDTUNE_TOKEN", &token).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        if let Some(ca) = tls_ca {
+            command.env("USDTUNE_TLS_CA", ca);
+        }
+        let started = std::time::Instant::now();
+        let mut child = command.spawn().map_err(|e| {
+            anyhow::anyhow!("{}: cannot start {}: {e}", Outcome::ExecutorSpawnFailed, env.python().display())
+        })?;
+        note(&format!("executor {id} attaching to {daemon} (pid {})", child.id().unwrap_or(0)));
+        let status = tokio::select! {
+            status = child.wait() => status?,
+            _ = stop_signal() => {
+                crate::core::stop_process_group(&mut child, Duration::from_secs(5)).await;
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1); // it was serving: a fresh outage starts the backoff over
+        }
+        note(&format!("executor {id} ended ({status}); attaching again in {}s", backoff.as_secs()));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop_signal() => return Ok(ExitCode::SUCCESS),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -515,7 +776,7 @@ fn check_report(report: &str, manifests: &[String], json: bool) -> anyhow::Resul
 
 /// Submit a run (embedded when no daemon is reachable) and follow it to its end.
 async fn submit_and_follow(
-    daemon: &str,
+    remote: &Remote,
     max_workers: usize,
     request: proto::SubmitRunRequest,
     yes: bool,
@@ -533,7 +794,7 @@ async fn submit_and_follow(
         }
     }
     let logs = (!request.output_dir.is_empty()).then(|| std::path::Path::new(&request.output_dir).join("logs"));
-    let mut session = Session::open(daemon, true, max_workers, logs).await?;
+    let mut session = Session::open(remote, true, max_workers, logs).await?;
     let run = match session.client.submit_run(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
@@ -578,14 +839,14 @@ fn refused(code: &str, message: &str, json: bool) -> ExitCode {
 /// `usdtune assess A B C`: one session (one warm executor) for many stages. Exit code:
 /// 2 if any stage was bad input, else 1 if any run failed, else 0. `--json` prints an array.
 async fn assess_many(
-    daemon: &str,
+    remote: &Remote,
     max_workers: usize,
     stages: &[String],
     out: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let logs = out.map(|o| std::path::Path::new(o).join("logs"));
-    let mut session = Session::open(daemon, true, max_workers, logs).await?;
+    let mut session = Session::open(remote, true, max_workers, logs).await?;
     let mut docs = Vec::new();
     let mut worst = 0u8;
     for (n, stage) in stages.iter().enumerate() {
@@ -593,8 +854,14 @@ async fn assess_many(
         let output_dir = out
             .map(|o| std::path::Path::new(o).join(format!("{n:04}-{stem}")).display().to_string())
             .unwrap_or_default();
-        let request =
-            proto::SubmitRunRequest { stage_path: stage.clone(), output_dir, assess_only: true, ..Default::default() };
+        // The caller's paths, resolved in the caller's folder (a daemon refuses relative ones).
+        let stage_path = std::path::absolute(stage).map_or_else(|_| stage.clone(), |p| p.display().to_string());
+        let output_dir = if output_dir.is_empty() {
+            output_dir
+        } else {
+            std::path::absolute(&output_dir).map_or(output_dir, |p| p.display().to_string())
+        };
+        let request = proto::SubmitRunRequest { stage_path, output_dir, assess_only: true, ..Default::default() };
         let code = match session.client.submit_run(request).await {
             Ok(run) => {
                 let run = run.into_inner();

@@ -131,6 +131,22 @@ def _is_usd_read_error(err: Exception) -> bool:
     return any(marker in text for marker in ("FileFormat", "Failed to open layer", "Cannot open", "parse"))
 
 
+def auth_metadata() -> tuple:
+    """The executor token (USDTUNE_TOKEN) as the call's bearer header; the daemon refuses an
+    Attach without it."""
+    token = os.environ.get("USDTUNE_TOKEN", "").strip()
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def open_channel(address: str):
+    """TLS when USDTUNE_TLS_CA names the CA certificate to trust, plain gRPC otherwise."""
+    ca = os.environ.get("USDTUNE_TLS_CA", "")
+    if not ca:
+        return grpc.insecure_channel(address)
+    with open(ca, "rb") as handle:
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=handle.read()))
+
+
 def run_executor(address: str, executor_id: str, runtime: str,
                  stop_event: "threading.Event | None" = None) -> int:
     """Serve tasks from the daemon at `address` until it says shutdown or the stream ends.
@@ -177,8 +193,8 @@ def run_executor(address: str, executor_id: str, runtime: str,
                      "ok" if result.ok else f"failed ({result.error_code})", time.perf_counter() - started)
             outbox.put(pb.ExecutorMessage(result=result))
 
-    channel = grpc.insecure_channel(address)
-    call = pb_grpc.ExecutorServiceStub(channel).Attach(outgoing())
+    channel = open_channel(address)
+    call = pb_grpc.ExecutorServiceStub(channel).Attach(outgoing(), metadata=auth_metadata())
     threads = [threading.Thread(target=heartbeat, daemon=True, name="usdtune-heartbeat"),
                threading.Thread(target=worker, daemon=True, name="usdtune-worker")]
     for thread in threads:

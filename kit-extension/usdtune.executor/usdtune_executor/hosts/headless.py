@@ -1,4 +1,7 @@
-"""Headless host: python -m usdtune_executor --daemon HOST:PORT"""
+"""Headless host: python -m usdtune_executor --daemon HOST:PORT [--token-file F]
+
+The executor token comes from USDTUNE_TOKEN (or --token-file), the CA to trust for TLS from
+USDTUNE_TLS_CA (`usdtune executor` and the daemon's own executors set both)."""
 import argparse
 import logging
 import os
@@ -14,8 +17,16 @@ def main(argv=None) -> int:
                                      description="Connect to a usdtuned daemon and execute its tasks.")
     parser.add_argument("--daemon", required=True, help="daemon address, HOST:PORT")
     parser.add_argument("--executor-id", default=f"standalone-{os.getpid()}")
+    parser.add_argument("--token-file", help="file holding the daemon's executor token (else USDTUNE_TOKEN)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.token_file:
+        try:
+            with open(args.token_file) as handle:
+                os.environ["USDTUNE_TOKEN"] = handle.read().strip()
+        except OSError as err:
+            print(f"Error: token_file_unsafe: {args.token_file}: {err.strerror}", file=sys.stderr)
+            return 2
     # usd-optimize and USD log through C++ straight to fd 1; keep stdout for the host's own
     # output (e.g. `usdtune optimize --json`) by sending everything native to stderr.
     os.dup2(2, 1)

@@ -1,7 +1,7 @@
 """Kit host: the `usdtune.executor` extension. The only module that imports omni.*.
 
-On startup it reads /exts/usdtune.executor/daemonAddress and, when set, serves that
-daemon's tasks on a background thread (Kit's main loop stays free). Depends on the
+On startup it reads /exts/usdtune.executor/daemonAddress (with tokenFile, the daemon's
+executor token, and tlsCa) and, when set, serves that daemon's tasks on a background thread (Kit's main loop stays free). Depends on the
 Kit kernel only (carb, omni.ext), never on omni.usd or omni.ui.
 """
 import os
@@ -21,6 +21,14 @@ class UsdtuneExecutorExtension(omni.ext.IExt):
         settings = carb.settings.get_settings()
         address = settings.get(f"{SETTINGS_ROOT}/daemonAddress") or ""
         executor_id = settings.get(f"{SETTINGS_ROOT}/executorId") or f"kit-{os.getpid()}"
+        # The executor token and TLS CA, as the headless host reads them (settings win over env).
+        token_file = settings.get(f"{SETTINGS_ROOT}/tokenFile") or ""
+        if token_file:
+            with open(token_file) as handle:
+                os.environ["USDTUNE_TOKEN"] = handle.read().strip()
+        tls_ca = settings.get(f"{SETTINGS_ROOT}/tlsCa") or ""
+        if tls_ca:
+            os.environ["USDTUNE_TLS_CA"] = tls_ca
         self._stop = threading.Event()
         self._thread = None
         if not address:
