@@ -68,6 +68,10 @@ impl Config {
 
 type Runs = Arc<Mutex<HashMap<String, Arc<RunSlot>>>>;
 
+/// How many times a task is leased when its executor is lost mid-task (the first lease
+/// included): a crash is retried, a task that kills every executor it meets is not forever.
+const TASK_ATTEMPTS: u32 = 3;
+
 pub struct Core {
     pub hub: ExecutorHub,
     pub config: Config,
@@ -109,6 +113,24 @@ impl Drop for ExecutorProcess {
             }
         }
         let _ = self.child.start_kill();
+    }
+}
+
+/// Whether a process with this id lives (signal 0 probes without sending anything).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
+        // EPERM: it exists, run by another user.
+        i32::try_from(pid).is_ok_and(|pid| {
+            let probed = unsafe { libc::kill(pid, 0) };
+            probed == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
     }
 }
 
@@ -272,6 +294,48 @@ impl Core {
         self.config.data_dir.join("runs").join(format!("{run_id}.workspace"))
     }
 
+    fn owner_path(&self, run_id: &str) -> PathBuf {
+        self.config.data_dir.join("runs").join(format!("{run_id}.owner"))
+    }
+
+    /// Whether a live process other than this one drives the run (its `.owner` pid).
+    fn driven_elsewhere(&self, run_id: &str) -> bool {
+        let pid = std::fs::read_to_string(self.owner_path(run_id)).ok().and_then(|t| t.trim().parse::<u32>().ok());
+        pid.is_some_and(|pid| pid != std::process::id() && process_alive(pid))
+    }
+
+    /// Runs an earlier daemon left unfinished (killed, or the machine went down): each resumes
+    /// from its first phase not yet settled, the interrupted phase run again from the start
+    /// (artifacts are written atomically, so none is half-written; a phase's outputs are
+    /// rewritten whole). A run another live process drives is left to it; one whose stage is
+    /// no longer under this daemon's roots ends with that code. Returns the resumed run ids.
+    pub fn resume_unfinished(self: &Arc<Self>) -> Vec<String> {
+        let mut resumed = Vec::new();
+        for mut record in self.list() {
+            let unfinished = matches!(record.state, RunState::Running | RunState::Queued);
+            if !unfinished || self.slot(&record.run_id).is_some() || self.driven_elsewhere(&record.run_id) {
+                continue;
+            }
+            if let Some(roots) = &self.config.allowed_roots {
+                if let Err(refusal) = confine(&record.stage_path, "stage", roots) {
+                    record.state = RunState::Failed;
+                    record.code = refusal.outcome.code().into();
+                    record.message = format!("not resumed after a daemon restart: {}", refusal.message);
+                    self.persist_and_announce(&record, EventKind::Finished, &record.milestone.clone(), "not resumed");
+                    continue;
+                }
+            }
+            for phase in record.phases.iter_mut().filter(|p| p.status == crate::record::PhaseStatus::Running) {
+                phase.status = crate::record::PhaseStatus::Pending;
+                phase.note = "interrupted by a daemon restart; run again".into();
+            }
+            tracing::warn!(run = %record.run_id, milestone = %record.milestone, "resuming a run an earlier daemon left unfinished");
+            resumed.push(record.run_id.clone());
+            self.start(record);
+        }
+        resumed
+    }
+
     async fn ensure_local_executor(&self) -> Result<(), TaskFailure> {
         let Some(env) = &self.config.local_executor else { return Ok(()) };
         if !self.hub.connected().is_empty() {
@@ -338,7 +402,7 @@ impl Core {
         });
     }
 
-    /// End an executor this core started (an abandoned task's): its process group is killed
+    /// End an executor this core started (an abandoned task's, a lost one's): its process group is killed
     /// and its connection closes. An executor that attached on its own (Kit) was sent the
     /// task's cancel and stays busy until it answers.
     fn end_executor(&self, executor_id: &str) {
@@ -351,9 +415,22 @@ impl Core {
             }
         });
         if !ended.is_empty() {
-            tracing::warn!(executor = %executor_id, "ending the executor of an abandoned task");
+            tracing::warn!(executor = %executor_id, "ending the executor process and what it started");
         }
         drop(ended);
+    }
+
+    /// Start again the pool worker `id` that was lost (and ended), when this core started it;
+    /// an attached worker is waited for instead.
+    fn respawn_worker(&self, pool: &str, id: &str) -> Result<(), TaskFailure> {
+        let Some(env) = &self.config.local_executor else { return Ok(()) };
+        let mut workers = self.workers.lock().unwrap();
+        if pool_member(id, pool).is_none() || workers.get_mut(id).is_some_and(ExecutorProcess::running) {
+            return Ok(());
+        }
+        let child = self.spawn_executor(env, id)?;
+        workers.insert(id.to_string(), child);
+        Ok(())
     }
 
     /// Where an executor's output goes: `<logs dir>/<executor id>.log`, appended.
@@ -473,6 +550,8 @@ impl Core {
     }
 
     fn start(self: &Arc<Self>, record: RunRecord) {
+        // Who drives the run now: a daemon started later resumes it only once this process is gone.
+        let _ = crate::store::write_atomic(&self.owner_path(&record.run_id), std::process::id().to_string().as_bytes());
         let slot = RunSlot::new(record, self.clone());
         self.runs.lock().unwrap().insert(slot.snapshot().run_id, slot.clone());
         tokio::spawn(workflow::drive(slot));
@@ -519,11 +598,20 @@ impl Core {
     }
 
     pub fn cancel(&self, run_id: &str) -> Result<RunRecord, Refusal> {
-        let slot = self
-            .slot(run_id)
-            .ok_or_else(|| Refusal::new(Outcome::RunNotFound, format!("{run_id} is not active in this daemon")))?;
-        slot.cancel();
-        Ok(slot.snapshot())
+        if let Some(slot) = self.slot(run_id) {
+            slot.cancel();
+            return Ok(slot.snapshot());
+        }
+        // A run no live process drives (its daemon died) is cancelled where it is saved.
+        let mut record = self.load(run_id).ok_or_else(|| Refusal::new(Outcome::RunNotFound, run_id))?;
+        if record.state.is_terminal() || self.driven_elsewhere(run_id) {
+            return Err(Refusal::new(Outcome::RunNotFound, format!("{run_id} is not active in this daemon")));
+        }
+        record.state = RunState::Cancelled;
+        record.code = Outcome::Cancelled.code().into();
+        record.message = "cancelled by request after its daemon stopped".into();
+        self.persist_and_announce(&record, EventKind::Finished, &record.milestone.clone(), "cancelled");
+        Ok(record)
     }
 
     /// Stop every executor (daemon or embedded-mode exit). Connected ones close their stream
@@ -557,11 +645,6 @@ impl Core {
 impl Host for Core {
     fn run_task<'a>(&'a self, task: TaskRequest<'a>) -> BoxFuture<'a, TaskReply> {
         Box::pin(async move {
-            if task.pool.is_none() {
-                if let Err(failure) = self.ensure_local_executor().await {
-                    return TaskReply { executor_id: String::new(), outcome: Err(failure), usage: Default::default() };
-                }
-            }
             // Progress of the task, forwarded as run events while it runs.
             let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(f64, String)>();
             let forward = {
@@ -583,8 +666,41 @@ impl Host for Core {
             };
             let limits = TaskLimits { deadline: Some(task.deadline), cancel: Some(task.cancel.clone()) };
             let wait = self.config.executor_wait;
-            let (executor_id, outcome, usage) =
-                self.hub.run_task_in(task.pool, task.kind, &task.params, Some(progress_tx), wait, limits).await;
+            let mut attempt = 1;
+            let (executor_id, outcome, usage) = loop {
+                let ready = match task.pool {
+                    None => self.ensure_local_executor().await,
+                    Some(_) => Ok(()),
+                };
+                if let Err(failure) = ready {
+                    break (String::new(), Err(failure), Default::default());
+                }
+                let progress = Some(progress_tx.clone());
+                let (executor_id, outcome, usage) =
+                    self.hub.run_task_in(task.pool, task.kind, &task.params, progress, wait, limits.clone()).await;
+                let lost = outcome.as_ref().err().is_some_and(|f| f.code == Outcome::ExecutorLost.code());
+                if !lost || attempt >= TASK_ATTEMPTS || task.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                    break (executor_id, outcome, usage);
+                }
+                // The executor died or went silent mid-task: the task is leased again, to a fresh
+                // process where this daemon starts them. A task's outputs count only once its
+                // result arrives, and each attempt writes them whole, so a retry is safe.
+                attempt += 1;
+                let message = format!(
+                    "executor {executor_id} was lost during '{}'; the task is leased again (attempt {attempt} of {TASK_ATTEMPTS})",
+                    task.kind
+                );
+                tracing::warn!(run = %task.run_id, "{message}");
+                self.announce_warning(task.run_id, task.milestone, &message);
+                // Its process may not be reaped yet (the socket closes before the exit is
+                // reported): end it for certain, so a fresh one is started rather than awaited.
+                self.end_executor(&executor_id);
+                if let Some(pool) = task.pool {
+                    if let Err(failure) = self.respawn_worker(pool, &executor_id) {
+                        break (executor_id, Err(failure), usage);
+                    }
+                }
+            };
             forward.abort();
             if let Err(failure) = &outcome {
                 if [Outcome::TaskDeadlineExceeded, Outcome::Cancelled].iter().any(|o| o.code() == failure.code) {

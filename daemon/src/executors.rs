@@ -358,6 +358,12 @@ impl ExecutorHub {
                     }
                 }
             }
+            if limits.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                // Cancelled while it waited for an executor: nothing was leased, nothing to stop.
+                let failure =
+                    TaskFailure::new(Outcome::Cancelled, format!("the run was cancelled before task '{kind}' started"));
+                return (String::new(), Err(failure), TaskUsage::default());
+            }
             if Instant::now() >= deadline {
                 return (
                     String::new(),

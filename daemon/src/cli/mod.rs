@@ -626,6 +626,9 @@ async fn run_daemon(
     let security = crate::service::Security { tokens: Arc::new(tokens), tls };
     let (address, server) = crate::service::serve(core.clone(), listener, security)?;
     let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    for run_id in core.resume_unfinished() {
+        err!("usdtuned: resuming run {run_id}, left unfinished by an earlier daemon");
+    }
     err!(
         "usdtuned listening on {address}{}; client token {}, executor token {}; stages and outputs under {}",
         if secure { " (TLS)" } else { "" },

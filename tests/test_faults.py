@@ -1,0 +1,118 @@
+"""Faults survived: an executor killed mid-task is replaced and its task leased again; a daemon
+killed with SIGKILL mid-run resumes the run from its last settled phase when it starts again.
+Real daemon, real executors, real kill -9; each run ends completed with a report that passes
+the gate, and nothing is left running."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import USDTUNE, start_daemon
+from test_clean_stop import assert_nothing_left, hall, milestone, running, started_by, wait_for  # noqa: F401
+
+
+def pids(home, fragment):
+    return [pid for pid, cmd in started_by(home) if fragment in cmd]
+
+
+def finished(out):
+    record = json.loads((out / "run.json").read_text())
+    return record if record["state"] in {"completed", "failed", "blocked", "cancelled"} else None
+
+
+def assert_completed_and_sound(out):
+    record = json.loads((out / "run.json").read_text())
+    assert (record["state"], record["code"]) == ("completed", ""), record["message"]
+    report = json.loads((out / "optimization-report.json").read_text())
+    assert json.loads((out / "report-gate.json").read_text())["passed"] is True
+    assert report["structural_summary"]["x_usdtune"]["proof"]["passed"] is True
+    for path in out.glob("*.json"):
+        json.loads(path.read_text())  # every artifact parses: nothing half-written
+    return record
+
+
+def test_a_phase4_worker_killed_mid_task_is_replaced_and_the_run_completes(home, tmp_path, hall):
+    daemon = start_daemon(home)
+    out = tmp_path / "out"
+    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--restructure", "optimize-as-is",
+                               "--passes", "1", "--json"], env=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        workers = wait_for(lambda: milestone(out) == "so-run-operations" and pids(home, "--executor-id ops"), 240,
+                           "a Phase 4 worker at work")
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = client.communicate(timeout=300)
+        assert client.returncode == 0, stderr[-3000:]
+        assert "leased again" in stderr + daemon.output(), (stderr + daemon.output())[-3000:]
+        assert_completed_and_sound(out)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
+
+
+def test_a_daemon_killed_mid_run_resumes_it_when_it_starts_again(home, tmp_path, hall):
+    daemon = start_daemon(home)
+    out = tmp_path / "out"
+    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--restructure", "optimize-as-is",
+                               "--passes", "1", "--json"], env=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for(lambda: milestone(out) == "so-run-validators", 240, "the run to reach Phase 4's validators")
+        settled = [p["milestone"] for p in json.loads((out / "run.json").read_text())["phases"] if p["status"] == "done"]
+        daemon.proc.kill()
+        daemon.proc.wait()
+        client.communicate(timeout=60)
+        assert client.returncode != 0
+        # Its executors notice the closed connection and end, with what they started.
+        wait_for(lambda: not running(home, "usdtune_executor"), 20, "the orphaned executors to end")
+        assert json.loads((out / "run.json").read_text())["state"] == "running"
+
+        daemon = start_daemon(home)
+        run_id = json.loads((out / "run.json").read_text())["run_id"]
+        watched = subprocess.run([str(USDTUNE), "watch", run_id, "--json"], env=home, capture_output=True, text=True,
+                                 timeout=400)
+        assert watched.returncode == 0, watched.stderr[-3000:] + daemon.output()[-3000:]
+        assert f"resuming run {run_id}" in daemon.output()
+        record = assert_completed_and_sound(out)
+        # What was settled before the kill was not run again.
+        for phase in record["phases"]:
+            if phase["milestone"] in settled:
+                assert "interrupted" not in phase["note"], phase
+        assert any("interrupted by a daemon restart" in p["note"] or p["milestone"] == "so-run-validators"
+                   for p in record["phases"])
+    finally:
+        if client.poll() is None:
+            client.kill()
+        daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
+
+
+def test_cancel_reaches_a_run_whose_daemon_died(home, tmp_path, hall):
+    daemon = start_daemon(home, "--no-spawn-executor")
+    out = tmp_path / "out"
+    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--json"], env=home,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "run.json").exists() and milestone(out), 60, "the run to be saved")
+        daemon.proc.kill()
+        daemon.proc.wait()
+        client.communicate(timeout=60)
+        run_id = json.loads((out / "run.json").read_text())["run_id"]
+        # Before: the run stayed `running` forever and cancel answered run_not_found.
+        daemon = start_daemon(home, "--no-spawn-executor")
+        time.sleep(0.5)
+        listed = json.loads(subprocess.run([str(USDTUNE), "runs", "--json"], env=home, capture_output=True,
+                                           text=True, timeout=60).stdout)
+        assert [r["state"] for r in listed if r["run_id"] == run_id] == ["running"]  # resumed, waiting for an executor
+        done = subprocess.run([str(USDTUNE), "cancel", run_id], env=home, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: finished(out), 30, "the run to end")
+        assert finished(out)["state"] == "cancelled"
+    finally:
+        if client.poll() is None:
+            client.kill()
+        daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
