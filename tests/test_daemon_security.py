@@ -227,3 +227,22 @@ def test_usdtune_executor_attaches_with_its_token_and_leaves_nothing(home, tmp_p
         daemon.stop(signal.SIGTERM)
     leftover = subprocess.run(["pgrep", "-f", "--executor-id remote-1"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def test_detach_prints_the_run_id_and_watch_follows_it(home, stage_copy, tmp_path):
+    alone = usdtune(home, "optimize", str(stage_copy), "--detach", "--json", timeout=30)
+    assert alone.returncode == 2 and "daemon_unreachable" in alone.stderr, alone.stderr  # no embedded detach
+    daemon = start_daemon(home)
+    try:
+        out = tmp_path / "out"
+        done = usdtune(home, "optimize", str(stage_copy), "-o", str(out), "--restructure", "optimize-as-is",
+                       "--passes", "1", "--detach", "--json", timeout=30)
+        assert done.returncode == 0, done.stderr
+        run_id = json.loads(done.stdout)["run_id"]
+        watched = usdtune(home, "watch", run_id, "--json", timeout=300)
+        assert watched.returncode == 0, watched.stderr
+        assert json.loads(watched.stdout)["state"] == "completed"
+        listed = json.loads(usdtune(home, "runs", "--json").stdout)
+        assert [(r["state"], r["code"]) for r in listed if r["run_id"] == run_id] == [("completed", None)]
+    finally:
+        daemon.stop(signal.SIGTERM)

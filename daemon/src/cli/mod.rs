@@ -113,6 +113,10 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = crate::decisions::iterate::DEFAULT_PASSES,
               value_parser = clap::value_parser!(u32).range(1..=9))]
         passes: u32,
+        /// Submit to the running daemon and return at once, printing the run id (follow it
+        /// with `usdtune watch RUN`). Needs a daemon: an embedded run would end with this process.
+        #[arg(long)]
+        detach: bool,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -480,6 +484,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             budget,
             passes,
+            detach,
         } => {
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
@@ -495,6 +500,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 budget_seconds: budget.unwrap_or_default(),
                 passes,
             };
+            if detach {
+                return submit_detached(&remote?, request, json).await;
+            }
             submit_and_follow(&remote?, cli.max_workers, request, yes, json).await
         }
         Command::Decide { run, branch, json } => {
@@ -785,17 +793,10 @@ async fn submit_and_follow(
     yes: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut request = request;
-    // Paths are the caller's: resolved here, in the caller's folder, not in the daemon's.
-    match crate::core::check_stage(std::path::Path::new(&request.stage_path)) {
-        Ok(stage) => request.stage_path = stage.display().to_string(),
+    let request = match caller_paths(request) {
+        Ok(request) => request,
         Err(refusal) => return Ok(refused(&refusal.outcome.to_string(), &refusal.message, json)),
-    }
-    if !request.output_dir.is_empty() {
-        if let Ok(dir) = std::path::absolute(&request.output_dir) {
-            request.output_dir = dir.display().to_string();
-        }
-    }
+    };
     let logs = (!request.output_dir.is_empty()).then(|| std::path::Path::new(&request.output_dir).join("logs"));
     let mut session = Session::open(remote, true, max_workers, logs).await?;
     let run = match session.client.submit_run(request).await {
@@ -827,6 +828,43 @@ async fn submit_and_follow(
     let code = code?;
     session.close().await;
     Ok(code)
+}
+
+/// `optimize --detach`: submit to the running daemon and print the run id.
+async fn submit_detached(remote: &Remote, request: proto::SubmitRunRequest, json: bool) -> anyhow::Result<ExitCode> {
+    let request = match caller_paths(request) {
+        Ok(request) => request,
+        Err(refusal) => return Ok(refused(&refusal.outcome.to_string(), &refusal.message, json)),
+    };
+    let mut session = Session::open(remote, false, 0, None).await?;
+    match session.client.submit_run(request).await {
+        Ok(run) => {
+            let run = run.into_inner();
+            if json {
+                out!("{}", json!({"run_id": run.run_id, "state": state_name(run.state), "output_dir": run.output_dir}));
+            } else {
+                out!("{}", run.run_id);
+                note(&format!("run {} → {} (follow it: usdtune watch {})", run.run_id, run.output_dir, run.run_id));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            let (code, message) = status.message().split_once(": ").unwrap_or(("", status.message()));
+            Ok(refused(code, message, json))
+        }
+    }
+}
+
+/// The request's paths made the caller's: the stage checked and made canonical, the output
+/// folder absolute, both resolved in this process's folder, not in the daemon's.
+fn caller_paths(mut request: proto::SubmitRunRequest) -> Result<proto::SubmitRunRequest, crate::core::Refusal> {
+    request.stage_path = crate::core::check_stage(std::path::Path::new(&request.stage_path))?.display().to_string();
+    if !request.output_dir.is_empty() {
+        if let Ok(dir) = std::path::absolute(&request.output_dir) {
+            request.output_dir = dir.display().to_string();
+        }
+    }
+    Ok(request)
 }
 
 /// A request refused before a run existed: the error on stderr and, with `--json`, one
