@@ -38,7 +38,8 @@ def isolated_env(root: Path) -> dict:
     data.mkdir()
     env = dict(os.environ)
     env["USDTUNE_HOME"] = str(data)
-    env["USDTUNE_EXECUTOR_ENV"] = str(Path(sys.executable).resolve().parent.parent)
+    # sys.prefix is the venv itself; resolving sys.executable would name the base interpreter.
+    env["USDTUNE_EXECUTOR_ENV"] = sys.prefix
     env["USDTUNE_DAEMON"] = f"127.0.0.1:{free_port()}"
     return env
 

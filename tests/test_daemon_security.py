@@ -214,7 +214,10 @@ def test_usdtune_executor_attaches_with_its_token_and_leaves_nothing(home, tmp_p
         done = usdtune(home, "assess", str(stage), "-o", str(tmp_path / "assessed"), "--json", timeout=300)
         assert done.returncode == 0, done.stderr + executor.output()[-2000:]
         preflight = json.loads((tmp_path / "assessed" / "setup-preflight.json").read_text())
-        assert "remote-1" in json.dumps(preflight) or "remote-1" in daemon.output()
+        assert preflight["executor_id"] == "remote-1"
+        # No --runtime and no terminal: the standalone runtime, recorded as chosen unattended.
+        assert (preflight["runtime_route"], preflight["runtime_context"]["chosen_by"]) == \
+            ("standalone", "standalone_preferred")
         # Without a token the same command attaches nothing and says why.
         bare = {k: v for k, v in home.items() if k != "USDTUNE_TOKEN"}
         os.rename(Path(home["USDTUNE_HOME"]) / "executor.token", tmp_path / "moved.token")
@@ -227,6 +230,20 @@ def test_usdtune_executor_attaches_with_its_token_and_leaves_nothing(home, tmp_p
         daemon.stop(signal.SIGTERM)
     leftover = subprocess.run(["pgrep", "-f", "--executor-id remote-1"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def test_runtime_kit_without_a_kit_kernel_is_refused_before_any_work(home, stage_copy, tmp_path):
+    daemon = start_daemon(home, "--no-spawn-executor")
+    try:
+        done = usdtune(home, "optimize", str(stage_copy), "-o", str(tmp_path / "out"), "--runtime", "kit", "--json",
+                       timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert json.loads(done.stdout)["code"] == "kit_runtime_unavailable"
+        assert not (tmp_path / "out").exists()
+        bad = usdtune(home, "optimize", str(stage_copy), "--runtime", "maya", timeout=30)
+        assert bad.returncode == 2 and "maya" in bad.stderr
+    finally:
+        daemon.stop(signal.SIGTERM)
 
 
 def test_detach_prints_the_run_id_and_watch_follows_it(home, stage_copy, tmp_path):

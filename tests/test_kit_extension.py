@@ -38,8 +38,34 @@ def test_extension_loads_in_headless_kit_and_completes_the_probe(home, daemon, s
 
     preflight = json.loads((out / "setup-preflight.json").read_text())
     assert preflight["runtime_route"] == "kit"
+    # Nobody chose a runtime and the attached executor was Kit: recorded as the unattended default.
+    assert preflight["runtime_context"]["chosen_by"] == "unattended_default"
     assert preflight["kit"] is not None and preflight["kit"]["version"]
     assert preflight["usdOptimize"]["operationsAvailable"]
     kit_log = kit_stdout + kit_stderr
     assert "[Error]" not in kit_log, kit_log[-3000:]
     assert kit.returncode == 0, kit_log[-3000:]
+
+
+def test_optimize_with_runtime_kit_runs_the_executor_work_in_headless_kit(home, stage_copy, tmp_path):
+    """`--runtime kit`: the daemon starts headless Kit with the executor extension and every
+    task that is not a Phase 4 worker's runs there; the run records the runtime and who chose it."""
+    out = tmp_path / "out"
+    done = usdtune(home, "optimize", str(stage_copy), "-o", str(out), "--runtime", "kit", "--yes", "--passes", "1",
+                   "--json", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["state"] == "completed"
+    preflight = json.loads((out / "setup-preflight.json").read_text())
+    assert (preflight["runtime_route"], preflight["executor_id"]) == ("kit", "kit-local")
+    assert preflight["runtime_context"]["chosen_by"] == "flag"
+    assert preflight["runtime_context"]["kit"]["chosen_by"] == "flag"
+    report = json.loads((out / "optimization-report.json").read_text())
+    assert report["runtime_context"]["kit"]["version"] == preflight["kit"]["version"]
+    assert json.loads((out / "report-gate.json").read_text())["passed"] is True
+    kit_log = (out / "logs" / "kit-local.log").read_text()
+    assert "[Error]" not in kit_log, kit_log[-3000:]
+    # The same artifacts as a standalone run of the workflow.
+    names = {p.stem for p in out.glob("*.json")}
+    assert names >= {"setup-preflight", "profile-baseline", "structure-assessment", "validation-report",
+                     "route-trials", "restructure-decision", "operation-plan", "operations-status", "profile-after",
+                     "compare-profiles", "optimization-report", "report-gate", "iterations", "run"}, names

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskLimits};
+use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskLimits, RUNTIMES, RUNTIME_KIT, RUNTIME_STANDALONE};
 use crate::outcome::Outcome;
 use crate::record::{Answer, EventKind, GateKind, RunEvent, RunRecord, RunState, Submission};
 use crate::setup::ExecutorEnv;
@@ -89,6 +89,8 @@ pub struct Core {
 struct ExecutorProcess {
     child: tokio::process::Child,
     group: Option<u32>,
+    /// kit | standalone: which runtime's tasks it was started for.
+    runtime: &'static str,
 }
 
 impl ExecutorProcess {
@@ -336,22 +338,33 @@ impl Core {
         resumed
     }
 
-    async fn ensure_local_executor(&self) -> Result<(), TaskFailure> {
+    /// A local executor of `runtime` (kit or standalone; any: a standalone one unless some
+    /// executor is connected), started unless one is connected or on its way.
+    async fn ensure_local_executor(&self, runtime: Option<&str>) -> Result<(), TaskFailure> {
         let Some(env) = &self.config.local_executor else { return Ok(()) };
-        if !self.hub.connected().is_empty() {
+        if self.hub.connected().iter().any(|h| runtime.is_none_or(|r| h.runtime == r)) {
             return Ok(());
         }
         let mut children = self.children.lock().unwrap();
         children.retain_mut(ExecutorProcess::running);
-        if !children.is_empty() {
+        if children.iter().any(|c| runtime.is_none_or(|r| c.runtime == r)) {
             return Ok(()); // started, not yet connected: the task waits for its hello
         }
-        children.push(self.spawn_executor(env, "local")?);
+        let (id, runtime) =
+            if runtime == Some(RUNTIME_KIT) { ("kit-local", RUNTIME_KIT) } else { ("local", RUNTIME_STANDALONE) };
+        children.push(self.spawn_executor(env, id, runtime)?);
         Ok(())
     }
 
-    /// Start `python -m usdtune_executor` from `env`, connecting back to this daemon as `id`.
-    fn spawn_executor(&self, env: &ExecutorEnv, id: &str) -> Result<ExecutorProcess, TaskFailure> {
+    /// Start an executor from `env` that connects back to this daemon as `id`: `python -m
+    /// usdtune_executor`, or for the kit runtime headless Kit with the executor extension
+    /// enabled, serving until the daemon shuts it down.
+    fn spawn_executor(
+        &self,
+        env: &ExecutorEnv,
+        id: &str,
+        runtime: &'static str,
+    ) -> Result<ExecutorProcess, TaskFailure> {
         let address = *self
             .address
             .get()
@@ -376,8 +389,28 @@ impl Core {
         if let Some(ca) = &self.config.executor_tls_ca {
             command.env("USDTUNE_TLS_CA", ca);
         }
+        if runtime == RUNTIME_KIT {
+            let extension = crate::setup::extension_dir();
+            let folder = extension.parent().map(Path::to_path_buf).unwrap_or_default();
+            let setting = |key: &str, value: &dyn std::fmt::Display| format!("--/exts/usdtune.executor/{key}={value}");
+            command
+                .args(["-m", "omni.kit_app", "--no-window", "--portable-root"])
+                .arg(self.config.data_dir.join("kit-portable"))
+                .arg("--ext-folder")
+                .arg(&folder)
+                .args(["--/app/extensions/registryEnabled=false", "--/app/fastShutdown=false"])
+                .arg(setting("daemonAddress", &address))
+                .arg(setting("executorId", &id))
+                .args(["--enable", "usdtune.executor", "--exec"])
+                .arg(extension.join("usdtune_executor/hosts/kit_serve.py"))
+                // Headless, unattended: the kernel's EULA is accepted by installing it
+                // (`usdtune setup --kit`); root is allowed where the daemon runs as root.
+                .env("OMNI_KIT_ACCEPT_EULA", "yes")
+                .env("OMNI_KIT_ALLOW_ROOT", "1");
+        } else {
+            command.args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id]);
+        }
         let child = command
-            .args(["-m", "usdtune_executor", "--daemon", &address.to_string(), "--executor-id", id])
             .stdin(std::process::Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -386,8 +419,8 @@ impl Core {
             .map_err(|e| {
                 TaskFailure::new(Outcome::ExecutorSpawnFailed, format!("cannot start {}: {e}", env.python().display()))
             })?;
-        tracing::info!(pid = child.id(), %id, "spawned executor");
-        Ok(ExecutorProcess { group: child.id(), child })
+        tracing::info!(pid = child.id(), %id, runtime, "spawned executor");
+        Ok(ExecutorProcess { group: child.id(), child, runtime })
     }
 
     fn announce(&self, run_id: &str, kind: EventKind, milestone: &str, message: &str, fraction: f64) {
@@ -407,12 +440,15 @@ impl Core {
     /// task's cancel and stays busy until it answers.
     fn end_executor(&self, executor_id: &str) {
         let ended = self.workers.lock().unwrap().remove(executor_id).map(|p| vec![p]).unwrap_or_else(|| {
-            let local = executor_id.trim_end_matches('+') == "local";
-            if local {
-                std::mem::take(&mut *self.children.lock().unwrap())
-            } else {
-                Vec::new()
-            }
+            let runtime = match executor_id.trim_end_matches('+') {
+                "local" => RUNTIME_STANDALONE,
+                "kit-local" => RUNTIME_KIT,
+                _ => return Vec::new(),
+            };
+            let mut children = self.children.lock().unwrap();
+            let (ended, kept) = std::mem::take(&mut *children).into_iter().partition(|c| c.runtime == runtime);
+            *children = kept;
+            ended
         });
         if !ended.is_empty() {
             tracing::warn!(executor = %executor_id, "ending the executor process and what it started");
@@ -428,7 +464,7 @@ impl Core {
         if pool_member(id, pool).is_none() || workers.get_mut(id).is_some_and(ExecutorProcess::running) {
             return Ok(());
         }
-        let child = self.spawn_executor(env, id)?;
+        let child = self.spawn_executor(env, id, RUNTIME_STANDALONE)?;
         workers.insert(id.to_string(), child);
         Ok(())
     }
@@ -481,6 +517,22 @@ impl Core {
         if let Some(branch) = request.restructure_branch.as_deref() {
             if !GateKind::Restructure.knows(branch) {
                 return Err(Refusal::new(Outcome::InvalidRestructureBranch, format!("unknown branch '{branch}'")));
+            }
+        }
+        if let Some(runtime) = request.runtime.as_deref() {
+            if !RUNTIMES.contains(&runtime) {
+                return Err(Refusal::new(
+                    Outcome::InvalidRuntime,
+                    format!("unknown runtime '{runtime}'; choose one of: {}", RUNTIMES.join(", ")),
+                ));
+            }
+            let attached = self.hub.connected().iter().any(|h| h.runtime == runtime);
+            let local = self.config.local_executor.as_ref().is_some_and(|env| env.kit_version().is_some());
+            if runtime == RUNTIME_KIT && !attached && !local {
+                return Err(Refusal::new(
+                    Outcome::KitRuntimeUnavailable,
+                    "no Kit kernel in the executor environment and no Kit executor attached: run `usdtune setup --kit`",
+                ));
             }
         }
         let run_id = crate::record::new_run_id();
@@ -669,15 +721,19 @@ impl Host for Core {
             let mut attempt = 1;
             let (executor_id, outcome, usage) = loop {
                 let ready = match task.pool {
-                    None => self.ensure_local_executor().await,
+                    None => self.ensure_local_executor(task.runtime).await,
                     Some(_) => Ok(()),
                 };
                 if let Err(failure) = ready {
                     break (String::new(), Err(failure), Default::default());
                 }
                 let progress = Some(progress_tx.clone());
-                let (executor_id, outcome, usage) =
-                    self.hub.run_task_in(task.pool, task.kind, &task.params, progress, wait, limits.clone()).await;
+                // Pool workers (Phase 4) are standalone processes whatever the run's runtime.
+                let runtime = task.runtime.filter(|_| task.pool.is_none());
+                let (executor_id, outcome, usage) = self
+                    .hub
+                    .run_task_in(task.pool, runtime, task.kind, &task.params, progress, wait, limits.clone())
+                    .await;
                 let lost = outcome.as_ref().err().is_some_and(|f| f.code == Outcome::ExecutorLost.code());
                 if !lost || attempt >= TASK_ATTEMPTS || task.cancel.load(std::sync::atomic::Ordering::SeqCst) {
                     break (executor_id, outcome, usage);
@@ -724,7 +780,7 @@ impl Host for Core {
             if workers.get_mut(&id).is_some_and(ExecutorProcess::running) {
                 continue;
             }
-            let child = self.spawn_executor(env, &id)?;
+            let child = self.spawn_executor(env, &id, RUNTIME_STANDALONE)?;
             workers.insert(id, child);
         }
         Ok(true)

@@ -48,6 +48,12 @@ pub struct TaskUsage {
     pub peak_rss_kb: i64,
 }
 
+/// The executor runtimes a run can ask for (`Hello.runtime`, `--runtime`): plain CPython, or
+/// headless Kit with the executor extension.
+pub const RUNTIME_STANDALONE: &str = "standalone";
+pub const RUNTIME_KIT: &str = "kit";
+pub const RUNTIMES: [&str; 2] = [RUNTIME_STANDALONE, RUNTIME_KIT];
+
 pub type Outbox = mpsc::UnboundedSender<Result<DaemonMessage, Status>>;
 pub type ProgressSink = mpsc::UnboundedSender<(f64, String)>;
 
@@ -307,14 +313,17 @@ impl ExecutorHub {
         progress: Option<ProgressSink>,
         wait: Duration,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
-        self.run_task_in(None, kind, params, progress, wait, TaskLimits::default()).await
+        self.run_task_in(None, None, kind, params, progress, wait, TaskLimits::default()).await
     }
 
     /// [`Self::run_task`] on the executors of one pool only (ids `<pool>-…`), or on any when
-    /// `pool` is None, given up on when `limits` say so.
+    /// `pool` is None, of one runtime only when `runtime` names it (kit, standalone), given up
+    /// on when `limits` say so.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_task_in(
         &self,
         pool: Option<&str>,
+        runtime: Option<&str>,
         kind: &str,
         params: &Value,
         progress: Option<ProgressSink>,
@@ -322,6 +331,7 @@ impl ExecutorHub {
         limits: TaskLimits,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let in_pool = |id: &str| pool.is_none_or(|p| pool_member(id, p).is_some());
+        let of_runtime = |hello: &proto::Hello| runtime.is_none_or(|r| hello.runtime == r);
         let deadline = Instant::now() + wait;
         let task_id = uuid::Uuid::new_v4().to_string();
         let (reply, outcome) = oneshot::channel();
@@ -330,10 +340,12 @@ impl ExecutorHub {
             {
                 let mut state = self.state.lock().unwrap();
                 let state = &mut *state;
-                let idle = state
-                    .connections
-                    .iter_mut()
-                    .find(|(id, c)| in_pool(id) && c.busy.is_none() && c.hello.task_kinds.iter().any(|k| k == kind));
+                let idle = state.connections.iter_mut().find(|(id, c)| {
+                    in_pool(id)
+                        && of_runtime(&c.hello)
+                        && c.busy.is_none()
+                        && c.hello.task_kinds.iter().any(|k| k == kind)
+                });
                 if let Some((id, conn)) = idle {
                     let task = proto::Task {
                         task_id: task_id.clone(),
@@ -552,7 +564,8 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let wait = Duration::from_millis(300);
-                hub.run_task_in(Some("ops"), "probe", &serde_json::json!({}), None, wait, TaskLimits::default()).await
+                hub.run_task_in(Some("ops"), None, "probe", &serde_json::json!({}), None, wait, TaskLimits::default())
+                    .await
             }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -608,7 +621,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let wait = Duration::from_secs(1);
-                hub.run_task_in(None, "probe", &serde_json::json!({}), None, wait, limits).await
+                hub.run_task_in(None, None, "probe", &serde_json::json!({}), None, wait, limits).await
             }
         });
         assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Task(_))));

@@ -82,6 +82,10 @@ outcomes! {
     InvalidRestructureBranch = "invalid_restructure_branch", Input, "CLI, daemon, run",
         "the branch is unknown or not offered for this stage";
     InvalidGoal = "invalid_goal", Input, "CLI, daemon", "`--goal` is not load-time, footprint or balanced";
+    InvalidRuntime = "invalid_runtime", Input, "CLI, daemon", "`--runtime` is not kit or standalone";
+    KitRuntimeUnavailable = "kit_runtime_unavailable", Input, "daemon",
+        "`--runtime kit`, but the executor environment has no Kit kernel and no Kit executor is attached (run \
+         `usdtune setup --kit`)";
     InvalidPipeline = "invalid_pipeline", Input, "CLI, daemon",
         "`--pipeline` names no known pipeline (the valid names are listed)";
     OutputDirUnwritable = "output_dir_unwritable", Input, "daemon",

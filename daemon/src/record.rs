@@ -229,6 +229,12 @@ pub struct RouteFacts {
     /// no report; the parent profiles every trial in one sitting).
     #[serde(default)]
     pub trial: bool,
+    /// The executor runtime every task of the run goes to (kit | standalone; unset: nobody
+    /// chose, any executor), and who chose it: flag | prompt (Phase 0's runtime gate).
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub runtime_chosen_by: Option<String>,
 }
 
 /// What a client asks for when it submits a run (the gRPC request, without the wire types).
@@ -245,6 +251,9 @@ pub struct Submission {
     pub goal: Option<String>,
     pub budget_seconds: Option<f64>,
     pub passes: u32,
+    /// The executor runtime (`--runtime`: kit | standalone) and who chose it.
+    pub runtime: Option<String>,
+    pub runtime_chosen_by: Option<String>,
     /// Write into a workspace that holds other files, or another stage's run (`--force`).
     pub force: bool,
 }
@@ -322,6 +331,8 @@ impl RunRecord {
                 goal: submission.goal.clone(),
                 budget_seconds: submission.budget_seconds,
                 passes: submission.passes,
+                runtime: submission.runtime.clone(),
+                runtime_chosen_by: submission.runtime_chosen_by.clone(),
                 ..Default::default()
             },
             created_at: now_rfc3339(),

@@ -44,6 +44,8 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         goal: given(r.goal),
         budget_seconds: Some(r.budget_seconds).filter(|s| *s > 0.0),
         passes: r.passes,
+        runtime: given(r.runtime),
+        runtime_chosen_by: given(r.runtime_chosen_by),
         force: r.force,
     }
 }

@@ -49,6 +49,23 @@ impl ExecutorEnv {
         self.root.join("bin/python")
     }
 
+    /// The version of a package installed in the environment (from its `.dist-info` folder).
+    pub fn package_version(&self, distribution: &str) -> Option<String> {
+        let prefix = format!("{distribution}-");
+        let lib = std::fs::read_dir(self.root.join("lib")).ok()?;
+        lib.flatten().find_map(|python| {
+            std::fs::read_dir(python.path().join("site-packages")).ok()?.flatten().find_map(|entry| {
+                let name = entry.file_name().to_string_lossy().to_string();
+                name.strip_prefix(&prefix)?.strip_suffix(".dist-info").map(String::from)
+            })
+        })
+    }
+
+    /// The Kit kernel (PyPI `omniverse-kit`) when installed here: what `--runtime kit` runs.
+    pub fn kit_version(&self) -> Option<String> {
+        self.package_version("omniverse_kit")
+    }
+
     fn stamp_path(&self) -> PathBuf {
         self.root.join("usdtune-setup.stamp")
     }
@@ -108,6 +125,25 @@ fn run(command: &mut Command, what: &str) -> Result<()> {
     if !status.success() {
         bail!("{what} failed ({status})");
     }
+    Ok(())
+}
+
+/// Install the pinned Kit kernel (`omniverse-kit`, the line of the dev requirements) into a
+/// ready environment: `usdtune setup --kit`, for `--runtime kit`.
+pub fn install_kit(env: &ExecutorEnv, log: &mut dyn FnMut(&str)) -> Result<()> {
+    if let Some(version) = env.kit_version() {
+        log(&format!("Kit kernel {version} is installed in {}", env.root.display()));
+        return Ok(());
+    }
+    let pin = REQUIREMENTS_DEV
+        .lines()
+        .find(|l| l.trim_start().starts_with("omniverse-kit"))
+        .ok_or_else(|| anyhow::anyhow!("no omniverse-kit pin in requirements-dev.txt"))?;
+    log(&format!("installing the Kit kernel ({})", pin.trim()));
+    run(
+        Command::new(env.python()).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", pin.trim()]),
+        "pip install omniverse-kit",
+    )?;
     Ok(())
 }
 

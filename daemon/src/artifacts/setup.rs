@@ -58,6 +58,9 @@ pub struct RuntimeContext {
     #[serde(rename = "assetValidator")]
     pub asset_validator: AssetValidator,
     pub cuda_available: Option<bool>,
+    /// Who chose the runtime: flag | prompt | standalone_preferred (unattended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_by: Option<String>,
 }
 
 impl RuntimeContext {
@@ -72,6 +75,7 @@ impl RuntimeContext {
                 source: "pip".into(),
             },
             cuda_available: None,
+            chosen_by: None,
         }
     }
 }
@@ -148,6 +152,7 @@ impl Preflight {
                 usd_optimize: ExtensionVersion { extension: "usd-optimize".into(), version: so_version },
                 asset_validator,
                 cuda_available,
+                chosen_by: None,
             },
             probed_at: probe.probed_at,
             executor_id: probe.executor_id,

@@ -184,7 +184,7 @@ fn print_route_table(view: &View, gate: &proto::Gate) {
     view.note(&format!("  {}", trials["reason"].as_str().unwrap_or("")));
 }
 
-fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
+pub(super) fn prompt(gate: &proto::Gate) -> anyhow::Result<Option<String>> {
     let mut err = std::io::stderr();
     writeln!(err, "\n{}", gate.question)?;
     for (i, b) in gate.branches.iter().enumerate() {

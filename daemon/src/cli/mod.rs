@@ -80,6 +80,9 @@ enum Command {
         /// Also install test-only tools (headless Kit, pytest).
         #[arg(long)]
         dev: bool,
+        /// Also install the Kit kernel (PyPI omniverse-kit) for `--runtime kit`.
+        #[arg(long)]
+        kit: bool,
         /// Print the environment's python executable on stdout (for scripts).
         #[arg(long)]
         print_python: bool,
@@ -113,6 +116,11 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = crate::decisions::iterate::DEFAULT_PASSES,
               value_parser = clap::value_parser!(u32).range(1..=9))]
         passes: u32,
+        /// The executor runtime (Phase 0's runtime gate): standalone CPython, or headless Kit
+        /// with the executor extension. Unset: asked on a terminal when both are installed,
+        /// else standalone (recorded as chosen unattended).
+        #[arg(long, value_parser = crate::executors::RUNTIMES)]
+        runtime: Option<String>,
         /// Submit to the running daemon and return at once, printing the run id (follow it
         /// with `usdtune watch RUN`). Needs a daemon: an embedded run would end with this process.
         #[arg(long)]
@@ -429,9 +437,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Read only by the commands that call a daemon (an unsafe token file is their error alone).
     let remote = Remote::from_cli(&cli);
     match cli.command {
-        Command::Setup { dev, print_python } => {
+        Command::Setup { dev, kit, print_python } => {
             let env = ExecutorEnv::default_location();
             setup::setup(&env, dev, &mut |m| note(m))?;
+            if kit {
+                setup::install_kit(&env, &mut |m| note(m))?;
+            }
             if print_python {
                 out!("{}", env.python().display());
             }
@@ -484,8 +495,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             budget,
             passes,
+            runtime,
             detach,
         } => {
+            let (runtime, runtime_chosen_by) = match choose_runtime(runtime, yes || json || detach) {
+                Ok(chosen) => chosen,
+                Err(e) => return Ok(refused(Outcome::InvalidRuntime.code(), &e.to_string(), json)),
+            };
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
@@ -499,6 +515,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 force,
                 budget_seconds: budget.unwrap_or_default(),
                 passes,
+                runtime,
+                runtime_chosen_by,
             };
             if detach {
                 return submit_detached(&remote?, request, json).await;
@@ -828,6 +846,39 @@ async fn submit_and_follow(
     let code = code?;
     session.close().await;
     Ok(code)
+}
+
+/// Phase 0's runtime gate on this side: `--runtime` (flag); else, on a terminal where both
+/// runtimes are installed, the user picks (prompt); else nobody chose (both empty): the daemon
+/// takes any executor, starting a standalone one, and records it as chosen unattended.
+fn choose_runtime(flag: Option<String>, unattended: bool) -> anyhow::Result<(String, String)> {
+    use std::io::IsTerminal;
+    if let Some(runtime) = flag {
+        return Ok((runtime, "flag".into()));
+    }
+    let env = ExecutorEnv::default_location();
+    let kit = env.kit_version();
+    if unattended || kit.is_none() || !std::io::stdin().is_terminal() {
+        return Ok((String::new(), String::new()));
+    }
+    let so = env.package_version("usd_optimize").unwrap_or_else(|| "not installed".into());
+    let gate = proto::Gate {
+        id: "runtime".into(),
+        question: format!(
+            "Which runtime should run the executor's work?\n  standalone: CPython {} with usd-optimize {so}\n  \
+             kit: headless Kit kernel {} ({})",
+            env.python().display(),
+            kit.unwrap_or_default(),
+            env.root.display()
+        ),
+        branches: crate::executors::RUNTIMES.iter().map(|r| r.to_string()).collect(),
+        recommended: crate::executors::RUNTIME_STANDALONE.into(),
+        evidence_json: String::new(),
+    };
+    match follow::prompt(&gate)? {
+        Some(runtime) => Ok((runtime, "prompt".into())),
+        None => anyhow::bail!("no runtime chosen (end of input)"),
+    }
 }
 
 /// `optimize --detach`: submit to the running daemon and print the run id.

@@ -139,6 +139,7 @@ impl<'a> PhaseCtx<'a> {
             run_id: &record.run_id,
             milestone: self.milestone,
             pool,
+            runtime: record.route.runtime.as_deref(),
             kind,
             params,
             deadline,

@@ -19,6 +19,9 @@ pub struct TaskRequest<'a> {
     pub milestone: &'a str,
     /// Run it on this worker pool's executors only (Phase 4 targets), else on any.
     pub pool: Option<&'a str>,
+    /// The runtime whose executors may take it (kit | standalone) when the run asked for one;
+    /// any executor otherwise. Pool workers are standalone.
+    pub runtime: Option<&'a str>,
     pub kind: &'a str,
     pub params: Value,
     /// Past this the task is abandoned and its executor process ended (`task_deadline_exceeded`).

@@ -5,11 +5,34 @@ use serde_json::json;
 
 use crate::artifacts::setup::{Preflight, Probe};
 use crate::decisions::op_chain;
+use crate::outcome::Outcome;
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
 pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
     let probe: Probe = ctx.task_as("probe", json!({})).await?;
-    let preflight = Preflight::new(probe, crate::resources::host_facts());
+    let mut preflight = Preflight::new(probe, crate::resources::host_facts());
+    // The runtime gate: what was asked for, and by whom (upstream runtime_context.chosen_by).
+    // Unattended, the daemon starts a standalone executor (the upstream policy:
+    // standalone_preferred) unless a Kit one is attached (the upstream's unattended_default).
+    let route = ctx.record().route;
+    let chosen_by = route.runtime_chosen_by.clone().unwrap_or_else(|| {
+        if preflight.runtime_route == crate::executors::RUNTIME_KIT {
+            "unattended_default"
+        } else {
+            "standalone_preferred"
+        }
+        .into()
+    });
+    preflight.runtime_context.chosen_by = Some(chosen_by.clone());
+    if let Some(kit) = preflight.runtime_context.kit.as_mut().and_then(|k| k.as_object_mut()) {
+        kit.insert("chosen_by".into(), json!(chosen_by));
+    }
+    if let Some(asked) = route.runtime.as_deref().filter(|asked| *asked != preflight.runtime_route) {
+        return Err(Stop::fail(
+            Outcome::ExecutorProtocolError,
+            format!("the {asked} runtime was asked for, but the executor that probed is {}", preflight.runtime_route),
+        ));
+    }
     let path = ctx.write("setup-preflight", &preflight)?;
     let so = preflight.usd_optimize_version();
     op_chain::check_requested(&ctx.record().requested_operations, so, preflight.operations())
