@@ -22,14 +22,15 @@ COLOUR = re.compile(rb"\x1b\[[0-9;]*m")
 
 
 def run_in_terminal(args, env, answer=None, timeout=600):
-    """Run usdtune with stdin, stdout and stderr on a pseudo-terminal; when the output shows a
-    gate prompt, type answer(screen) and Enter. Returns (exit code, everything written)."""
+    """Run usdtune with stdin, stdout and stderr on a pseudo-terminal; each time the output shows
+    a prompt (the runtime gate, a restructure gate), type answer(that prompt) and Enter. Returns
+    (exit code, everything written)."""
     fd, child_end = os.openpty()
     fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns, 40 rows
     process = subprocess.Popen([str(USDTUNE), *args], env=env, stdin=child_end, stdout=child_end, stderr=child_end,
                                start_new_session=True)
     os.close(child_end)
-    screen, answered, deadline = b"", False, time.time() + timeout
+    screen, answered, deadline = b"", 0, time.time() + timeout
     try:
         while time.time() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.5)
@@ -41,9 +42,13 @@ def run_in_terminal(args, env, answer=None, timeout=600):
                 if not chunk:
                     break
                 screen += chunk
-            if answer and not answered and re.search(rb"choose 1-\d+: $", ANSI.sub(b"", screen).rstrip(b" ") + b" "):
-                os.write(fd, answer(ANSI.sub(b"", screen).decode(errors="replace")).encode() + b"\n")
-                answered = True
+            plain = ANSI.sub(b"", screen)
+            asked = plain.count(b"choose 1-")
+            if answer and asked > answered and re.search(rb"choose 1-\d+: $", plain.rstrip(b" ") + b" "):
+                # The prompt on screen is the last one: answer it from what follows its question.
+                last = plain[max(plain.rfind(b"\n\n", 0, plain.rfind(b"choose 1-")), 0):]
+                os.write(fd, answer(last.decode(errors="replace")).encode() + b"\n")
+                answered = asked
         else:
             process.send_signal(signal.SIGTERM)
     finally:
@@ -67,8 +72,11 @@ def test_live_view_gate_by_keystroke_and_a_summary_equal_to_the_report(home, sta
     assert "run ETA" in text
     # Settled phases scroll up one line each, marked.
     assert re.search(r"✓ usd-structure-assessment\s+\S+s\s+monolithic", text)
-    # The gate was a prompt, answered here by keystroke; the run went on with that branch.
-    assert "choose 1-" in text
+    # Both gates were prompts, answered here by keystroke: the runtime (Kit is installed here,
+    # so there is a choice; recorded as the user's) and the restructure branch.
+    assert "Which runtime" in text and text.count("choose 1-") >= 2
+    preflight = json.loads((out / "setup-preflight.json").read_text())
+    assert (preflight["runtime_route"], preflight["runtime_context"]["chosen_by"]) == ("standalone", "prompt")
     record = json.loads((out / "run.json").read_text())
     gate = next(p for p in record["phases"] if p["milestone"] == "restructure-decision")
     assert gate["status"] == "done" and gate["note"].endswith("(by api)"), gate
@@ -85,7 +93,7 @@ def test_live_view_gate_by_keystroke_and_a_summary_equal_to_the_report(home, sta
 def test_no_color_is_respected_on_a_terminal(home, stage_copy, tmp_path):
     env = dict(home, NO_COLOR="1")
     code, screen = run_in_terminal(["optimize", str(stage_copy), "-o", str(tmp_path / "out"),
-                                    "--restructure", "exit"], env)
+                                    "--restructure", "exit", "--runtime", "standalone"], env)
     assert code == 0, screen[-2000:]
     assert not COLOUR.search(screen), "no colour with NO_COLOR"
     assert b"Neutral." in screen or b"Done." in screen

@@ -535,6 +535,16 @@ impl Core {
                 ));
             }
         }
+        let unapproved =
+            crate::decisions::op_chain::unapproved_requests(&request.requested_operations, &request.approvals);
+        if !unapproved.is_empty() {
+            let lines: Vec<String> = unapproved.iter().map(crate::decisions::op_chain::guardrails).collect();
+            let keys: Vec<&str> = unapproved.iter().map(|o| o.operation).collect();
+            return Err(Refusal::new(
+                Outcome::OperationNotApproved,
+                format!("{}; approve with --approve {}", lines.join("; "), keys.join(" --approve ")),
+            ));
+        }
         let run_id = crate::record::new_run_id();
         let output_dir = if request.output_dir.is_empty() {
             self.config.data_dir.join("runs").join(&run_id)

@@ -86,6 +86,10 @@ outcomes! {
     KitRuntimeUnavailable = "kit_runtime_unavailable", Input, "daemon",
         "`--runtime kit`, but the executor environment has no Kit kernel and no Kit executor is attached (run \
          `usdtune setup --kit`)";
+    OperationNotApproved = "operation_not_approved", Input, "CLI, daemon",
+        "an operation asked for by name (`--operation`) is not lossless and automatic and was not approved: \
+         approve it with `--approve OP` (or its class); on a terminal usdtune asks once, up front, showing each \
+         op's safety class and guardrails";
     InvalidPipeline = "invalid_pipeline", Input, "CLI, daemon",
         "`--pipeline` names no known pipeline (the valid names are listed)";
     OutputDirUnwritable = "output_dir_unwritable", Input, "daemon",

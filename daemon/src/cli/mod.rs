@@ -502,6 +502,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(chosen) => chosen,
                 Err(e) => return Ok(refused(Outcome::InvalidRuntime.code(), &e.to_string(), json)),
             };
+            let mut approvals = approvals;
+            if !(json || detach) {
+                approvals.extend(approve_requested(&operations, &approvals)?);
+            }
             let request = proto::SubmitRunRequest {
                 stage_path: stage,
                 output_dir: out.unwrap_or_default(),
@@ -879,6 +883,28 @@ fn choose_runtime(flag: Option<String>, unattended: bool) -> anyhow::Result<(Str
         Some(runtime) => Ok((runtime, "prompt".into())),
         None => anyhow::bail!("no runtime chosen (end of input)"),
     }
+}
+
+/// The one up-front approval prompt (on a terminal): every operation asked for by name that
+/// would wait for an approval, with its class and guardrails. Returns the approvals given; off
+/// a terminal none (the daemon then refuses the run, naming `--approve`).
+fn approve_requested(requested: &[String], approvals: &[String]) -> anyhow::Result<Vec<String>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let unapproved = crate::decisions::op_chain::unapproved_requests(requested, approvals);
+    if unapproved.is_empty() || !std::io::stdin().is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut err = std::io::stderr();
+    writeln!(err, "\nThese operations were asked for by name and change what the stage holds:")?;
+    for op in &unapproved {
+        writeln!(err, "  {}", crate::decisions::op_chain::guardrails(op))?;
+    }
+    write!(err, "Approve them for this run? [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let yes = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    Ok(if yes { unapproved.iter().map(|o| o.operation.to_string()).collect() } else { Vec::new() })
 }
 
 /// `optimize --detach`: submit to the running daemon and print the run id.

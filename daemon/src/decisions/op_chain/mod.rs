@@ -384,13 +384,83 @@ pub fn gate(ops: Vec<PlannedOp>, approvals: &[String]) -> (Vec<PlannedOp>, Vec<S
     (kept, held)
 }
 
-/// The chain for a run: the named pipeline the user asked for, else what evidence selects;
-/// then the approval gate and the ordering invariants (a violation names its rule).
-pub fn build_chain(e: &Evidence, pipeline: Option<&str>, approvals: &[String]) -> Result<Chain, String> {
-    let (ops, mut skipped) = match pipeline {
+/// What an explicit request says (`--operation`), where the evidence did not select the op.
+pub const REQUESTED_BY_NAME: &str = "requested by name (--operation)";
+
+/// An op the user asked for by name, with the arguments a named pipeline gives it (so
+/// decimateMeshes keeps pinBoundaries and stops at the visual band), else usd-optimize's
+/// defaults (`{}`).
+pub fn requested_op(name: &str, meters_per_unit: f64) -> PlannedOp {
+    let from_pipeline = PIPELINES
+        .iter()
+        .filter_map(|p| pipeline_chain(p, meters_per_unit).ok())
+        .flatten()
+        .find(|o| o.operation == name);
+    let mut op = from_pipeline.unwrap_or_else(|| {
+        // PlannedOp names ops by static str: a catalog name, or (an op this build does not
+        // classify, which fails closed as destructive) the name kept for the run's lifetime.
+        let known = OP_CATALOG.iter().map(|(op, ..)| *op).find(|op| *op == name);
+        let operation = known.unwrap_or_else(|| Box::leak(name.to_string().into_boxed_str()));
+        PlannedOp::new(operation, serde_json::json!({}), String::new())
+    });
+    op.evidence = REQUESTED_BY_NAME.into();
+    op
+}
+
+/// Requested ops of the catalog that would wait for an approval nobody gave (op key or
+/// class): what a run asks for by name must run or be refused up front, never be dropped
+/// silently. (A name the catalog does not know is Phase 0's to judge against
+/// `operationsAvailable`; if it runs there, it is gated as destructive.)
+pub fn unapproved_requests(requested: &[String], approvals: &[String]) -> Vec<PlannedOp> {
+    let known = requested.iter().filter(|name| OP_CATALOG.iter().any(|(op, ..)| op == name));
+    let ops = known.map(|name| requested_op(name, 1.0)).collect();
+    gate(ops, approvals).1.iter().map(|held| requested_op(held.operation, 1.0)).collect()
+}
+
+/// One line per op for an approval prompt or refusal: its class, authority and the
+/// arguments it runs with (tolerances in the units of a 1 m/unit stage; a run converts them).
+pub fn guardrails(op: &PlannedOp) -> String {
+    format!("{} ({}, {}): {}", op.operation, op.safety.as_str(), op.authority.as_str(), op.args)
+}
+
+/// Put `op` in the chain where the ordering invariants want it: after every op that must
+/// come before it, and before computeExtents (extents are measured last) when nothing else
+/// decides.
+fn place(ops: &mut Vec<PlannedOp>, op: PlannedOp) {
+    let name = op.operation;
+    let at = |other: &str| ops.iter().position(|o| o.operation == other);
+    let after = ORDER_INVARIANTS.iter().filter(|(_, a, _)| *a == name).filter_map(|(b, ..)| at(b)).max();
+    let before = ORDER_INVARIANTS.iter().filter(|(b, ..)| *b == name).filter_map(|(_, a, _)| at(a)).min();
+    let index = match (after, before) {
+        (Some(after), _) => after + 1,
+        (None, Some(before)) => before,
+        (None, None) => at("computeExtents").unwrap_or(ops.len()),
+    };
+    ops.insert(index.min(ops.len()), op);
+}
+
+/// The chain for a run: the named pipeline the user asked for, else what evidence selects,
+/// with every op requested by name placed in it; then the approval gate and the ordering
+/// invariants (a violation names its rule).
+pub fn build_chain(
+    e: &Evidence,
+    pipeline: Option<&str>,
+    approvals: &[String],
+    requested: &[String],
+) -> Result<Chain, String> {
+    let (mut ops, mut skipped) = match pipeline {
         Some(name) => (pipeline_chain(name, e.meters_per_unit)?, Vec::new()),
         None => evidence_chain(e),
     };
+    for name in requested {
+        match ops.iter_mut().find(|o| o.operation == name) {
+            Some(selected) => selected.evidence = format!("{}; also {REQUESTED_BY_NAME}", selected.evidence),
+            None => {
+                skipped.retain(|s| s.operation != name);
+                place(&mut ops, requested_op(name, e.meters_per_unit));
+            }
+        }
+    }
     let (operations, held) = gate(ops, approvals);
     skipped.extend(held);
     let names: Vec<&str> = operations.iter().map(|o| o.operation).collect();
@@ -417,7 +487,7 @@ mod tests {
     #[test]
     fn evidence_selects_each_op_and_records_why() {
         let e = Evidence { prims_missing_extent: 268, ..duplicates(evidence(1.0, &[("vertex_weld", 268)]), 5, 0) };
-        let chain = build_chain(&e, None, &[]).unwrap();
+        let chain = build_chain(&e, None, &[], &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["meshCleanup", "deduplicateGeometry", "computeExtents"]);
         assert!(chain.operations[0].evidence.contains("268 meshes"));
@@ -425,8 +495,34 @@ mod tests {
     }
 
     #[test]
+    fn an_op_requested_by_name_runs_in_its_place_or_waits_for_its_approval() {
+        let e = Evidence { prims_missing_extent: 3, ..duplicates(evidence(0.01, &[("vertex_weld", 4)]), 2, 6) };
+        let asked = ["decimateMeshes".to_string(), "flattenHierarchy".to_string(), "meshCleanup".to_string()];
+        let chain = build_chain(&e, None, &["decimateMeshes".into()], &asked).unwrap();
+        let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
+        // After meshCleanup and deduplicateGeometry (the invariants), before computeExtents.
+        assert_eq!(ops, ["meshCleanup", "deduplicateGeometry", "decimateMeshes", "flattenHierarchy", "computeExtents"]);
+        let decimate = &chain.operations[2];
+        assert_eq!(decimate.evidence, REQUESTED_BY_NAME);
+        assert_eq!(decimate.args["pinBoundaries"], true, "the pipeline's guardrails come with it");
+        assert!((decimate.args["maxMeanError"].as_f64().unwrap() - 0.01).abs() < 1e-12, "0.1 mm in centimetres");
+        assert!(chain.operations[0].evidence.ends_with(&format!("also {REQUESTED_BY_NAME}")));
+        // Without the approval it is held back, and the submission is refused up front.
+        let held = build_chain(&e, None, &[], &asked).unwrap();
+        assert!(!held.operations.iter().any(|o| o.operation == "decimateMeshes"));
+        let unapproved: Vec<_> = unapproved_requests(&asked, &[]).iter().map(|o| o.operation).collect();
+        assert_eq!(unapproved, ["decimateMeshes"]);
+        assert!(unapproved_requests(&asked, &["bounded-loss".into()]).is_empty());
+        // A name the catalog does not know is left to Phase 0 (operationsAvailable); in a
+        // chain it fails closed, waiting for an approval.
+        assert!(unapproved_requests(&["someNewOp".into()], &[]).is_empty());
+        let unknown = build_chain(&e, None, &[], &["someNewOp".into()]).unwrap();
+        assert!(unknown.skipped.iter().any(|s| s.operation == "someNewOp" && is_held_back(s)));
+    }
+
+    #[test]
     fn clean_stage_gets_an_empty_chain() {
-        let chain = build_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }, None, &[]).unwrap();
+        let chain = build_chain(&Evidence { meters_per_unit: 0.01, ..Default::default() }, None, &[], &[]).unwrap();
         assert!(chain.operations.is_empty());
         assert_eq!(chain.skipped.len(), 7);
     }
@@ -463,7 +559,7 @@ mod tests {
             1,
             0,
         );
-        let chain = build_chain(&e, None, &[]).unwrap();
+        let chain = build_chain(&e, None, &[], &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["deduplicateGeometry", "optimizeTimeSamples", "optimizeMaterials", "pruneLeaves"]);
         assert_eq!(chain.operations[1].args["removeInterpolated"], false, "exact repeats only: lossless");
@@ -474,7 +570,7 @@ mod tests {
     fn prims_whose_arcs_did_not_resolve_hold_back_pruning() {
         let mut e = evidence(1.0, &[("structure_empty_leaf", 2)]);
         e.unresolved_arc_prims = vec!["/World".into()];
-        let chain = build_chain(&e, None, &[]).unwrap();
+        let chain = build_chain(&e, None, &[], &[]).unwrap();
         assert!(chain.operations.iter().all(|o| o.operation != "pruneLeaves"));
         let held = chain.skipped.iter().find(|s| s.operation == "pruneLeaves").unwrap();
         assert!(held.reason.starts_with("held back: 1 prim(s)") && held.reason.contains("/World"), "{}", held.reason);
@@ -485,13 +581,13 @@ mod tests {
     #[test]
     fn many_small_copies_choose_a_point_instancer_and_few_choose_native_instancing() {
         let few = duplicates(evidence(1.0, &[]), 5, 40);
-        let chain = build_chain(&few, None, &[]).unwrap();
+        let chain = build_chain(&few, None, &[], &[]).unwrap();
         let dedupe = chain.operations.iter().find(|o| o.operation == "deduplicateGeometry").unwrap();
         assert_eq!(dedupe.args["duplicateMethod"], 2);
         assert_eq!(dedupe.safety, Safety::Lossless);
         let many = duplicates(few.clone(), 20, 50_000);
         assert_eq!(instancing_form(&many).0, InstancingForm::PointInstancer);
-        let chain = build_chain(&many, None, &[]).unwrap();
+        let chain = build_chain(&many, None, &[], &[]).unwrap();
         let ops: Vec<_> = chain.operations.iter().map(|o| o.operation).collect();
         assert_eq!(ops, ["deduplicateGeometry", "pruneLeaves"], "the emptied Xforms go too");
         assert_eq!(chain.operations[0].args["duplicateMethod"], 4);
@@ -511,7 +607,7 @@ mod tests {
     #[test]
     fn approvals_let_bounded_loss_and_destructive_ops_through() {
         let e = Evidence { meters_per_unit: 0.01, ..Default::default() };
-        let chain = build_chain(&e, Some("mesh-count-reduction"), &[]).unwrap();
+        let chain = build_chain(&e, Some("mesh-count-reduction"), &[], &[]).unwrap();
         assert_eq!(
             chain.operations.iter().map(|o| o.operation).collect::<Vec<_>>(),
             ["meshCleanup", "deduplicateGeometry"]
@@ -519,7 +615,8 @@ mod tests {
         let held: Vec<_> = chain.skipped.iter().map(|s| s.operation).collect();
         assert_eq!(held, ["removeSmallGeometry", "decimateMeshes"]);
         let chain =
-            build_chain(&e, Some("mesh-count-reduction"), &["decimateMeshes".into(), "destructive".into()]).unwrap();
+            build_chain(&e, Some("mesh-count-reduction"), &["decimateMeshes".into(), "destructive".into()], &[])
+                .unwrap();
         assert_eq!(chain.operations.len(), 4);
         let decimate = chain.operations.iter().find(|o| o.operation == "decimateMeshes").unwrap();
         assert_eq!(decimate.safety, Safety::BoundedLoss);
@@ -534,16 +631,17 @@ mod tests {
             occlusion_pairs: vec!["/F/M/Housing".into(), "/F/M/Motor".into()],
             ..evidence(1.0, &[("spatial_occluded", 3), ("vertex_weld", 5)])
         };
-        let held = build_chain(&e, None, &[]).unwrap();
+        let held = build_chain(&e, None, &[], &[]).unwrap();
         assert_eq!(held.operations[0].operation, "meshCleanup");
         assert!(held
             .skipped
             .iter()
             .any(|s| s.operation == "findOccludedMeshes" && s.reason.contains("--approve findOccludedMeshes")));
-        let approved = build_chain(&e, None, &["findOccludedMeshes".into()]).unwrap();
+        let approved = build_chain(&e, None, &["findOccludedMeshes".into()], &[]).unwrap();
         assert_eq!(approved.operations[0].operation, "findOccludedMeshes");
         assert_eq!(approved.operations[0].safety, Safety::Destructive);
-        let restructured = build_chain(&Evidence { restructured: true, ..e }, None, &["destructive".into()]).unwrap();
+        let restructured =
+            build_chain(&Evidence { restructured: true, ..e }, None, &["destructive".into()], &[]).unwrap();
         assert!(restructured.operations.iter().all(|o| o.operation != "findOccludedMeshes"));
     }
 

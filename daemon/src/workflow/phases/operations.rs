@@ -36,10 +36,19 @@ pub async fn interpret(ctx: &PhaseCtx<'_>) -> PhaseResult {
         instancing_form: record.route.instancing_form,
         ..Evidence::from_reports(&[&whole_stage, &per_target])
     };
-    let chain = op_chain::build_chain(&evidence, record.route.pipeline.as_deref(), &record.route.approvals)
-        .map_err(|e| Stop::fail(Outcome::OrderingInvariantViolated, e))?;
-    // Ops the evidence asks for that do not run: the user should hear of each.
+    let route = &record.route;
+    let chain =
+        op_chain::build_chain(&evidence, route.pipeline.as_deref(), &route.approvals, &record.requested_operations)
+            .map_err(|e| Stop::fail(Outcome::OrderingInvariantViolated, e))?;
+    // Ops the evidence asks for that do not run: the user should hear of each. One asked for
+    // by name is never dropped: the run stops, naming the approval it needs.
     for held in chain.skipped.iter().filter(|s| op_chain::is_held_back(s)) {
+        if record.requested_operations.iter().any(|r| r == held.operation) {
+            return Err(Stop::block(
+                Outcome::OperationNotApproved,
+                format!("{} was asked for by name and is held back: {}", held.operation, held.reason),
+            ));
+        }
         ctx.warn(&format!("{} held back: {}", held.operation, held.reason));
     }
     let found = phase4_targets(ctx)?;
