@@ -12,6 +12,12 @@ from conftest import USDTUNE, start_daemon
 from test_clean_stop import assert_nothing_left, hall, milestone, running, started_by, wait_for  # noqa: F401
 
 
+def optimize(home, stage, out, *flags):
+    """`usdtune optimize STAGE -o OUT --json` against the test's daemon, in the background."""
+    return subprocess.Popen([str(USDTUNE), "optimize", str(stage), "-o", str(out), "--json", *flags], env=home,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def pids(home, fragment):
     return [pid for pid, cmd in started_by(home) if fragment in cmd]
 
@@ -35,9 +41,7 @@ def assert_completed_and_sound(out):
 def test_a_phase4_worker_killed_mid_task_is_replaced_and_the_run_completes(home, tmp_path, hall):
     daemon = start_daemon(home)
     out = tmp_path / "out"
-    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--restructure", "optimize-as-is",
-                               "--passes", "1", "--json"], env=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    client = optimize(home, hall, out, "--restructure", "optimize-as-is", "--passes", "1")
     try:
         workers = wait_for(lambda: milestone(out) == "so-run-operations" and pids(home, "--executor-id ops"), 240,
                            "a Phase 4 worker at work")
@@ -56,9 +60,7 @@ def test_a_phase4_worker_killed_mid_task_is_replaced_and_the_run_completes(home,
 def test_a_daemon_killed_mid_run_resumes_it_when_it_starts_again(home, tmp_path, hall):
     daemon = start_daemon(home)
     out = tmp_path / "out"
-    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--restructure", "optimize-as-is",
-                               "--passes", "1", "--json"], env=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    client = optimize(home, hall, out, "--restructure", "optimize-as-is", "--passes", "1")
     try:
         wait_for(lambda: milestone(out) == "so-run-validators", 240, "the run to reach Phase 4's validators")
         settled = [p["milestone"] for p in json.loads((out / "run.json").read_text())["phases"] if p["status"] == "done"]
@@ -93,8 +95,7 @@ def test_a_daemon_killed_mid_run_resumes_it_when_it_starts_again(home, tmp_path,
 def test_cancel_reaches_a_run_whose_daemon_died(home, tmp_path, hall):
     daemon = start_daemon(home, "--no-spawn-executor")
     out = tmp_path / "out"
-    client = subprocess.Popen([str(USDTUNE), "optimize", str(hall), "-o", str(out), "--json"], env=home,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = optimize(home, hall, out)
     try:
         wait_for(lambda: (out / "run.json").exists() and milestone(out), 60, "the run to be saved")
         daemon.proc.kill()

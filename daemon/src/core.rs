@@ -837,6 +837,10 @@ impl Host for Core {
         self.config.max_workers
     }
 
+    fn executor_pids(&self) -> Vec<u32> {
+        self.hub.connected().iter().filter_map(|h| u32::try_from(h.pid).ok().filter(|pid| *pid > 0)).collect()
+    }
+
     fn task_deadline_scale(&self) -> f64 {
         self.config.task_deadline_scale
     }

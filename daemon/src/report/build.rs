@@ -241,6 +241,7 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
                 .filter(|n| ws.has_artifact(n))
                 .map(|n| (n.to_string(), serde_json::json!(ws.path_of(n).display().to_string())))
                 .collect(),
+            gpu_memory: gpu_peaks(ws)?,
         },
     };
 
@@ -499,6 +500,25 @@ fn structure_summary(assessment: &Assessment, candidates: Option<&Candidates>) -
         containment_pairs: assessment.validation_scope.cross_component_pairs.len(),
         kind_trusted: assessment.kind_hierarchy.trust.trusted,
     }
+}
+
+/// The GPU peaks of the two profiles (`gpu_memory` in each), when the baseline has them.
+fn gpu_peaks(ws: &Workspace) -> Result<Option<super::GpuPeaks>, crate::store::StoreError> {
+    let peak = |name: &str| -> Result<Option<super::GpuPeak>, crate::store::StoreError> {
+        let profile = ws.read_opt::<serde_json::Value>(name)?;
+        let memory =
+            profile.and_then(|p| serde_json::from_value::<crate::resources::GpuMemory>(p["gpu_memory"].clone()).ok());
+        Ok(memory.map(|m| super::GpuPeak {
+            available: m.available,
+            reason: m.reason,
+            peak_device_used_bytes: m.peak_device_used_bytes,
+            peak_executor_bytes: m.peak_executor_bytes,
+        }))
+    };
+    Ok(peak("profile-baseline")?.map(|before| super::GpuPeaks { before, after: None }).map(|mut peaks| {
+        peaks.after = peak("profile-after").ok().flatten();
+        peaks
+    }))
 }
 
 #[cfg(test)]

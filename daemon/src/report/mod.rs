@@ -186,6 +186,26 @@ pub struct Extension {
     pub footprint: Option<Footprint>,
     /// Every artifact of the run: name → path.
     pub artifacts: serde_json::Map<String, serde_json::Value>,
+    /// Peak GPU memory while the baseline and the after profiles were captured (NVML), or why
+    /// there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<GpuPeaks>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GpuPeaks {
+    pub before: GpuPeak,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<GpuPeak>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GpuPeak {
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub peak_device_used_bytes: Option<u64>,
+    pub peak_executor_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

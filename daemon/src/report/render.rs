@@ -24,6 +24,9 @@ pub fn markdown(report: &OptimizationReport) -> String {
         "Runtime: usd-optimize {} · usd-validation-nvidia {}\n\n",
         rc.usd_optimize.version, rc.asset_validator.version
     );
+    if let Some(gpu) = &x.gpu_memory {
+        md += &format!("GPU memory (NVML, during the profiles): {}\n\n", gpu_line(gpu));
+    }
     if !report.notes.is_empty() {
         md += &format!("> {}\n\n", report.notes);
     }
@@ -269,4 +272,20 @@ pub fn pretty(report: &OptimizationReport) -> String {
     }
     out += &format!("  report  {}\n", report.artifacts.html);
     out
+}
+
+/// Peak VRAM before and after, or why there is no figure.
+fn gpu_line(gpu: &super::GpuPeaks) -> String {
+    let peak = |p: &super::GpuPeak| match (p.available, p.peak_device_used_bytes) {
+        (true, Some(bytes)) => format!(
+            "device peak {:.0} MB{}",
+            bytes as f64 / 1e6,
+            p.peak_executor_bytes.map_or(String::new(), |e| format!(", executors {:.0} MB", e as f64 / 1e6))
+        ),
+        _ => format!("not measured ({})", p.reason.as_deref().unwrap_or("no GPU")),
+    };
+    match &gpu.after {
+        Some(after) if gpu.before.available => format!("before {} · after {}", peak(&gpu.before), peak(after)),
+        _ => peak(&gpu.before),
+    }
 }

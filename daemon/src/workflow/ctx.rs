@@ -14,6 +14,7 @@ use crate::decisions::costs::{task_deadline, StageSize};
 use crate::executors::{TaskFailure, TaskUsage};
 use crate::outcome::Outcome;
 use crate::record::{GateRecord, RunRecord};
+use crate::resources::{GpuMemory, GpuWatch};
 use crate::store::{StoreError, Workspace};
 
 /// A phase that completed: the artifacts it wrote and a one-line note.
@@ -114,6 +115,15 @@ impl<'a> PhaseCtx<'a> {
     pub async fn task(&self, kind: &str, params: Value) -> Result<Value, Stop> {
         let (outcome, _) = self.task_in(None, kind, params).await;
         Ok(outcome?)
+    }
+
+    /// A task with the GPU's memory sampled while it runs (profile captures): the result and
+    /// what the watch saw, or why it saw nothing.
+    pub async fn task_watching_gpu(&self, kind: &str, params: Value) -> Result<(Value, GpuMemory), Stop> {
+        let watch = GpuWatch::start(self.slot.host().executor_pids());
+        let outcome = self.task(kind, params).await;
+        let memory = watch.finish();
+        Ok((outcome?, memory))
     }
 
     /// A task whose result is read into its type: a result without a field the type needs is

@@ -57,6 +57,12 @@ pub trait Host: Send + Sync {
     /// Most Phase 4 workers one run may use at once (0: one per CPU core).
     fn max_workers(&self) -> usize;
 
+    /// The pids of the connected executors (each leads its process group): whose GPU memory
+    /// a task's [`crate::resources::GpuWatch`] counts as the executors'.
+    fn executor_pids(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
     /// Every task deadline is multiplied by this (`USDTUNE_TASK_DEADLINE_SCALE`, default 1).
     fn task_deadline_scale(&self) -> f64 {
         1.0

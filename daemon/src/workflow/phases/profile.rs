@@ -1,7 +1,7 @@
 //! Phase 1a (and 6a): a quick-mode profile of a stage in a fresh process (the upstream
 //! timing protocol: cold open, warm-up, ≥ 5 warm opens, median and spread).
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::decisions::compare::Profile;
 use crate::workflow::ctx::parse_result;
@@ -14,7 +14,8 @@ pub async fn baseline(ctx: &PhaseCtx<'_>) -> PhaseResult {
 
 /// Profile `stage` and store it as `artifact`.
 pub async fn capture(ctx: &PhaseCtx<'_>, artifact: &str, stage: &str) -> PhaseResult {
-    let captured: Value = ctx.task("profile", json!({"stage_path": stage, "warm_samples": 5})).await?;
+    let (mut captured, gpu) = ctx.task_watching_gpu("profile", json!({"stage_path": stage, "warm_samples": 5})).await?;
+    captured["gpu_memory"] = serde_json::to_value(gpu).expect("GPU samples serialize");
     // Everything compare-profiles reads must be there.
     let _: Profile = parse_result("profile", captured.clone())?;
     let path = ctx.write(artifact, &captured)?;

@@ -34,12 +34,17 @@ pub async fn profile_after(ctx: &PhaseCtx<'_>) -> PhaseResult {
         return Ok(PhaseDone::new(vec![], "no output stage was written: nothing to profile or validate"));
     };
     let params = |rounds: usize| json!({"baseline": record.stage_path, "output": output, "rounds": rounds});
-    let mut pair: PairResult = ctx.task_as("profile_pair", params(compare::PAIRED_ROUNDS)).await?;
+    let (first_rounds, gpu) = ctx.task_watching_gpu("profile_pair", params(compare::PAIRED_ROUNDS)).await?;
+    let mut pair: PairResult = parse_result("profile_pair", first_rounds)?;
     let first = compare::paired(&pair.samples.before, &pair.samples.after, &pair.footprint, record.restructured());
     if let Some(extra) = compare::extra_rounds(&first, pair.seconds) {
         pair.extend(ctx.task_as("profile_pair", params(extra)).await?);
     }
-    let mut artifacts = vec![ctx.write("profile-pair", &pair)?, ctx.write("profile-after", &pair.after_profile())?];
+    // GPU memory over the first paired rounds (both stages, interleaved): what the after
+    // profile quotes beside the baseline's own.
+    let mut after = serde_json::to_value(pair.after_profile()).expect("the profile serializes");
+    after["gpu_memory"] = serde_json::to_value(gpu).expect("GPU samples serialize");
+    let mut artifacts = vec![ctx.write("profile-pair", &pair)?, ctx.write("profile-after", &after)?];
     artifacts.extend(validate::whole_stage(ctx, ValidationPhase::After, &output).await?.0);
     Ok(PhaseDone::new(
         artifacts,
