@@ -297,6 +297,16 @@ pub const CONVERTER_WORDS: &[&str] = &[
     "sketchup",
 ];
 
+/// A time budget as every message writes it (the executor's `_seconds` too): one decimal,
+/// two below a second, so a small budget does not read as 0.0 s.
+pub fn seconds_text(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{seconds:.2}")
+    } else {
+        format!("{seconds:.1}")
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

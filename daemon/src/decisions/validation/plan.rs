@@ -321,7 +321,8 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
     };
     if let Some(budget) = inputs.budget_s.filter(|_| !jobs.is_empty()) {
         reasons.push(format!(
-            "time budget: the jobs may take {budget:.1} s together (a job not started within it is recorded timeout_recorded)"
+            "time budget: the jobs may take {} s together (a job not started within it is recorded timeout_recorded)",
+            super::seconds_text(budget)
         ));
     }
     let note = json!({

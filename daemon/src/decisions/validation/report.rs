@@ -198,7 +198,8 @@ impl ValidationReport {
         let cut = &self.runtime_context.jobs_over_budget;
         if !cut.is_empty() {
             let budget = self.runtime_context.budget_s.unwrap_or_default();
-            note.push_str(&format!("; {} job(s) cut by the {budget:.1} s time budget (timeout_recorded)", cut.len()));
+            let budget = super::seconds_text(budget);
+            note.push_str(&format!("; {} job(s) cut by the {budget} s time budget (timeout_recorded)", cut.len()));
         }
         note
     }

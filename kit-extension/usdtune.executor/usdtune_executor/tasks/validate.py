@@ -91,8 +91,13 @@ class _Budget:
         return (left, True) if left < job_limit else (job_limit, False)
 
     def not_started(self, job: dict) -> dict:
-        return {**_failed(job, "timeout", f"not run: the validation budget of {self.seconds:.1f} s was spent "
+        return {**_failed(job, "timeout", f"not run: the validation budget of {_seconds(self.seconds)} s was spent "
                                           "before this job could start", 0), "over_budget": True}
+
+
+def _seconds(value: float) -> str:
+    """A budget as the daemon writes it: one decimal, two below a second (0.02, not 0.0)."""
+    return f"{value:.2f}" if value < 1 else f"{value:.1f}"
 
 
 def _failed(job: dict, status: str, error: str, seconds: float) -> dict:
@@ -161,7 +166,7 @@ def _run_in_workers(stage_path, jobs, workers, timeout_s, budget, reporter, whil
             job = worker.job
             if job is not None:
                 limit, by_budget = limits[job["id"]]
-                why = (f"stopped at the validation budget of {budget.seconds:.1f} s" if by_budget
+                why = (f"stopped at the validation budget of {_seconds(budget.seconds)} s" if by_budget
                        else f"no result within {limit:.0f} s")
                 results[job["id"]] = {**_failed(job, "timeout", f"{why}; the validator process was killed",
                                                 now - started_at[job["id"]]), "over_budget": by_budget}
