@@ -242,11 +242,15 @@ impl ExecutorHub {
                     .send((Err(TaskFailure::new(Outcome::ExecutorProtocolError, message)), TaskUsage::default()));
             }
             Some(executor_message::Body::Result(result)) => {
+                // Its own task answered frees the executor, leased or abandoned (a cancelled or
+                // timed-out task's late answer); the result counts only for the lease it holds.
+                if let Some(conn) = state.connections.get_mut(executor_id) {
+                    if conn.busy.as_deref() == Some(result.task_id.as_str()) {
+                        conn.busy = None;
+                    }
+                }
                 if Self::lease_of(&mut state, &result.task_id, executor_id).is_none() {
                     return;
-                }
-                if let Some(conn) = state.connections.get_mut(executor_id) {
-                    conn.busy = None;
                 }
                 if let Some(lease) = state.leases.remove(&result.task_id) {
                     let outcome = if result.ok {
@@ -627,9 +631,22 @@ mod tests {
         assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Task(_))));
         let (_, outcome, _) = tokio::time::timeout(Duration::from_secs(5), task).await.expect("not awaited").unwrap();
         assert_eq!(outcome.unwrap_err().code, code);
-        assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Cancel(_))));
+        let Some(daemon_message::Body::Cancel(cancel)) = rx.recv().await.unwrap().unwrap().body else {
+            panic!("the executor is told")
+        };
         let (_, next, _) = hub.run_task("probe", &serde_json::json!({}), None, Duration::from_millis(200)).await;
         assert_eq!(next.unwrap_err().code, Outcome::NoExecutor.code(), "still busy with the abandoned task");
+        // Its late answer frees it for the next task.
+        let late = proto::TaskResult { task_id: cancel.task_id, ok: false, ..Default::default() };
+        hub.on_message("a", proto::ExecutorMessage { body: Some(executor_message::Body::Result(late)) });
+        let next = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.run_task("probe", &serde_json::json!({}), None, Duration::from_secs(1)).await }
+        });
+        let leased =
+            tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.expect("leased again, not left busy");
+        assert!(matches!(leased.unwrap().unwrap().body, Some(daemon_message::Body::Task(_))));
+        next.abort();
     }
 
     #[tokio::test]
