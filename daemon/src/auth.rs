@@ -124,6 +124,19 @@ pub fn read_token_file(path: &Path) -> Result<String, TokenError> {
     Ok(token)
 }
 
+/// The token a client or executor presents: `USDTUNE_TOKEN`, else the named file, else
+/// `default` (the local daemon's file of that role) when it exists. None: no token anywhere.
+pub fn find_token(file: Option<&Path>, default: &Path) -> Result<Option<String>, TokenError> {
+    if let Some(token) = std::env::var("USDTUNE_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    match file {
+        Some(file) => read_token_file(file).map(Some),
+        None if default.is_file() => read_token_file(default).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The token in `path`, or a new one written there with mode 0600 (`true`: created now).
 fn load_or_create(path: &Path) -> Result<(String, bool), TokenError> {
     if path.exists() {

@@ -72,6 +72,9 @@ type Runs = Arc<Mutex<HashMap<String, Arc<RunSlot>>>>;
 /// included): a crash is retried, a task that kills every executor it meets is not forever.
 const TASK_ATTEMPTS: u32 = 3;
 
+/// The ids of the local executors this core starts, one per runtime.
+const LOCAL_EXECUTORS: [(&str, &str); 2] = [("local", RUNTIME_STANDALONE), ("kit-local", RUNTIME_KIT)];
+
 pub struct Core {
     pub hub: ExecutorHub,
     pub config: Config,
@@ -350,8 +353,8 @@ impl Core {
         if children.iter().any(|c| runtime.is_none_or(|r| c.runtime == r)) {
             return Ok(()); // started, not yet connected: the task waits for its hello
         }
-        let (id, runtime) =
-            if runtime == Some(RUNTIME_KIT) { ("kit-local", RUNTIME_KIT) } else { ("local", RUNTIME_STANDALONE) };
+        let wanted = runtime.unwrap_or(RUNTIME_STANDALONE);
+        let (id, runtime) = LOCAL_EXECUTORS.into_iter().find(|(_, r)| *r == wanted).unwrap_or(LOCAL_EXECUTORS[0]);
         children.push(self.spawn_executor(env, id, runtime)?);
         Ok(())
     }
@@ -440,10 +443,9 @@ impl Core {
     /// task's cancel and stays busy until it answers.
     fn end_executor(&self, executor_id: &str) {
         let ended = self.workers.lock().unwrap().remove(executor_id).map(|p| vec![p]).unwrap_or_else(|| {
-            let runtime = match executor_id.trim_end_matches('+') {
-                "local" => RUNTIME_STANDALONE,
-                "kit-local" => RUNTIME_KIT,
-                _ => return Vec::new(),
+            let id = executor_id.trim_end_matches('+');
+            let Some((_, runtime)) = LOCAL_EXECUTORS.into_iter().find(|(local, _)| *local == id) else {
+                return Vec::new();
             };
             let mut children = self.children.lock().unwrap();
             let (ended, kept) = std::mem::take(&mut *children).into_iter().partition(|c| c.runtime == runtime);

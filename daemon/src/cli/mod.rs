@@ -331,14 +331,7 @@ impl Remote {
     /// this user can read it. A named file that is unsafe is an error; none at all is not
     /// (the daemon answers `unauthenticated`).
     fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
-        let token = match (std::env::var("USDTUNE_TOKEN").ok().filter(|t| !t.trim().is_empty()), &cli.token_file) {
-            (Some(token), _) => Some(token.trim().to_string()),
-            (None, Some(file)) => Some(crate::auth::read_token_file(file)?),
-            (None, None) => {
-                let default = client_token_path(None);
-                default.is_file().then(|| crate::auth::read_token_file(&default)).transpose()?
-            }
-        };
+        let token = crate::auth::find_token(cli.token_file.as_deref(), &client_token_path(None))?;
         Ok(Self { address: cli.daemon.clone(), token, tls_ca: cli.tls_ca.clone() })
     }
 
@@ -683,12 +676,13 @@ async fn run_executor(
     token_file: Option<&std::path::Path>,
     executor_id: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let token = match (std::env::var("USDTUNE_TOKEN").ok().filter(|t| !t.trim().is_empty()), token_file) {
-        (Some(token), _) => token.trim().to_string(),
-        (None, Some(file)) => crate::auth::read_token_file(file)?,
-        (None, None) => crate::auth::read_token_file(&executor_token_path(None)).map_err(|e| {
-            anyhow::anyhow!("{e}; an executor needs the daemon's executor token (USDTUNE_TOKEN or --token-file)")
-        })?,
+    let default = executor_token_path(None);
+    let Some(token) = crate::auth::find_token(token_file, &default)? else {
+        anyhow::bail!(
+            "{}: no executor token: USDTUNE_TOKEN is unset, no --token-file was given and {} does not exist",
+            Outcome::TokenFileUnsafe,
+            default.display()
+        );
     };
     let env = ExecutorEnv::default_location();
     if !env.is_ready(false) {
@@ -825,8 +819,7 @@ async fn submit_and_follow(
         Ok(r) => r.into_inner(),
         Err(status) => {
             session.close().await;
-            let (code, message) = status.message().split_once(": ").unwrap_or(("", status.message()));
-            return Ok(refused(code, message, json));
+            return Ok(refused_by_daemon(&status, json));
         }
     };
     note(&format!("run {} → {}", run.run_id, run.output_dir));
@@ -925,10 +918,7 @@ async fn submit_detached(remote: &Remote, request: proto::SubmitRunRequest, json
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(status) => {
-            let (code, message) = status.message().split_once(": ").unwrap_or(("", status.message()));
-            Ok(refused(code, message, json))
-        }
+        Err(status) => Ok(refused_by_daemon(&status, json)),
     }
 }
 
@@ -936,12 +926,22 @@ async fn submit_detached(remote: &Remote, request: proto::SubmitRunRequest, json
 /// folder absolute, both resolved in this process's folder, not in the daemon's.
 fn caller_paths(mut request: proto::SubmitRunRequest) -> Result<proto::SubmitRunRequest, crate::core::Refusal> {
     request.stage_path = crate::core::check_stage(std::path::Path::new(&request.stage_path))?.display().to_string();
-    if !request.output_dir.is_empty() {
-        if let Ok(dir) = std::path::absolute(&request.output_dir) {
-            request.output_dir = dir.display().to_string();
-        }
-    }
+    request.output_dir = caller_path(request.output_dir);
     Ok(request)
+}
+
+/// A path made absolute in this process's folder (as given when it cannot be; "" stays "").
+fn caller_path(path: String) -> String {
+    if path.is_empty() {
+        return path;
+    }
+    std::path::absolute(&path).map_or(path, |p| p.display().to_string())
+}
+
+/// A submission the daemon refused: its status message reads `code: message`.
+fn refused_by_daemon(status: &tonic::Status, json: bool) -> ExitCode {
+    let (code, message) = status.message().split_once(": ").unwrap_or(("", status.message()));
+    refused(code, message, json)
 }
 
 /// A request refused before a run existed: the error on stderr and, with `--json`, one
@@ -972,14 +972,14 @@ async fn assess_many(
         let output_dir = out
             .map(|o| std::path::Path::new(o).join(format!("{n:04}-{stem}")).display().to_string())
             .unwrap_or_default();
-        // The caller's paths, resolved in the caller's folder (a daemon refuses relative ones).
-        let stage_path = std::path::absolute(stage).map_or_else(|_| stage.clone(), |p| p.display().to_string());
-        let output_dir = if output_dir.is_empty() {
-            output_dir
-        } else {
-            std::path::absolute(&output_dir).map_or(output_dir, |p| p.display().to_string())
+        // The caller's paths, resolved in the caller's folder (a daemon refuses relative ones); a
+        // bad stage is the daemon's to refuse, so that the other stages still run.
+        let request = proto::SubmitRunRequest {
+            stage_path: caller_path(stage.clone()),
+            output_dir: caller_path(output_dir),
+            assess_only: true,
+            ..Default::default()
         };
-        let request = proto::SubmitRunRequest { stage_path, output_dir, assess_only: true, ..Default::default() };
         let code = match session.client.submit_run(request).await {
             Ok(run) => {
                 let run = run.into_inner();

@@ -515,10 +515,8 @@ fn gpu_peaks(ws: &Workspace) -> Result<Option<super::GpuPeaks>, crate::store::St
             peak_executor_bytes: m.peak_executor_bytes,
         }))
     };
-    Ok(peak("profile-baseline")?.map(|before| super::GpuPeaks { before, after: None }).map(|mut peaks| {
-        peaks.after = peak("profile-after").ok().flatten();
-        peaks
-    }))
+    let Some(before) = peak("profile-baseline")? else { return Ok(None) };
+    Ok(Some(super::GpuPeaks { before, after: peak("profile-after").ok().flatten() }))
 }
 
 #[cfg(test)]

@@ -138,6 +138,13 @@ def auth_metadata() -> tuple:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
+def use_token_file(path: str) -> None:
+    """Take the executor token from `path` (`--token-file`, Kit's tokenFile setting): it is put
+    where `auth_metadata` reads it. Raises OSError when the file cannot be read."""
+    with open(path) as handle:
+        os.environ["USDTUNE_TOKEN"] = handle.read().strip()
+
+
 def open_channel(address: str):
     """TLS when USDTUNE_TLS_CA names the CA certificate to trust, plain gRPC otherwise."""
     ca = os.environ.get("USDTUNE_TLS_CA", "")

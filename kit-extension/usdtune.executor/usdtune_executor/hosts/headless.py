@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from ..connection import run_executor
+from ..connection import run_executor, use_token_file
 
 
 def main(argv=None) -> int:
@@ -22,8 +22,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.token_file:
         try:
-            with open(args.token_file) as handle:
-                os.environ["USDTUNE_TOKEN"] = handle.read().strip()
+            use_token_file(args.token_file)
         except OSError as err:
             print(f"Error: token_file_unsafe: {args.token_file}: {err.strerror}", file=sys.stderr)
             return 2

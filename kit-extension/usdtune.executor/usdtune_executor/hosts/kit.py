@@ -1,8 +1,9 @@
 """Kit host: the `usdtune.executor` extension. The only module that imports omni.*.
 
 On startup it reads /exts/usdtune.executor/daemonAddress (with tokenFile, the daemon's
-executor token, and tlsCa) and, when set, serves that daemon's tasks on a background thread (Kit's main loop stays free). Depends on the
-Kit kernel only (carb, omni.ext), never on omni.usd or omni.ui.
+executor token, and tlsCa) and, when set, serves that daemon's tasks on a background
+thread (Kit's main loop stays free). Depends on the Kit kernel only (carb, omni.ext), never
+on omni.usd or omni.ui.
 """
 import os
 import threading
@@ -11,7 +12,7 @@ import carb
 import carb.settings
 import omni.ext
 
-from ..connection import run_executor
+from ..connection import run_executor, use_token_file
 
 SETTINGS_ROOT = "/exts/usdtune.executor"
 
@@ -24,8 +25,7 @@ class UsdtuneExecutorExtension(omni.ext.IExt):
         # The executor token and TLS CA, as the headless host reads them (settings win over env).
         token_file = settings.get(f"{SETTINGS_ROOT}/tokenFile") or ""
         if token_file:
-            with open(token_file) as handle:
-                os.environ["USDTUNE_TOKEN"] = handle.read().strip()
+            use_token_file(token_file)
         tls_ca = settings.get(f"{SETTINGS_ROOT}/tlsCa") or ""
         if tls_ca:
             os.environ["USDTUNE_TLS_CA"] = tls_ca
