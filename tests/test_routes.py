@@ -132,3 +132,27 @@ def test_a_floor_of_single_mesh_copies_finishes_unattended_and_opens_no_slower_t
     subprocess.run([sys.executable, "-c", HAND_ROUTE, str(stage), str(hand)], check=True, capture_output=True)
     ratio = median_ratio(report["output_path"], hand)
     assert ratio <= NO_WORSE, f"open + traverse {ratio:.2f}× the hand route's"
+
+
+DUPLEX = REPO.parent / "shared" / "corpus" / "bim_Duplex_ifc2usd" / "Duplex_A_20110907.usdc"
+
+
+@pytest.mark.skipif(not DUPLEX.is_file(), reason=f"corpus not found at {DUPLEX}")
+def test_a_bim_scene_whose_copies_share_a_library_already_is_left_alone(tmp_path):
+    """The Duplex's placements reference a hidden mesh library. Every route now completes
+    (Phase 4 once broke composition on each: 1,438 ArcCycle errors), and none opens faster or
+    writes fewer bytes than the source (instancing 46 groups of small copies costs open time:
+    1.06-1.11x in every trial measured), so --yes takes the recommended exit: no output, and
+    a report that says why."""
+    env = isolated_env(tmp_path)
+    stage = tmp_path / DUPLEX.name
+    stage.write_bytes(DUPLEX.read_bytes())
+    out = tmp_path / "out"
+    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--yes", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = json.loads((out / "route-trials.json").read_text())
+    assert [(t["outcome"], t["wrote_output"]) for t in trials["trials"]] == [("completed", True)] * 3, trials
+    assert trials["recommended"] == "exit" and "no route gains over the source" in trials["reason"], trials
+    report = json.loads((out / "optimization-report.json").read_text())
+    assert (report["workflow_mode"], report["verdict"], report["output_path"]) == ("no_op", "neutral", None)
+    assert stage.read_bytes() == DUPLEX.read_bytes()

@@ -32,6 +32,10 @@ pub struct Facts {
     pub referenced_layers: crate::decisions::targets::ReferencedLayers,
     #[serde(default)]
     pub bound_errors: Vec<String>,
+    /// Prims the stage brings in elsewhere through internal references or payloads: the
+    /// definitions copies already share (never counted as copies themselves).
+    #[serde(default)]
+    pub internal_reference_targets: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -311,7 +315,8 @@ fn candidate_levels(table: &PrimTable, groups: &[Group], placements: &[Placement
 /// dedupe-candidates report (schemas/dedupe-candidates.schema.json).
 pub fn assess(facts: &Facts, table: &PrimTable) -> Assessment {
     let trust: KindTrust = dedupe::kind_trust(table);
-    let (groups, placements) = dedupe::frontier(table, dedupe::find_groups(table));
+    let definitions = dedupe::definition_rows(table, &facts.internal_reference_targets);
+    let (groups, placements) = dedupe::frontier(table, dedupe::find_groups(table, &definitions));
     let reuse = Reuse::of(&groups, &placements);
     let (classification, reasons, composed_by) = classify(facts, &reuse);
     let selected: Vec<&Group> = groups.iter().zip(&placements).filter(|(_, p)| p.selected).map(|(g, _)| g).collect();

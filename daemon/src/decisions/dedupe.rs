@@ -5,6 +5,13 @@
 //! reference or payload the same asset but are not instanced). Each group gets its
 //! instancing readiness; then the frontier picks which groups to cut at, biggest subtrees
 //! first, without counting a copy twice.
+//!
+//! Candidates are counted once: a prim that other prims bring in through an internal
+//! reference or payload (a BIM converter's hidden mesh library, a prototype scope) is the
+//! definition those copies already share, not one more copy of it, so neither it nor
+//! anything below it joins a group. On the Duplex BIM scene (348 visible meshes that
+//! reference a hidden library) pairing scene nodes with their own library nodes had
+//! doubled the groups and the prims sharing would save.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -102,7 +109,14 @@ impl Group {
         let kept: HashSet<usize> = self.representatives.iter().copied().collect();
         self.subtree_prims = members.iter().map(|r| r.prims).max().unwrap_or(0);
         self.prim_savings = self.members.iter().filter(|m| !kept.contains(m)).map(|m| table.rows[*m].prims).sum();
-        self.byte_savings = self.members.iter().filter(|m| !kept.contains(m)).map(|m| table.rows[*m].bytes).sum();
+        // A copy that brings its content in through a reference stores it once already:
+        // sharing it removes composed prims, not bytes.
+        self.byte_savings = self
+            .members
+            .iter()
+            .filter(|m| !kept.contains(m) && table.rows[**m].reference.is_empty())
+            .map(|m| table.rows[*m].bytes)
+            .sum();
 
         let n = members.len();
         self.findings.clear();
@@ -168,12 +182,28 @@ impl Group {
     }
 }
 
+/// Rows that are, or lie below, a definition: a prim the stage brings in elsewhere through
+/// an internal reference or payload (stage facts `internal_reference_targets`) and that
+/// renders nothing where it stands, being hidden itself or under a hidden prim (a BIM
+/// converter's invisible library, a prototype scope). A placed object that other placements
+/// reference (DrawModes' first teapot, which 34 others reference) renders: it stays a copy.
+pub fn definition_rows(table: &PrimTable, targets: &[String]) -> HashSet<usize> {
+    let hides = |i: usize| table.rows[i].bounds.is_none() && table.rows[i].gprims > 0;
+    targets
+        .iter()
+        .filter_map(|path| table.index_of(path))
+        .filter(|&i| hides(i) || table.ancestors(i).any(hides))
+        .flat_map(|root| table.subtree(root))
+        .collect()
+}
+
 /// Every group of two or more copies: by candidate hash, then by referenced asset.
-pub fn find_groups(table: &PrimTable) -> Vec<Group> {
+/// Definitions (see [`definition_rows`]) are never copies.
+pub fn find_groups(table: &PrimTable, definitions: &HashSet<usize>) -> Vec<Group> {
     let mut by_hash: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut by_reference: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in table.rows.iter().enumerate() {
-        if r.instance {
+        if r.instance || definitions.contains(&i) {
             continue;
         }
         if r.prims >= MIN_SUBTREE_PRIMS && r.gprims >= 1 {
@@ -454,7 +484,7 @@ mod tests {
     }
 
     fn frontier_of(table: &PrimTable) -> Vec<(u64, usize, u64)> {
-        let (groups, placements) = frontier(table, find_groups(table));
+        let (groups, placements) = frontier(table, find_groups(table, &HashSet::new()));
         groups
             .iter()
             .zip(&placements)
@@ -477,8 +507,55 @@ mod tests {
         }
         // The reference group has the same members as the hash group: reported once.
         let table = PrimTable::from_rows(rows);
-        assert_eq!(find_groups(&table).iter().filter(|g| g.subtree_prims == 10).count(), 1);
+        assert_eq!(find_groups(&table, &HashSet::new()).iter().filter(|g| g.subtree_prims == 10).count(), 1);
         assert_eq!(frontier_of(&table), [(10, 3, 20), (3, 2, 3)]);
+    }
+
+    /// A BIM converter's layout: `/Scene/Obj_i` internally reference `/Library/Part`, whose
+    /// content (3 prims) they compose; the library is hidden (no bounds), the scene renders.
+    fn library_and_references(copies: usize) -> PrimTable {
+        let shown = |r: PrimRow| PrimRow { bounds: Some([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]), ..r };
+        let mut rows = vec![row("/Library", "lib", 4, 1), row("/Library/Part", "P", 3, 1)];
+        rows.push(shown(row("/Library/Part/Geom", "G", 1, 1)));
+        rows.push(row("/Library/Part/Cap", "C", 1, 0));
+        rows.push(shown(row("/Scene", "scene", 1 + 3 * copies as u64, copies as u64)));
+        for i in 0..copies {
+            let r = PrimRow { reference: "</Library/Part>".into(), ..row(&format!("/Scene/Obj_{i}"), "P", 3, 1) };
+            rows.push(shown(r));
+            rows.push(shown(row(&format!("/Scene/Obj_{i}/Geom"), "G", 1, 1)));
+            rows.push(row(&format!("/Scene/Obj_{i}/Cap"), "C", 1, 0));
+        }
+        PrimTable::from_rows(rows)
+    }
+
+    #[test]
+    fn copies_of_a_library_definition_are_counted_once() {
+        let table = library_and_references(3);
+        let definitions = definition_rows(&table, &["/Library/Part".into(), "/Missing".into()]);
+        assert_eq!(definitions.len(), 3, "the definition and its two children");
+        let groups = find_groups(&table, &definitions);
+        // One group: the three scene copies, by hash (the reference group has the same members).
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!(g.copies(), 3);
+        assert!(g.members.iter().all(|m| table.rows[*m].path.starts_with("/Scene/")));
+        assert_eq!(g.prim_savings, 6, "two copies' composed prims go");
+        assert_eq!(g.byte_savings, 0, "the content is stored once, in the library, already");
+        // Without the definition known, the library node was paired with its own users.
+        let blind = find_groups(&table, &HashSet::new());
+        assert_eq!((blind[0].copies(), blind[0].prim_savings), (4, 9));
+    }
+
+    #[test]
+    fn a_rendered_object_other_placements_reference_stays_a_copy() {
+        // Obj_1 and Obj_2 reference Obj_0, which is placed and renders like them.
+        let mut rows = library_and_references(3).rows;
+        rows.retain(|r| !r.path.starts_with("/Library"));
+        for r in rows.iter_mut().filter(|r| r.path == "/Scene/Obj_1" || r.path == "/Scene/Obj_2") {
+            r.reference = "</Scene/Obj_0>".into();
+        }
+        let table = PrimTable::from_rows(rows);
+        assert!(definition_rows(&table, &["/Scene/Obj_0".into()]).is_empty());
     }
 
     #[test]
@@ -491,7 +568,7 @@ mod tests {
             rows.push(r);
         }
         let table = PrimTable::from_rows(rows);
-        let groups = find_groups(&table);
+        let groups = find_groups(&table, &HashSet::new());
         let teapots = groups.iter().find(|g| g.source == Source::Reference).unwrap();
         assert_eq!((teapots.copies(), teapots.representatives.len()), (3, 2));
         assert_eq!(teapots.readiness, Readiness::VariantDivergence);
@@ -510,7 +587,7 @@ mod tests {
                 })
                 .collect();
             let table = PrimTable::from_rows(rows);
-            let g = find_groups(&table).remove(0);
+            let g = find_groups(&table, &HashSet::new()).remove(0);
             (g.readiness, g.verdict)
         };
         assert_eq!(copies(["", ""], [0, 0]), (Readiness::Safe, Verdict::Green));
@@ -525,7 +602,7 @@ mod tests {
         for r in table.rows.iter_mut().filter(|r| r.hash == "M") {
             r.rigid_below = true;
         }
-        let (groups, placements) = frontier(&table, find_groups(&table));
+        let (groups, placements) = frontier(&table, find_groups(&table, &HashSet::new()));
         let machines = groups.iter().position(|g| g.subtree_prims == 10).unwrap();
         assert!(!placements[machines].selected);
         assert!(groups[machines].content_flags.contains(&"articulated"));

@@ -126,6 +126,22 @@ impl RouteTrial {
             Goal::Balanced => Some((self.open_ratio? * self.bytes_ratio?).sqrt()),
         }
     }
+
+    /// Whether the route gains anything over the source on the goal's axes: open time faster
+    /// (its paired interval below 1, or, unmeasured, the ratio a tie below) or bytes a tie below.
+    pub fn gains(&self, goal: Goal) -> bool {
+        let faster = match (self.open_interval, self.open_ratio) {
+            (Some([_, high]), _) => high < 1.0,
+            (None, Some(ratio)) => ratio < 1.0 - TIE,
+            (None, None) => false,
+        };
+        let smaller = self.bytes_ratio.is_some_and(|r| r < 1.0 - TIE);
+        match goal {
+            Goal::LoadTime => faster,
+            Goal::Footprint => smaller,
+            Goal::Balanced => faster || smaller,
+        }
+    }
 }
 
 /// route-trials.json: the table the gate shows and what it recommends.
@@ -141,7 +157,11 @@ pub struct RouteTrials {
 
 /// The recommendation: the route with the best score for `goal`, a tie going to the one
 /// offered first (the simpler); None when no route completed.
-pub fn recommend(goal: Goal, basis: &str, trials: Vec<RouteTrial>) -> RouteTrials {
+/// The route to recommend: the best score for the goal, or, where `exit` is offered and the
+/// best measured route gains nothing over the source on the goal's axes ([`RouteTrial::gains`]),
+/// exit. On the Duplex BIM scene every route opened 1.06-1.11x slower than the source for no
+/// byte gain (its copies already share a library; instancing 46 small groups costs open time).
+pub fn recommend(goal: Goal, basis: &str, trials: Vec<RouteTrial>, exit_offered: bool) -> RouteTrials {
     let mut best: Option<(&RouteTrial, f64)> = None;
     for trial in &trials {
         let Some(score) = trial.score(goal) else { continue };
@@ -150,6 +170,15 @@ pub fn recommend(goal: Goal, basis: &str, trials: Vec<RouteTrial>) -> RouteTrial
         }
     }
     let (recommended, reason) = match best {
+        Some((trial, score)) if exit_offered && basis == "measured" && !trial.gains(goal) => (
+            Some("exit".to_string()),
+            format!(
+                "no route gains over the source for the {} goal: the best, {}, scores {score:.3} (the source is 1) \
+                 and opens no faster, with no fewer bytes: exit writes nothing",
+                goal.as_str(),
+                trial.branch
+            ),
+        ),
         Some((trial, score)) => (
             Some(trial.branch.clone()),
             format!(
@@ -231,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_goal_decides_between_routes_that_win_different_axes() {
-        let pick = |goal| recommend(goal, "measured", hall()).recommended.unwrap();
+        let pick = |goal| recommend(goal, "measured", hall(), true).recommended.unwrap();
         assert_eq!(pick(Goal::LoadTime), "optimize-as-is");
         assert_eq!(pick(Goal::Footprint), "deduplicate-internally");
         assert_eq!(pick(Goal::Balanced), "deduplicate-internally");
@@ -242,17 +271,46 @@ mod tests {
         let mut trials = hall();
         trials[0].outcome = "blocked".into();
         trials[0].code = Some(crate::outcome::Outcome::GeometryNotPreserved.code().into());
-        assert_eq!(recommend(Goal::Footprint, "measured", trials).recommended.unwrap(), "extract-as-assets");
+        assert_eq!(recommend(Goal::Footprint, "measured", trials, true).recommended.unwrap(), "extract-as-assets");
         let tied = vec![trial("deduplicate-internally", 0.5, 0.5), trial("extract-as-assets", 0.495, 0.5)];
-        assert_eq!(recommend(Goal::Balanced, "measured", tied).recommended.unwrap(), "deduplicate-internally");
-        let none = recommend(Goal::Balanced, "measured", vec![]);
+        assert_eq!(recommend(Goal::Balanced, "measured", tied, true).recommended.unwrap(), "deduplicate-internally");
+        let none = recommend(Goal::Balanced, "measured", vec![], true);
         assert!(none.recommended.is_none());
+    }
+
+    #[test]
+    fn when_no_route_beats_the_source_exit_is_recommended() {
+        // The Duplex: every route opens slower (intervals above 1) for no fewer bytes.
+        let measured = |branch, open: f64, interval: [f64; 2], bytes| RouteTrial {
+            open_interval: Some(interval),
+            ..trial(branch, open, bytes)
+        };
+        let slower = vec![
+            measured("deduplicate-internally", 1.018, [1.004, 1.04], 1.0),
+            measured("optimize-as-is", 1.108, [1.08, 1.13], 1.004),
+        ];
+        let table = recommend(Goal::Balanced, "measured", slower.clone(), true);
+        assert_eq!(table.recommended.as_deref(), Some("exit"));
+        assert!(table.reason.contains("deduplicate-internally"), "{}", table.reason);
+        // Without exit on offer the best route stands; an estimate is never a reason to exit.
+        assert_eq!(
+            recommend(Goal::Balanced, "measured", slower.clone(), false).recommended.unwrap(),
+            "deduplicate-internally"
+        );
+        assert_eq!(recommend(Goal::Balanced, "estimated", slower, true).recommended.unwrap(), "deduplicate-internally");
+        // A route that gains on one axis of the goal stands, even if it loses a little on the other.
+        let smaller = vec![measured("deduplicate-internally", 1.03, [1.01, 1.05], 0.6)];
+        assert_eq!(
+            recommend(Goal::Balanced, "measured", smaller.clone(), true).recommended.unwrap(),
+            "deduplicate-internally"
+        );
+        assert_eq!(recommend(Goal::LoadTime, "measured", smaller, true).recommended.as_deref(), Some("exit"));
     }
 
     #[test]
     fn estimates_follow_the_shared_prims() {
         let estimated = estimate(&["deduplicate-internally", "extract-as-assets", "optimize-as-is"], 1000, 900);
-        let picked = recommend(Goal::Balanced, "estimated", estimated);
+        let picked = recommend(Goal::Balanced, "estimated", estimated, true);
         assert_eq!(picked.recommended.unwrap(), "deduplicate-internally");
         assert!(picked.reason.contains("estimated"));
         assert_eq!(picked.trials[2].open_ratio, Some(1.0));

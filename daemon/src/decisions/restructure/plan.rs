@@ -234,14 +234,19 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
             continue;
         };
         for (k, representative) in group.representatives.iter().enumerate() {
-            let in_place = sites.iter().filter(|s| s.prototype == k).find(|candidate| {
-                candidate.reference.is_empty()
-                    && sites.iter().any(|s| s.prototype == k && s.reference == format!("<{}>", candidate.path))
-            });
+            let in_place = sites
+                .iter()
+                .filter(|s| s.prototype == k)
+                .find(|candidate| {
+                    candidate.reference.is_empty()
+                        && sites.iter().any(|s| s.prototype == k && s.reference == format!("<{}>", candidate.path))
+                })
+                .map(|site| site.path.clone())
+                .or_else(|| shared_definition(sites.iter().filter(|s| s.prototype == k)));
             let variant = if group.representatives.len() > 1 { format!("_v{k}") } else { String::new() };
             let name = identifier(&format!("{}_{}{variant}", leaf(representative), group.id));
             let (source, copied) = match in_place {
-                Some(site) => (site.path.clone(), false),
+                Some(path) => (path, false),
                 None => (representative.clone(), true),
             };
             shares.push((group, k, name, source, copied));
@@ -294,6 +299,18 @@ pub fn plan_dedupe(mode: Mode, groups: &[GroupCandidate]) -> RestructurePlan {
         }
     }
     plan
+}
+
+/// The definition every copy already references internally (the first in path order when
+/// they reference equal definitions, e.g. a BIM library holding one mesh twice): the copies'
+/// sharing exists, so that definition is the prototype, used where it is. None when a copy
+/// references nothing or an external asset.
+fn shared_definition<'a>(copies: impl Iterator<Item = &'a SiteCandidate>) -> Option<String> {
+    let mut definitions = Vec::new();
+    for copy in copies {
+        definitions.push(copy.reference.strip_prefix('<')?.strip_suffix('>')?.to_string());
+    }
+    definitions.into_iter().min()
 }
 
 /// Selective loading: each boundary subtree becomes a payloaded sub-asset (no sharing).
@@ -477,6 +494,35 @@ mod tests {
             group("g001", "hash", &["/A/Scene"], vec![site("/A/Scene", 0, false, ""), site("/A/Other", 0, false, "")]);
         let nested = plan_dedupe(Mode::ExternalPrototype, &[outer, g]);
         assert!(nested.prototypes.iter().all(|p| !p.in_place));
+    }
+
+    #[test]
+    fn copies_of_library_definitions_use_one_of_them_as_the_prototype() {
+        // The library itself is no member (a definition, not a copy): the copies reference
+        // two equal library prims; the first becomes the prototype and nothing is copied.
+        let g = group(
+            "g007",
+            "hash",
+            &["/A/Scene/node_0"],
+            vec![
+                site("/A/Scene/node_0", 0, false, "</A/Library/node_3>"),
+                site("/A/Scene/node_1", 0, false, "</A/Library/node_1>"),
+                site("/A/Scene/node_2", 0, false, "</A/Library/node_3>"),
+            ],
+        );
+        for mode in [Mode::InternalReference, Mode::ExternalPrototype] {
+            let plan = plan_dedupe(mode, std::slice::from_ref(&g));
+            assert!(plan.prototypes[0].in_place && plan.prototypes[0].source == "/A/Library/node_1");
+            assert_eq!(plan.sites.len(), 3, "every copy now references the one definition");
+        }
+        // A copy that references nothing (or an external asset) leaves the copy route.
+        let mixed = group(
+            "g008",
+            "hash",
+            &["/A/Scene/node_0"],
+            vec![site("/A/Scene/node_0", 0, false, "</A/Library/node_3>"), site("/A/Scene/node_9", 0, false, "")],
+        );
+        assert!(!plan_dedupe(Mode::InternalReference, &[mixed]).prototypes[0].in_place);
     }
 
     #[test]

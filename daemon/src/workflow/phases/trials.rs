@@ -38,9 +38,10 @@ pub async fn run(ctx: &PhaseCtx<'_>, offered: &[Branch]) -> Result<RouteTrials, 
         offered.iter().filter(|b| !matches!(b, Branch::Exit | Branch::Continue)).map(|b| b.as_str()).collect();
     let facts: Facts = ctx.read("stage-facts")?;
     let prims = facts.counts.prim_count_with_instance_proxies;
+    let exit_offered = offered.contains(&Branch::Exit);
     let table = if prims > routes::TRIAL_MAX_PRIMS {
         let savings = ctx.read::<Candidates>("dedupe-candidates")?.total_prim_savings;
-        routes::recommend(goal, "estimated", routes::estimate(&branches, prims, savings))
+        routes::recommend(goal, "estimated", routes::estimate(&branches, prims, savings), exit_offered)
     } else {
         let mut tried = Vec::new();
         for (n, branch) in branches.iter().enumerate() {
@@ -58,7 +59,7 @@ pub async fn run(ctx: &PhaseCtx<'_>, offered: &[Branch]) -> Result<RouteTrials, 
         for (branch, done, seconds) in tried {
             trials.push(measure(ctx, &record, branch, &done, seconds).await?);
         }
-        routes::recommend(goal, "measured", trials)
+        routes::recommend(goal, "measured", trials, exit_offered)
     };
     ctx.write("route-trials", &table)?;
     Ok(table)

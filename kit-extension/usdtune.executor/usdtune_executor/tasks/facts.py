@@ -230,9 +230,9 @@ def run(params, reporter):
         "referenced_layers": referenced_layers(stage),
         "geometry": {
             "distinct_mesh_geometries": len(totals.mesh_geometry),
-            # Prototype meshes are not walked (they are shared already): duplicates are what
-            # dedupe could still share.
-            "duplicate_meshes": sum(n - 1 for n in totals.mesh_geometry.values()),
+            # Prototype meshes are not walked and meshes composing one spec count once (both
+            # are shared already): duplicates are what dedupe could still share.
+            "duplicate_meshes": sum(len(sites) - 1 for sites in totals.mesh_geometry.values()),
             "meshes_missing_extent": totals.meshes_missing_extent,
             "triangles": sum(by_material.values()),
             "triangles_by_material": dict(sorted(by_material.items())),
@@ -250,6 +250,8 @@ def run(params, reporter):
         "composition_errors": composition_errors[:20],
         # Reference, payload and sublayer cycles: USD composes around them, an output would not.
         "composition_cycles": [e for e in composition_errors if e.startswith(("ArcCycle", "SublayerCycle"))][:20],
+        # Every prim an internal arc brings in: definitions, never copies (complete, not capped).
+        "internal_reference_targets": sorted(totals.definitions),
         "bound_errors": totals.bound_errors[:20],
         "collection_seconds": round(time.perf_counter() - started, 3),
     }

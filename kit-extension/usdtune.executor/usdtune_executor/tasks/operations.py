@@ -51,6 +51,7 @@ def run(params, reporter):
     native = params.get("host", {}).get("runtime") != "kit"
     records, touched = [], []
     point_instancing = None
+    in_place = UNKNOWN  # the meshes a mesh op may edit, found when the first one runs
     try:
         for index, step in enumerate(chain):
             operation, args = step["operation"], step.get("args", {})
@@ -78,8 +79,10 @@ def run(params, reporter):
                     del held
                     context.set_stage(stage)
                     changes = ChangeLog(stage)
+            if operation in MESH_SCOPE_ARGS and in_place is UNKNOWN:
+                in_place = _meshes_in_place(stage)
             with NativeOutput(native) as printed:
-                for scoped in _scopes(stage, namespace, operation, args):
+                for scoped in _scopes(stage, namespace, operation, args, in_place):
                     ok, error, _output = so_core.executeOperation(operation, context, scoped)
                     if not ok:
                         break
@@ -141,15 +144,47 @@ def _open_for_edit(params):
 # itself, so geometry would leave the prototypes their instances reference.
 GATHERING_OPS = {"deduplicateGeometry"}
 
+# Ops that rewrite mesh data, and the argument that scopes them to listed meshes. They run on
+# the meshes whose points the target authors in place: a mesh that composes its points
+# through a reference or payload is a use of a definition, and an edit on the use would copy
+# the definition's data into an opinion per use (deduplicateGeometry's reference would even
+# cycle with the arc already there: 1,438 ArcCycle errors on the Duplex BIM scene, whose
+# scene nodes reference a mesh library). The edit on the definition reaches every use.
+MESH_SCOPE_ARGS = {"meshCleanup": "paths", "deduplicateGeometry": "meshPrimPaths"}
+UNKNOWN = object()  # the in-place meshes before the first mesh op has looked
 
-def _scopes(stage, namespace, operation: str, args: dict):
+
+def _meshes_in_place(stage):
+    """The stage's meshes whose points come from the root layer stack at their own path, or
+    None when the root layer has no arc at all (then every mesh does; no walk needed)."""
+    if not stage.GetRootLayer().GetCompositionAssetDependencies():
+        return None
+    in_place = []
+    for prim in stage.Traverse():
+        if prim.IsA(UsdGeom.Mesh):
+            node = prim.GetAttribute("points").GetResolveInfo().GetNode()
+            if not node or node.IsRootNode():
+                in_place.append(str(prim.GetPath()))
+    return in_place
+
+
+def _scopes(stage, namespace, operation: str, args: dict, in_place=None):
     """The argument sets an op runs with: once as given, or, for a gathering op on a target
     that holds an internal prototype namespace, once per prototype (its own meshes) and once
-    for the meshes outside the namespace, so everything it gathers stays where it was."""
-    if namespace is None or operation not in GATHERING_OPS or args.get("meshPrimPaths"):
+    for the meshes outside the namespace, so everything it gathers stays where it was. A mesh
+    op on a target with uses of definitions (`in_place` not None) sees only the meshes it
+    authors in place."""
+    key = MESH_SCOPE_ARGS.get(operation)
+    if key and args.get(key):
         return [args]
+    keep = (lambda paths: paths) if in_place is None or not key else \
+        (lambda paths, listed=set(in_place): [p for p in paths if p in listed])
+    if namespace is None or operation not in GATHERING_OPS:
+        if in_place is None or not key:
+            return [args]
+        return [dict(args, **{key: in_place})] if in_place else []
     root = namespace.path
-    meshes = lambda prims: [str(p.GetPath()) for p in prims if p.IsA(UsdGeom.Mesh)]
+    meshes = lambda prims: keep([str(p.GetPath()) for p in prims if p.IsA(UsdGeom.Mesh)])
     groups = [meshes(Usd.PrimRange(prototype)) for prototype in stage.GetPrimAtPath(root).GetChildren()]
     groups.append([path for path in meshes(stage.Traverse()) if not Sdf.Path(path).HasPrefix(root)])
     return [dict(args, meshPrimPaths=group) for group in groups if len(group) >= 2]

@@ -125,12 +125,15 @@ class ReferenceIdentity:
     """What asset a prim brings in: the external reference/payload targets authored on it in
     the root layer stack, internal references followed to what their target brings in.
     Arcs inside the referenced asset (its own payloads, variant-specific references) are
-    the asset's business and stay out, so every placement of one asset reads alike."""
+    the asset's business and stay out, so every placement of one asset reads alike.
+    Internal targets met on the way are added to `definitions`: prims other prims bring in,
+    which the daemon never counts as copies of their own users."""
 
-    def __init__(self, stage):
+    def __init__(self, stage, definitions: set):
         self._stage = stage
         self._root_stack = {layer.identifier for layer in stage.GetLayerStack(includeSessionLayers=False)}
         self._memo = {}
+        self.definitions = definitions
 
     def of(self, path) -> str:
         return " + ".join(sorted(self._targets(path, set())))
@@ -153,8 +156,10 @@ class ReferenceIdentity:
             for arc in arcs:
                 if arc.assetPath:
                     targets.add(f"@{spec.layer.ComputeAbsolutePath(arc.assetPath)}@<{arc.primPath or ''}>")
-                elif arc.primPath and arc.primPath != path and arc.primPath not in seen:
-                    targets |= self._targets(arc.primPath, seen) or {f"<{arc.primPath}>"}
+                elif arc.primPath:
+                    self.definitions.add(str(arc.primPath))
+                    if arc.primPath != path and arc.primPath not in seen:
+                        targets |= self._targets(arc.primPath, seen) or {f"<{arc.primPath}>"}
         self._memo[path] = frozenset(targets)
         return self._memo[path]
 
@@ -165,7 +170,10 @@ class Totals:
     def __init__(self):
         self.counts = defaultdict(int)
         self.flags = {"physics": [], "skeleton": [], "variants": []}
-        self.mesh_geometry = defaultdict(int)   # geometry digest -> meshes
+        # geometry digest -> the sites (layer stack, spec path) its meshes' points come from:
+        # meshes composing one spec (copies referencing one definition) share it already.
+        self.mesh_geometry = defaultdict(set)
+        self.definitions = set()                # internal reference/payload targets
         self.meshes_missing_extent = 0
         self.materials = {}
         # (order of the walk top it lies under, triangles, bound material) per mesh that may
@@ -182,8 +190,9 @@ class Totals:
             self.counts[key] += value
         for key, paths in other.flags.items():
             self.flags[key].extend(paths)
-        for key, value in other.mesh_geometry.items():
-            self.mesh_geometry[key] += value
+        for key, sites in other.mesh_geometry.items():
+            self.mesh_geometry[key] |= sites
+        self.definitions |= other.definitions
         self.meshes_missing_extent += other.meshes_missing_extent
         for path, entry in other.materials.items():
             self.materials.setdefault(path, entry)
@@ -214,7 +223,7 @@ class Walker:
         root_stack = {layer.identifier for layer in stage.GetLayerStack(includeSessionLayers=False)}
         self.root_stack = root_stack
         self.composed = any(layer.identifier not in root_stack for layer in stage.GetUsedLayers())
-        self.references = ReferenceIdentity(stage)
+        self.references = ReferenceIdentity(stage, self.totals.definitions)
         self.xform_cache = UsdGeom.XformCache()
         self.bbox_cache = UsdGeom.BBoxCache(Usd.TimeCode.Default(), [UsdGeom.Tokens.default_, UsdGeom.Tokens.render])
 
@@ -362,7 +371,10 @@ class Walker:
                 geometry = hashlib.blake2b(digest_size=16)
                 for attr in ("points", "faceVertexCounts", "faceVertexIndices"):
                     hash_value(geometry, values.get(attr))
-                totals.mesh_geometry[geometry.hexdigest()] += 1
+                # Where the points come from: meshes composing one spec share it already.
+                node = prim.GetAttribute("points").GetResolveInfo().GetNode()
+                site = (node.layerStack.identifier.rootLayer.identifier, str(node.path)) if node else path
+                totals.mesh_geometry[geometry.hexdigest()].add(site)
                 extent = values.get("extent")
                 if extent is None:
                     totals.meshes_missing_extent += 1
