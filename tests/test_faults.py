@@ -117,3 +117,49 @@ def test_cancel_reaches_a_run_whose_daemon_died(home, tmp_path, hall):
             client.kill()
         daemon.stop(signal.SIGTERM)
     assert_nothing_left(home)
+
+
+def task_intervals(log_text):
+    """(run, kind, start, end) of every task the daemon logged as ended (`task ended`: its
+    clock time at the end and its seconds)."""
+    import datetime
+    import re
+    found = []
+    for line in log_text.splitlines():
+        if "task ended" not in line:
+            continue
+        stamp = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+        fields = dict(re.findall(r"(\w+)=(\S+)", line))
+        seconds = float(fields["seconds"])
+        found.append((fields["run"], fields["kind"], stamp - seconds, stamp))
+    return found
+
+
+def test_concurrent_runs_measure_alone_and_agree_on_the_verdict(home, tmp_path, hall):
+    """Three runs of one stage at once through one daemon with a second executor attached:
+    every profile task (the baseline and the paired profiles that decide the verdict) ran while
+    no other task of any run did, and the three verdicts agree (58c8553 gave four concurrent
+    runs of one input two different verdicts)."""
+    from conftest import Process, executor_env
+    daemon = start_daemon(home)
+    helper = Process([str(USDTUNE), "executor", "--executor-id", "helper"], executor_env(home), "helper")
+    try:
+        outs = [tmp_path / f"out{k}" for k in range(3)]
+        runs = [optimize(home, hall, out, "--restructure", "optimize-as-is", "--passes", "1") for out in outs]
+        for run in runs:
+            stdout, stderr = run.communicate(timeout=900)
+            assert run.returncode == 0, stderr[-3000:]
+        verdicts = {json.loads((out / "optimization-report.json").read_text())["verdict"] for out in outs}
+        assert len(verdicts) == 1, verdicts
+        for out in outs:
+            assert_completed_and_sound(out)
+    finally:
+        helper.stop(signal.SIGTERM)
+        daemon.stop(signal.SIGTERM)
+    tasks = task_intervals(daemon.output())
+    measured = [t for t in tasks if t[1] in ("profile", "profile_pair")]
+    assert len({t[0] for t in measured}) == 3 and len(measured) >= 6, measured
+    for run, kind, start, end in measured:
+        overlapping = [t for t in tasks if t[2] < end - 0.01 and t[3] > start + 0.01 and t[:2] != (run, kind)]
+        assert not overlapping, f"{kind} of {run} overlapped {overlapping}"
+    assert_nothing_left(home)

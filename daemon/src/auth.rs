@@ -79,6 +79,33 @@ impl Tokens {
             Role::Executor => &self.executor,
         }
     }
+
+    /// Whether an `authorization` header value carries `role`'s token; a refusal is logged
+    /// with the caller's address and says whether the token was missing, the other role's or
+    /// unknown. The gRPC gate and the dashboard both ask here.
+    pub fn admit(&self, role: Role, header: Option<&str>, remote: &str) -> Result<(), (Outcome, String)> {
+        let presented = header.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(presented) = presented else {
+            tracing::warn!(%remote, service = role.as_str(), "refused a call without a token");
+            return Err((Outcome::Unauthenticated, format!("the {} service needs a token", role.as_str())));
+        };
+        if same(presented.as_bytes(), self.of(role).as_bytes()) {
+            return Ok(());
+        }
+        let other = match role {
+            Role::Client => Role::Executor,
+            Role::Executor => Role::Client,
+        };
+        if same(presented.as_bytes(), self.of(other).as_bytes()) {
+            tracing::warn!(%remote, service = role.as_str(), "refused a call with the {} token", other.as_str());
+            return Err((
+                Outcome::TokenRoleRefused,
+                format!("an {} token cannot call the {} service", other.as_str(), role.as_str()),
+            ));
+        }
+        tracing::warn!(%remote, service = role.as_str(), "refused a call with an unknown token");
+        Err((Outcome::Unauthenticated, "the token is not this daemon's".into()))
+    }
 }
 
 #[derive(Debug)]
@@ -180,39 +207,15 @@ impl Gate {
 
 impl Interceptor for Gate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented = request
-            .metadata()
-            .get(HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let header = request.metadata().get(HEADER).and_then(|v| v.to_str().ok());
         let remote = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
-        let Some(presented) = presented else {
-            tracing::warn!(%remote, service = self.role.as_str(), "refused a call without a token");
-            return Err(Outcome::Unauthenticated.status(format!("the {} service needs a token", self.role.as_str())));
-        };
-        if same(presented.as_bytes(), self.tokens.of(self.role).as_bytes()) {
-            return Ok(request);
+        match self.tokens.admit(self.role, header, &remote) {
+            Ok(()) => Ok(request),
+            Err((outcome, message)) => Err(outcome.status(message)),
         }
-        let other = match self.role {
-            Role::Client => Role::Executor,
-            Role::Executor => Role::Client,
-        };
-        if same(presented.as_bytes(), self.tokens.of(other).as_bytes()) {
-            tracing::warn!(%remote, service = self.role.as_str(), "refused a call with the {} token", other.as_str());
-            return Err(Outcome::TokenRoleRefused.status(format!(
-                "an {} token cannot call the {} service",
-                other.as_str(),
-                self.role.as_str()
-            )));
-        }
-        tracing::warn!(%remote, service = self.role.as_str(), "refused a call with an unknown token");
-        Err(Outcome::Unauthenticated.status("the token is not this daemon's"))
     }
 }
 
-/// The client side: adds the token to every call.
-#[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {

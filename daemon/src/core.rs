@@ -84,7 +84,16 @@ pub struct Core {
     children: Mutex<Vec<ExecutorProcess>>,
     /// Phase 4 worker processes by executor id (`<pool>-<n>`).
     workers: Mutex<HashMap<String, ExecutorProcess>>,
+    /// Held for reading by every task, for writing by a measurement ([`MEASUREMENTS`]).
+    measuring: tokio::sync::RwLock<()>,
 }
+
+/// Task kinds that measure the machine: the baseline profile and the paired profiles of the
+/// verdict and of the route trials. Each runs alone on this daemon, every other task of every
+/// run held back until it ends (and it waits for those in flight), so a run's verdict does not
+/// follow what other runs were doing at the time. The lock is fair: a waiting measurement
+/// holds back tasks that arrive after it.
+const MEASUREMENTS: [&str; 2] = ["profile", "profile_pair"];
 
 /// An executor process this core started. It leads a process group of its own, so ending it
 /// ends what it started too (validation workers, stage walks, profile captures): a plain kill
@@ -283,7 +292,46 @@ impl Core {
             address: OnceLock::new(),
             children: Mutex::new(Vec::new()),
             workers: Mutex::new(HashMap::new()),
+            measuring: tokio::sync::RwLock::new(()),
         })
+    }
+
+    /// A task's turn under the measurement lock ([`MEASUREMENTS`]), said as progress while it
+    /// waits; None when the run is cancelled meanwhile.
+    async fn turn(
+        &self,
+        task: &TaskRequest<'_>,
+        progress: &mpsc::UnboundedSender<(f64, String)>,
+    ) -> Option<futures::future::Either<tokio::sync::RwLockReadGuard<'_, ()>, tokio::sync::RwLockWriteGuard<'_, ()>>>
+    {
+        use futures::future::{Either, FutureExt};
+        let alone = MEASUREMENTS.contains(&task.kind);
+        let acquire = if alone {
+            self.measuring.write().map(Either::Right).boxed()
+        } else {
+            self.measuring.read().map(Either::Left).boxed()
+        };
+        tokio::pin!(acquire);
+        let mut said = false;
+        loop {
+            tokio::select! {
+                turn = &mut acquire => return Some(turn),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if task.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                        return None;
+                    }
+                    if !said {
+                        said = true;
+                        let why = if alone {
+                            "waiting for other runs' tasks to end: a measurement runs alone"
+                        } else {
+                            "waiting while another run measures"
+                        };
+                        let _ = progress.send((0.0, why.into()));
+                    }
+                }
+            }
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
@@ -728,6 +776,14 @@ impl Host for Core {
                     }
                 })
             };
+            let Some(_turn) = self.turn(&task, &progress_tx).await else {
+                forward.abort();
+                let failure =
+                    TaskFailure::new(Outcome::Cancelled, format!("the run was cancelled before '{}'", task.kind));
+                return TaskReply { executor_id: String::new(), outcome: Err(failure), usage: Default::default() };
+            };
+            let started = std::time::Instant::now();
+            tracing::info!(run = %task.run_id, kind = %task.kind, "task started");
             let limits = TaskLimits { deadline: Some(task.deadline), cancel: Some(task.cancel.clone()) };
             let wait = self.config.executor_wait;
             let mut attempt = 1;
@@ -778,6 +834,8 @@ impl Host for Core {
                     self.end_executor(&executor_id);
                 }
             }
+            tracing::info!(run = %task.run_id, kind = %task.kind, executor = %executor_id,
+                           seconds = started.elapsed().as_secs_f64(), "task ended");
             TaskReply { executor_id, outcome, usage }
         })
     }

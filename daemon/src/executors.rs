@@ -300,6 +300,35 @@ impl ExecutorHub {
         }
     }
 
+    /// Every connected executor with what it advertised and the task it holds (the dashboard's
+    /// executors table), in id order.
+    pub fn overview(&self) -> Vec<Value> {
+        let state = self.state.lock().unwrap();
+        let mut ids: Vec<&String> = state.connections.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let c = &state.connections[id];
+                let task = c.busy.as_ref().map(|task| {
+                    let kind = state.leases.get(task).map_or("", |l| l.kind.as_str());
+                    serde_json::json!({"task_id": task, "kind": kind})
+                });
+                serde_json::json!({
+                    "executor_id": id,
+                    "runtime": c.hello.runtime,
+                    "usd_version": c.hello.usd_version,
+                    "usd_optimize_version": c.hello.usd_optimize_version,
+                    "python_version": c.hello.python_version,
+                    "operations": c.hello.operations_available.len(),
+                    "task_kinds": c.hello.task_kinds,
+                    "pid": c.hello.pid,
+                    "task": task,
+                    "seen_seconds_ago": (c.last_seen.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                })
+            })
+            .collect()
+    }
+
     pub fn connected(&self) -> Vec<proto::Hello> {
         self.state.lock().unwrap().connections.values().map(|c| c.hello.clone()).collect()
     }

@@ -16,12 +16,14 @@
 //! - [`setup`]      the executor's Python 3.12 environment
 //! - [`core`]       the daemon core: runs, executor processes, events (the workflow's host)
 //! - [`service`]    the gRPC services and server
+//! - [`dashboard`]  the web dashboard: a page over the runs, executors and budget
 //! - [`cli`]        the `usdtune` command line (also `usdtuned`)
 
 pub mod artifacts;
 pub mod auth;
 pub mod cli;
 pub mod core;
+pub mod dashboard;
 pub mod decisions;
 pub mod executors;
 pub mod outcome;
@@ -61,6 +63,7 @@ mod tests {
         "setup",
         "core",
         "service",
+        "dashboard",
         "cli",
     ];
 

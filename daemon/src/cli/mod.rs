@@ -185,6 +185,10 @@ enum Command {
         /// Listen on a non-loopback address without TLS (tokens then cross the network in clear).
         #[arg(long)]
         insecure: bool,
+        /// Also serve the web dashboard on this address (HTTP; the page asks for the client
+        /// token). A non-loopback address needs --insecure.
+        #[arg(long, value_name = "ADDR")]
+        dashboard: Option<String>,
     },
     /// Attach an executor to a running daemon (`--daemon`), from this or any machine; it
     /// reads the executor token from USDTUNE_TOKEN or `--token-file`, and reconnects with
@@ -260,7 +264,14 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
     let daemon_mode = matches!(cli.command, Command::Daemon { .. });
     let filter =
         std::env::var("USDTUNE_LOG").unwrap_or_else(|_| if daemon_mode { "info".into() } else { "warn".into() });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only on a terminal: a daemon's log usually goes to a file.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
@@ -450,12 +461,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
             insecure,
+            dashboard,
         } => {
             let paths = DaemonPaths {
                 client_token: client_token_path(client_token_file),
                 executor_token: executor_token_path(executor_token_file),
                 allow_roots,
                 tls: tls_cert.zip(tls_key),
+                dashboard,
             };
             run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers).await
         }
@@ -581,6 +594,7 @@ struct DaemonPaths {
     executor_token: std::path::PathBuf,
     allow_roots: Vec<std::path::PathBuf>,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    dashboard: Option<String>,
 }
 
 /// `usdtune daemon`: tokens from their files (made on first start), roots made canonical, TLS
@@ -605,6 +619,21 @@ async fn run_daemon(
             format!("{address} is not a loopback address: give --tls-cert and --tls-key, or say --insecure"),
         );
     }
+    let dashboard = match &paths.dashboard {
+        None => None,
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {at}: {e}"))?;
+            if !listener.local_addr()?.ip().is_loopback() && !insecure {
+                return refuse(
+                    Outcome::InsecureListenRefused,
+                    format!("the dashboard (plain HTTP) on {at} is not loopback: say --insecure to serve it there"),
+                );
+            }
+            Some(listener)
+        }
+    };
     let (tokens, created) = match Tokens::from_files(&paths.client_token, &paths.executor_token) {
         Ok(loaded) => loaded,
         Err(e) => return refuse(e.outcome, e.message),
@@ -646,8 +675,13 @@ async fn run_daemon(
     }
     let core = Core::new(config);
     let secure = paths.tls.is_some();
-    let security = crate::service::Security { tokens: Arc::new(tokens), tls };
+    let tokens = Arc::new(tokens);
+    let security = crate::service::Security { tokens: tokens.clone(), tls };
     let (address, server) = crate::service::serve(core.clone(), listener, security)?;
+    if let Some(listener) = dashboard {
+        let (at, _) = crate::dashboard::serve(core.clone(), tokens, listener)?;
+        err!("usdtuned: dashboard at http://{at}/ (it asks for the client token)");
+    }
     let shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
     for run_id in core.resume_unfinished() {
         err!("usdtuned: resuming run {run_id}, left unfinished by an earlier daemon");
