@@ -5,7 +5,6 @@ executors table, an open gate answered from the page, the report link, and the t
 import json
 import shutil
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE, USDTUNE, Process, executor_env, free_port, start_daemon, usdtune
+from test_clean_stop import wait_for
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -38,16 +38,6 @@ def runs_by_id(env):
     listed = usdtune(env, "runs", "--json", timeout=30)
     assert listed.returncode == 0, listed.stderr
     return {r["run_id"]: r for r in json.loads(listed.stdout)}
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_dashboard_lists_every_run_with_its_state_and_answers_a_gate(home, tmp_path):

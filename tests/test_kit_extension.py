@@ -64,6 +64,8 @@ def test_optimize_with_runtime_kit_runs_the_executor_work_in_headless_kit(home, 
     assert json.loads((out / "report-gate.json").read_text())["passed"] is True
     kit_log = (out / "logs" / "kit-local.log").read_text()
     assert "[Error]" not in kit_log, kit_log[-3000:]
+    # The report says so itself: the daemon reads Kit's log after every task for [Error] lines.
+    assert report["structural_summary"]["x_usdtune"]["kit_error_lines"] == []
     # The same artifacts as a standalone run of the workflow.
     names = {p.stem for p in out.glob("*.json")}
     assert names >= {"setup-preflight", "profile-baseline", "structure-assessment", "validation-report",

@@ -55,7 +55,10 @@ impl Config {
             executor_tls_ca: None,
             data_dir,
             local_executor,
-            executor_wait: Duration::from_secs(120),
+            // USDTUNE_EXECUTOR_WAIT (seconds) shortens it where a test waits for a refusal.
+            executor_wait: Duration::from_secs_f64(
+                std::env::var("USDTUNE_EXECUTOR_WAIT").ok().and_then(|v| v.parse().ok()).unwrap_or(120.0),
+            ),
             max_workers,
             task_deadline_scale: std::env::var("USDTUNE_TASK_DEADLINE_SCALE")
                 .ok()
@@ -86,6 +89,8 @@ pub struct Core {
     workers: Mutex<HashMap<String, ExecutorProcess>>,
     /// Held for reading by every task, for writing by a measurement ([`MEASUREMENTS`]).
     measuring: tokio::sync::RwLock<()>,
+    /// How far each Kit executor's log has been read for `[Error]` lines.
+    kit_logs_read: Mutex<HashMap<PathBuf, u64>>,
 }
 
 /// Task kinds that measure the machine: the baseline profile and the paired profiles of the
@@ -293,7 +298,29 @@ impl Core {
             children: Mutex::new(Vec::new()),
             workers: Mutex::new(HashMap::new()),
             measuring: tokio::sync::RwLock::new(()),
+            kit_logs_read: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The `[Error]` lines a Kit executor this daemon started has logged since the last look
+    /// (Kit logs through carb to its output, which goes to `<logs dir>/<id>.log`). An executor
+    /// attached from elsewhere keeps its log to itself.
+    fn new_kit_errors(&self, executor_id: &str) -> Vec<String> {
+        use std::io::{Read, Seek};
+        let kit = self.hub.hello_of(executor_id).is_some_and(|h| h.runtime == RUNTIME_KIT);
+        if !kit || self.config.executor_output_inherited {
+            return Vec::new();
+        }
+        let path = self.config.logs_dir.join(format!("{executor_id}.log"));
+        let Ok(mut file) = std::fs::File::open(&path) else { return Vec::new() };
+        let mut read = self.kit_logs_read.lock().unwrap();
+        let from = read.get(&path).copied().unwrap_or(0);
+        let mut text = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(from)).is_err() || file.read_to_end(&mut text).is_err() {
+            return Vec::new();
+        }
+        read.insert(path, from + text.len() as u64);
+        kit_error_lines(&String::from_utf8_lossy(&text))
     }
 
     /// A task's turn under the measurement lock ([`MEASUREMENTS`]), said as progress while it
@@ -836,6 +863,17 @@ impl Host for Core {
             }
             tracing::info!(run = %task.run_id, kind = %task.kind, executor = %executor_id,
                            seconds = started.elapsed().as_secs_f64(), "task ended");
+            // Kit's own errors during the task are the run's: said, and kept on its record.
+            for line in self.new_kit_errors(&executor_id) {
+                self.announce_warning(task.run_id, task.milestone, &format!("Kit logged: {line}"));
+                if let Some(slot) = self.slot(task.run_id) {
+                    slot.update(|r| {
+                        if r.runtime_errors.len() < crate::record::MAX_RUNTIME_ERRORS {
+                            r.runtime_errors.push(line.clone());
+                        }
+                    });
+                }
+            }
             TaskReply { executor_id, outcome, usage }
         })
     }
@@ -914,7 +952,24 @@ impl Host for Core {
     }
 }
 
+/// Kit's error lines in a stretch of its log (`[Error]`, as carb writes them), trimmed.
+pub fn kit_error_lines(text: &str) -> Vec<String> {
+    text.lines().filter(|l| l.contains("[Error]")).map(|l| l.trim().chars().take(400).collect()).collect()
+}
+
 /// Wait for executors that were asked to shut down; end each (and its group) after `grace`.
 async fn stop_children(children: Vec<ExecutorProcess>, grace: Duration) {
     futures::future::join_all(children.into_iter().map(|c| c.stop(grace))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kit_error_lines_are_carbs_error_lines_only() {
+        let log = "2026-12-02 10:00:00 [Info] [omni.ext] loaded\n\
+                   2026-12-02 10:00:01 [Warning] [carb] slow\n\
+                   2026-12-02 10:00:02 [Error] [omni.usd] Failed to open layer   \n";
+        assert_eq!(super::kit_error_lines(log), ["2026-12-02 10:00:02 [Error] [omni.usd] Failed to open layer"]);
+        assert!(super::kit_error_lines("").is_empty());
+    }
 }

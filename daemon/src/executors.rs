@@ -59,9 +59,100 @@ pub type ProgressSink = mpsc::UnboundedSender<(f64, String)>;
 
 struct Connection {
     hello: proto::Hello,
+    reach: Reach,
     outbox: Outbox,
     busy: Option<String>,
     last_seen: Instant,
+}
+
+/// Task parameters that name files or folders: what an executor must reach to take the task.
+const PATH_PARAMS: [&str; 7] =
+    ["stage_path", "output_path", "output_dir", "output_root", "source_stage", "baseline", "output"];
+
+/// The paths an executor can reach, from its Hello: the folders it can read and write (in its
+/// own view; none listed means every path) and how the daemon's paths read there
+/// (`DAEMON_PREFIX=EXECUTOR_PREFIX`, e.g. `/mnt/share=//server/share`). Tasks are placed on
+/// executors that reach every path they name; their parameters go out through the map and
+/// their results come back through it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reach {
+    roots: Vec<String>,
+    map: Vec<(String, String)>,
+}
+
+impl Reach {
+    pub fn of(hello: &proto::Hello) -> Self {
+        let map = hello
+            .path_map
+            .iter()
+            .filter_map(|entry| entry.split_once('='))
+            .map(|(daemon, executor)| (trim_slash(daemon), trim_slash(executor)))
+            .collect();
+        Self { roots: hello.path_roots.iter().map(|r| trim_slash(r)).collect(), map }
+    }
+
+    /// A daemon path as this executor reads it.
+    pub fn to_executor(&self, path: &str) -> String {
+        rewrite(path, self.map.iter().map(|(d, e)| (d.as_str(), e.as_str())))
+    }
+
+    /// An executor's path as the daemon reads it.
+    pub fn to_daemon(&self, path: &str) -> String {
+        rewrite(path, self.map.iter().map(|(d, e)| (e.as_str(), d.as_str())))
+    }
+
+    pub fn sees(&self, daemon_path: &str) -> bool {
+        let here = self.to_executor(daemon_path);
+        self.roots.is_empty() || self.roots.iter().any(|root| here == *root || is_under(&here, root))
+    }
+
+    /// Every string of a JSON value rewritten by `one` (parameters out, results back).
+    fn map_strings(&self, value: &mut Value, one: &dyn Fn(&Self, &str) -> String) {
+        if self.map.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(text) => *text = one(self, text),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.map_strings(v, one)),
+            Value::Object(fields) => fields.values_mut().for_each(|v| self.map_strings(v, one)),
+            _ => {}
+        }
+    }
+}
+
+fn trim_slash(path: &str) -> String {
+    let trimmed = path.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+fn is_under(path: &str, root: &str) -> bool {
+    root == "/" || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `path` with the first matching prefix (whole components) replaced.
+fn rewrite<'a>(path: &str, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    for (from, to) in pairs {
+        if path == from {
+            return to.to_string();
+        }
+        if is_under(path, from) && from != "/" {
+            return format!("{to}{}", &path[from.len()..]);
+        }
+    }
+    path.to_string()
+}
+
+/// The file paths a task's parameters name.
+fn task_paths(params: &Value) -> Vec<&str> {
+    PATH_PARAMS
+        .iter()
+        .filter_map(|key| params.get(*key).and_then(Value::as_str))
+        .filter(|p| p.starts_with('/'))
+        .collect()
 }
 
 struct Lease {
@@ -178,7 +269,10 @@ impl ExecutorHub {
             id.push('+');
         }
         tracing::info!(executor = %id, runtime = %hello.runtime, so = %hello.usd_optimize_version, "executor connected");
-        state.connections.insert(id.clone(), Connection { hello, outbox, busy: None, last_seen: Instant::now() });
+        let reach = Reach::of(&hello);
+        state
+            .connections
+            .insert(id.clone(), Connection { hello, reach, outbox, busy: None, last_seen: Instant::now() });
         id
     }
 
@@ -252,6 +346,7 @@ impl ExecutorHub {
                 if Self::lease_of(&mut state, &result.task_id, executor_id).is_none() {
                     return;
                 }
+                let reach = state.connections.get(executor_id).map(|c| c.reach.clone()).unwrap_or_default();
                 if let Some(lease) = state.leases.remove(&result.task_id) {
                     let outcome = if result.ok {
                         serde_json::from_str::<Value>(&result.result_json)
@@ -259,6 +354,7 @@ impl ExecutorHub {
                                 TaskFailure::new(Outcome::ExecutorProtocolError, format!("result is not JSON: {e}"))
                             })
                             .map(|mut value| {
+                                reach.map_strings(&mut value, &Reach::to_daemon);
                                 if !lease.records.is_empty() {
                                     // Moved, not copied: a million-prim table is a few hundred MB.
                                     let tables = lease.records.into_iter().map(|(table, chunks)| {
@@ -272,7 +368,7 @@ impl ExecutorHub {
                         Err(TaskFailure {
                             code: result.error_code,
                             message: result.error_message,
-                            path: result.error_path,
+                            path: reach.to_daemon(&result.error_path),
                         })
                     };
                     let usage = TaskUsage { cpu_seconds: result.cpu_seconds, peak_rss_kb: result.peak_rss_kb };
@@ -322,6 +418,11 @@ impl ExecutorHub {
                     "operations": c.hello.operations_available.len(),
                     "task_kinds": c.hello.task_kinds,
                     "pid": c.hello.pid,
+                    "cpu_count": c.hello.cpu_count,
+                    "memory_bytes": c.hello.memory_bytes,
+                    "gpu": c.hello.gpu,
+                    "path_roots": c.hello.path_roots,
+                    "path_map": c.hello.path_map,
                     "task": task,
                     "seen_seconds_ago": (c.last_seen.elapsed().as_secs_f64() * 10.0).round() / 10.0,
                 })
@@ -365,6 +466,9 @@ impl ExecutorHub {
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let in_pool = |id: &str| pool.is_none_or(|p| pool_member(id, p).is_some());
         let of_runtime = |hello: &proto::Hello| runtime.is_none_or(|r| hello.runtime == r);
+        let paths = task_paths(params);
+        let reaches = |c: &Connection| paths.iter().all(|p| c.reach.sees(p));
+        let mut told_why = false;
         let deadline = Instant::now() + wait;
         let task_id = uuid::Uuid::new_v4().to_string();
         let (reply, outcome) = oneshot::channel();
@@ -373,13 +477,14 @@ impl ExecutorHub {
             {
                 let mut state = self.state.lock().unwrap();
                 let state = &mut *state;
-                let idle = state.connections.iter_mut().find(|(id, c)| {
-                    in_pool(id)
-                        && of_runtime(&c.hello)
-                        && c.busy.is_none()
-                        && c.hello.task_kinds.iter().any(|k| k == kind)
-                });
+                let capable = |id: &str, c: &Connection| {
+                    in_pool(id) && of_runtime(&c.hello) && c.hello.task_kinds.iter().any(|k| k == kind)
+                };
+                let idle =
+                    state.connections.iter_mut().find(|(id, c)| capable(id, c) && c.busy.is_none() && reaches(c));
                 if let Some((id, conn)) = idle {
+                    let mut params = params.clone();
+                    conn.reach.map_strings(&mut params, &Reach::to_executor);
                     let task = proto::Task {
                         task_id: task_id.clone(),
                         kind: kind.to_string(),
@@ -409,15 +514,49 @@ impl ExecutorHub {
                     TaskFailure::new(Outcome::Cancelled, format!("the run was cancelled before task '{kind}' started"));
                 return (String::new(), Err(failure), TaskUsage::default());
             }
+            // Capable executors are connected, but none reaches the task's files: say so while
+            // it waits, and fail with that reason.
+            let unreachable = {
+                let state = self.state.lock().unwrap();
+                let capable: Vec<&String> = state
+                    .connections
+                    .iter()
+                    .filter(|(id, c)| {
+                        in_pool(id) && of_runtime(&c.hello) && c.hello.task_kinds.iter().any(|k| k == kind)
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                let reached = state.connections.iter().any(|(id, c)| capable.contains(&id) && reaches(c));
+                let missing = paths.iter().find(|p| !state.connections.values().any(|c| c.reach.sees(p)));
+                (!capable.is_empty() && !reached).then(|| {
+                    let mut ids: Vec<&str> = capable.iter().map(|s| s.as_str()).collect();
+                    ids.sort();
+                    format!(
+                        "no connected executor reaches {} (connected: {}); waiting up to {}s for one that does",
+                        missing.copied().unwrap_or(paths.first().copied().unwrap_or("")),
+                        ids.join(", "),
+                        wait.as_secs()
+                    )
+                })
+            };
+            if let (Some(why), false) = (&unreachable, told_why) {
+                told_why = true;
+                tracing::warn!(task = %kind, "{why}");
+                if let Some(sink) = &progress {
+                    let _ = sink.send((0.0, why.clone()));
+                }
+            }
             if Instant::now() >= deadline {
-                return (
-                    String::new(),
-                    Err(TaskFailure::new(
+                let failure = match unreachable {
+                    Some(why) => {
+                        TaskFailure::new(Outcome::PathNotReachable, why.replace("; waiting up to", "; waited"))
+                    }
+                    None => TaskFailure::new(
                         Outcome::NoExecutor,
                         format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),
-                    )),
-                    TaskUsage::default(),
-                );
+                    ),
+                };
+                return (String::new(), Err(failure), TaskUsage::default());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -466,6 +605,53 @@ mod tests {
 
     fn hello(id: &str) -> proto::Hello {
         proto::Hello { executor_id: id.into(), task_kinds: vec!["probe".into()], ..Default::default() }
+    }
+
+    #[test]
+    fn reach_maps_whole_components_and_judges_in_the_executors_view() {
+        let reach = Reach::of(&proto::Hello {
+            path_roots: vec!["/exec/view/".into()],
+            path_map: vec!["/srv/share=/exec/view".into()],
+            ..Default::default()
+        });
+        assert_eq!(reach.to_executor("/srv/share/a/stage.usd"), "/exec/view/a/stage.usd");
+        assert_eq!(reach.to_executor("/srv/shared/x"), "/srv/shared/x", "a prefix is whole components");
+        assert_eq!(reach.to_daemon("/exec/view/out/o.usdc"), "/srv/share/out/o.usdc");
+        assert!(reach.sees("/srv/share/a/stage.usd"));
+        assert!(!reach.sees("/srv/other/stage.usd") && !reach.sees("/exec/viewer/x"));
+        assert!(Reach::default().sees("/anything"), "no roots listed: every path");
+        // Parameters go out through the map, every string at any depth; prim paths stay.
+        let mut params = serde_json::json!({"stage_path": "/srv/share/s.usd", "prims": ["/World", "/srv/share/t.usd"]});
+        reach.map_strings(&mut params, &Reach::to_executor);
+        assert_eq!(
+            params,
+            serde_json::json!({"stage_path": "/exec/view/s.usd", "prims": ["/World", "/exec/view/t.usd"]})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_waits_for_an_executor_that_reaches_its_stage_then_fails_saying_why() {
+        let hub = std::sync::Arc::new(ExecutorHub::default());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let elsewhere = proto::Hello { path_roots: vec!["/elsewhere".into()], ..hello("far") };
+        hub.register(elsewhere, tx);
+        let (progress, mut said) = mpsc::unbounded_channel();
+        let params = serde_json::json!({"stage_path": "/data/stage.usd"});
+        let (_, outcome, _) = hub
+            .run_task_in(
+                None,
+                None,
+                "probe",
+                &params,
+                Some(progress),
+                Duration::from_millis(300),
+                TaskLimits::default(),
+            )
+            .await;
+        let failure = outcome.unwrap_err();
+        assert_eq!(failure.code, Outcome::PathNotReachable.code());
+        assert!(failure.message.contains("/data/stage.usd") && failure.message.contains("far"), "{}", failure.message);
+        assert!(said.try_recv().unwrap().1.contains("waiting up to"));
     }
 
     type TaskOutcome = (String, Result<Value, TaskFailure>, TaskUsage);

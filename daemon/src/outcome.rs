@@ -83,6 +83,7 @@ outcomes! {
         "the branch is unknown or not offered for this stage";
     InvalidGoal = "invalid_goal", Input, "CLI, daemon", "`--goal` is not load-time, footprint or balanced";
     InvalidRuntime = "invalid_runtime", Input, "CLI, daemon", "`--runtime` is not kit or standalone";
+    InvalidPathMap = "invalid_path_map", Input, "CLI", "`usdtune executor --path-map` is not DAEMON_PREFIX=EXECUTOR_PREFIX";
     KitRuntimeUnavailable = "kit_runtime_unavailable", Input, "daemon",
         "`--runtime kit`, but the executor environment has no Kit kernel and no Kit executor is attached (run \
          `usdtune setup --kit`)";
@@ -210,6 +211,9 @@ outcomes! {
     // ---- executors and the daemon
     ExecutorLost = "executor_lost", Failed, "daemon", "the executor died or went silent during a task";
     NoExecutor = "no_executor", Failed, "daemon", "no executor able to run the task connected in time";
+    PathNotReachable = "path_not_reachable", Failed, "daemon",
+        "executors able to run the task are connected, but none reaches its stage or output (their --path-root \
+         and --path-map); none that does connected in time";
     TaskDeadlineExceeded = "task_deadline_exceeded", Failed, "daemon",
         "a task ran past its deadline (its kind's expected cost for the stage's size, with a wide margin): it was \
          cancelled and the executor process the daemon started for it was ended";

@@ -264,6 +264,9 @@ pub fn new_run_id() -> String {
 }
 
 /// The persisted state of a run (`run.json` in its workspace; schemas/run.schema.json).
+/// Runtime error lines a run record keeps (the rest stay in the executor's log only).
+pub const MAX_RUNTIME_ERRORS: usize = 20;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
@@ -292,6 +295,10 @@ pub struct RunRecord {
     pub workflow_mode: Option<WorkflowMode>,
     #[serde(default)]
     pub requested_operations: Vec<String>,
+    /// `[Error]` lines the Kit runtime logged while it ran this run's tasks (the first
+    /// [`MAX_RUNTIME_ERRORS`]); each was also said as a warning when it appeared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_errors: Vec<String>,
     pub route: RouteFacts,
     pub created_at: String,
     /// One record per phase of the table, found by label (a saved run keeps them by name,
@@ -322,6 +329,7 @@ impl RunRecord {
             verdict: None,
             workflow_mode: None,
             requested_operations: submission.requested_operations.clone(),
+            runtime_errors: Vec::new(),
             route: RouteFacts {
                 restructure_branch: submission.restructure_branch.clone(),
                 assess_only: submission.assess_only,

@@ -197,6 +197,14 @@ enum Command {
         /// The name the executor attaches under (default: executor-<host>-<pid>).
         #[arg(long)]
         executor_id: Option<String>,
+        /// A folder this executor can read and write, in its own view; repeatable (default:
+        /// every path). The daemon gives it only tasks whose stage and outputs lie under one.
+        #[arg(long = "path-root", value_name = "DIR")]
+        path_roots: Vec<String>,
+        /// DAEMON_PREFIX=EXECUTOR_PREFIX: where the daemon's paths are mounted here (e.g.
+        /// /mnt/share=//server/share); repeatable. Paths go out and results come back through it.
+        #[arg(long = "path-map", value_name = "DAEMON=EXECUTOR")]
+        path_maps: Vec<String>,
     },
     /// List runs.
     Runs {
@@ -472,8 +480,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers).await
         }
-        Command::Executor { executor_id } => {
-            run_executor(&cli.daemon, cli.tls_ca.as_deref(), cli.token_file.as_deref(), executor_id).await
+        Command::Executor { executor_id, path_roots, path_maps } => {
+            if let Some(bad) =
+                path_maps.iter().find(|m| m.split_once('=').is_none_or(|(d, e)| d.is_empty() || e.is_empty()))
+            {
+                err!("Error: {}: --path-map {bad} is not DAEMON_PREFIX=EXECUTOR_PREFIX", Outcome::InvalidPathMap);
+                return Ok(ExitCode::from(2));
+            }
+            let reach = [("USDTUNE_PATH_ROOTS", path_roots), ("USDTUNE_PATH_MAP", path_maps)];
+            run_executor(&cli.daemon, cli.tls_ca.as_deref(), cli.token_file.as_deref(), executor_id, reach).await
         }
         Command::Assess { stages, out, json } if stages.len() == 1 => {
             let request = proto::SubmitRunRequest {
@@ -709,6 +724,7 @@ async fn run_executor(
     tls_ca: Option<&std::path::Path>,
     token_file: Option<&std::path::Path>,
     executor_id: Option<String>,
+    reach: [(&str, Vec<String>); 2],
 ) -> anyhow::Result<ExitCode> {
     let default = executor_token_path(None);
     let Some(token) = crate::auth::find_token(token_file, &default)? else {
@@ -732,6 +748,12 @@ async fn run_executor(
         command.process_group(0);
         command.args(["-m", "usdtune_executor", "--daemon", daemon, "--executor-id", &id]);
         command.env("USDTUNE_TOKEN", &token).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        // What it reaches, as the executor's Hello advertises it (connection.reach).
+        for (name, values) in &reach {
+            if !values.is_empty() {
+                command.env(name, std::env::join_paths(values)?);
+            }
+        }
         if let Some(ca) = tls_ca {
             command.env("USDTUNE_TLS_CA", ca);
         }

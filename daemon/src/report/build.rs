@@ -242,6 +242,9 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
                 .map(|n| (n.to_string(), serde_json::json!(ws.path_of(n).display().to_string())))
                 .collect(),
             gpu_memory: gpu_peaks(ws)?,
+            kit_error_lines: (run.route.runtime.as_deref() == Some(crate::executors::RUNTIME_KIT)
+                || !run.runtime_errors.is_empty())
+            .then(|| run.runtime_errors.clone()),
         },
     };
 

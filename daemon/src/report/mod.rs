@@ -190,6 +190,10 @@ pub struct Extension {
     /// there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_memory: Option<GpuPeaks>,
+    /// The `[Error]` lines Kit logged during the run's tasks, when the run asked for the Kit
+    /// runtime (empty: none); absent for a standalone run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kit_error_lines: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

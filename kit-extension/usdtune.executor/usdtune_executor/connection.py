@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import queue
+import shutil
+import subprocess
 import threading
 import time
 import traceback
@@ -145,6 +147,30 @@ def use_token_file(path: str) -> None:
         os.environ["USDTUNE_TOKEN"] = handle.read().strip()
 
 
+def reach() -> dict:
+    """What this executor has and which paths it can reach, as its Hello advertises: CPU count,
+    memory, GPUs (from nvidia-smi where there is one), and USDTUNE_PATH_ROOTS (the folders it
+    can read and write, os.pathsep-separated; unset: every path) and USDTUNE_PATH_MAP
+    (DAEMON_PREFIX=EXECUTOR_PREFIX entries, os.pathsep-separated: where the daemon's paths are
+    mounted here). The daemon places tasks by them and rewrites paths through the map."""
+    split = lambda name: [p for p in os.environ.get(name, "").split(os.pathsep) if p.strip()]
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 0
+    gpu = ""
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=5)
+            gpu = "; ".join(line.strip() for line in listed.stdout.splitlines() if line.strip())
+        except (OSError, subprocess.SubprocessError):
+            gpu = ""
+    return {"cpu_count": os.cpu_count() or 1, "memory_bytes": memory, "gpu": gpu,
+            "path_roots": [os.path.abspath(p) for p in split("USDTUNE_PATH_ROOTS")],
+            "path_map": split("USDTUNE_PATH_MAP")}
+
+
 def open_channel(address: str):
     """TLS when USDTUNE_TLS_CA names the CA certificate to trust, plain gRPC otherwise."""
     ca = os.environ.get("USDTUNE_TLS_CA", "")
@@ -171,7 +197,7 @@ def run_executor(address: str, executor_id: str, runtime: str,
         python_version=identity["python_version"], usd_version=identity["usd_version"],
         usd_optimize_version=identity["usd_optimize_version"] or "",
         operations_available=identity["operations_available"],
-        task_kinds=sorted(TASK_HANDLERS), pid=os.getpid(), protocol_version=PROTOCOL_VERSION)))
+        task_kinds=sorted(TASK_HANDLERS), pid=os.getpid(), protocol_version=PROTOCOL_VERSION, **reach())))
 
     def outgoing():
         while True:

@@ -9,7 +9,9 @@ use crate::outcome::Outcome;
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
 pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
-    let probe: Probe = ctx.task_as("probe", json!({})).await?;
+    // The stage travels with the probe so that it is placed where the run can go on: on an
+    // executor that reaches the stage (executors::Reach), which then says what it can do.
+    let probe: Probe = ctx.task_as("probe", json!({"stage_path": ctx.record().stage_path})).await?;
     let mut preflight = Preflight::new(probe, crate::resources::host_facts());
     // The runtime gate: what was asked for, and by whom (upstream runtime_context.chosen_by).
     // Unattended, the daemon starts a standalone executor (the upstream policy:

@@ -18,8 +18,15 @@ def main(argv=None) -> int:
     parser.add_argument("--daemon", required=True, help="daemon address, HOST:PORT")
     parser.add_argument("--executor-id", default=f"standalone-{os.getpid()}")
     parser.add_argument("--token-file", help="file holding the daemon's executor token (else USDTUNE_TOKEN)")
+    parser.add_argument("--path-root", action="append", default=[],
+                        help="a folder this executor reaches (repeatable; else USDTUNE_PATH_ROOTS, else every path)")
+    parser.add_argument("--path-map", action="append", default=[],
+                        help="DAEMON_PREFIX=EXECUTOR_PREFIX (repeatable; else USDTUNE_PATH_MAP)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    for values, variable in ((args.path_root, "USDTUNE_PATH_ROOTS"), (args.path_map, "USDTUNE_PATH_MAP")):
+        if values:
+            os.environ[variable] = os.pathsep.join(values)
     if args.token_file:
         try:
             use_token_file(args.token_file)

@@ -1,7 +1,7 @@
 """Kit host: the `usdtune.executor` extension. The only module that imports omni.*.
 
 On startup it reads /exts/usdtune.executor/daemonAddress (with tokenFile, the daemon's
-executor token, and tlsCa) and, when set, serves that daemon's tasks on a background
+executor token, tlsCa, and pathRoots/pathMap: the folders it reaches) and, when set, serves that daemon's tasks on a background
 thread (Kit's main loop stays free). Depends on the Kit kernel only (carb, omni.ext), never
 on omni.usd or omni.ui.
 """
@@ -29,6 +29,11 @@ class UsdtuneExecutorExtension(omni.ext.IExt):
         tls_ca = settings.get(f"{SETTINGS_ROOT}/tlsCa") or ""
         if tls_ca:
             os.environ["USDTUNE_TLS_CA"] = tls_ca
+        # The folders it reaches and the daemon's mounts here (connection.reach advertises them).
+        for key, variable in (("pathRoots", "USDTUNE_PATH_ROOTS"), ("pathMap", "USDTUNE_PATH_MAP")):
+            values = settings.get(f"{SETTINGS_ROOT}/{key}") or []
+            if values:
+                os.environ[variable] = os.pathsep.join(values)
         self._stop = threading.Event()
         self._thread = None
         if not address:
