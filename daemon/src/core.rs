@@ -201,6 +201,12 @@ pub fn logs_dir(data_dir: &Path) -> PathBuf {
 /// cannot probe the file system outside the roots.
 pub fn confine(path: &str, what: &str, roots: &[PathBuf]) -> Result<PathBuf, Refusal> {
     use std::path::Component;
+    if crate::decisions::remote::is_nucleus_url(path) {
+        return Err(Refusal::new(
+            Outcome::PathOutsideAllowedRoots,
+            format!("{what} {path}: a shared daemon serves files under its --allow-root folders only"),
+        ));
+    }
     let given = Path::new(path);
     if !given.is_absolute() {
         return Err(Refusal::new(
@@ -246,6 +252,10 @@ pub fn confine(path: &str, what: &str, roots: &[PathBuf]) -> Result<PathBuf, Ref
 /// USD extension. Returns its canonical path.
 pub fn check_stage(path: &Path) -> Result<PathBuf, Refusal> {
     let shown = path.display();
+    // A Nucleus URL is checked where it lives, by Phase 0's omni.client.stat (decisions::remote).
+    if crate::decisions::remote::is_nucleus_url(&shown.to_string()) {
+        return Ok(path.to_path_buf());
+    }
     let meta = std::fs::metadata(path).map_err(|e| {
         let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         match e.kind() {

@@ -83,6 +83,16 @@ outcomes! {
         "the branch is unknown or not offered for this stage";
     InvalidGoal = "invalid_goal", Input, "CLI, daemon", "`--goal` is not load-time, footprint or balanced";
     InvalidRuntime = "invalid_runtime", Input, "CLI, daemon", "`--runtime` is not kit or standalone";
+    NucleusUnreachable = "nucleus_unreachable", Input, "run",
+        "an omniverse:// stage's server did not answer omni.client.stat: nothing was opened";
+    NucleusAuthFailed = "nucleus_auth_failed", Input, "run",
+        "the Nucleus server refused access to the stage (no cached login, no service account): nothing was opened";
+    NucleusAssetMissing = "nucleus_asset_missing", Input, "run", "the omniverse:// URL names no asset on its server";
+    NucleusClientUnavailable = "nucleus_client_unavailable", Input, "executor",
+        "an omniverse:// stage needs omni.client, which ships with the Kit kernel: run `usdtune setup --kit`";
+    NucleusOpenUnsupported = "nucleus_open_unsupported", Input, "run",
+        "the omniverse:// stage is reachable, but this installation has no omniverse:// resolver for USD: optimize a \
+         local copy";
     InvalidPathMap = "invalid_path_map", Input, "CLI", "`usdtune executor --path-map` is not DAEMON_PREFIX=EXECUTOR_PREFIX";
     KitRuntimeUnavailable = "kit_runtime_unavailable", Input, "daemon",
         "`--runtime kit`, but the executor environment has no Kit kernel and no Kit executor is attached (run \

@@ -61,6 +61,10 @@ pub struct RuntimeContext {
     /// Who chose the runtime: flag | prompt | standalone_preferred (unattended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_by: Option<String>,
+    /// An omniverse:// stage's preflight (tasks/nucleus.py): url, server, omni.client.stat's
+    /// answer, how credentials could come (interactive | cached | service | unavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_access: Option<Value>,
 }
 
 impl RuntimeContext {
@@ -76,6 +80,7 @@ impl RuntimeContext {
             },
             cuda_available: None,
             chosen_by: None,
+            remote_access: None,
         }
     }
 }
@@ -153,6 +158,7 @@ impl Preflight {
                 asset_validator,
                 cuda_available,
                 chosen_by: None,
+                remote_access: None,
             },
             probed_at: probe.probed_at,
             executor_id: probe.executor_id,

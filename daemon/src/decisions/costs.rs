@@ -43,6 +43,7 @@ impl StageSize {
 fn cost(kind: &str) -> (f64, f64) {
     match kind {
         "probe" => (0.6, 0.0),
+        "nucleus_stat" => (3.0, 0.0),
         "profile" => (1.2, 10.0),
         "profile_pair" => (4.0, 45.0),
         "facts" => (0.8, 9.0),

@@ -11,6 +11,7 @@ pub mod iterate;
 pub mod op_chain;
 pub mod preservation;
 pub mod prims;
+pub mod remote;
 pub mod report;
 pub mod report_gate;
 pub mod restructure;

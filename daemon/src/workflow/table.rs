@@ -69,7 +69,7 @@ pub const PHASES: &[PhaseSpec] = &[
         gate: None,
         reads: &[],
         writes: &["setup-preflight"],
-        tasks: &["probe"],
+        tasks: &["probe", "nucleus_stat"],
         handler: handler!(setup::run),
     },
     PhaseSpec {

@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use crate::artifacts::setup::{Preflight, Probe};
-use crate::decisions::op_chain;
+use crate::decisions::{op_chain, remote};
 use crate::outcome::Outcome;
+use crate::workflow::ctx::parse_result;
 use crate::workflow::{PhaseCtx, PhaseDone, PhaseResult, Stop};
 
 pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
@@ -35,7 +36,21 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
             format!("the {asked} runtime was asked for, but the executor that probed is {}", preflight.runtime_route),
         ));
     }
+    // An omniverse:// stage: one omni.client.stat before anything opens it (upstream
+    // omniverse-authentication); the run stops here with what it found (decisions::remote).
+    let stage = ctx.record().stage_path;
+    let remote = if remote::is_nucleus_url(&stage) {
+        let found = ctx.task("nucleus_stat", json!({"url": stage})).await?;
+        preflight.runtime_context.remote_access = Some(found.clone());
+        Some(parse_result::<remote::Preflight>("nucleus_stat", found).map_err(Stop::from)?)
+    } else {
+        None
+    };
     let path = ctx.write("setup-preflight", &preflight)?;
+    if let Some(found) = remote {
+        let (code, message) = remote::outcome(&found);
+        return Err(Stop::fail(code, message));
+    }
     let so = preflight.usd_optimize_version();
     op_chain::check_requested(&ctx.record().requested_operations, so, preflight.operations())
         .map_err(|(code, message)| Stop::block(code, message))?;
