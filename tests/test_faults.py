@@ -163,3 +163,34 @@ def test_concurrent_runs_measure_alone_and_agree_on_the_verdict(home, tmp_path, 
         overlapping = [t for t in tasks if t[2] < end - 0.01 and t[3] > start + 0.01 and t[:2] != (run, kind)]
         assert not overlapping, f"{kind} of {run} overlapped {overlapping}"
     assert_nothing_left(home)
+
+
+def test_a_full_daemon_queues_runs_and_starts_the_higher_priority_first(home, tmp_path):
+    """`usdtune daemon --max-runs 1`: while one run is driven the others wait, queued and saying
+    why; the higher --priority starts next even though it came last; a queued run can be
+    cancelled without ever starting."""
+    import shutil
+    from conftest import FIXTURE, usdtune
+    stage = tmp_path / FIXTURE.name
+    shutil.copy2(FIXTURE, stage)
+    daemon = start_daemon(home, "--max-runs", "1")
+    try:
+        ids = {}
+        for name, priority in [("first", 0), ("low", 0), ("high", 5), ("dropped", 9)]:
+            done = usdtune(home, "optimize", str(stage), "-o", str(tmp_path / name), "--restructure", "optimize-as-is",
+                           "--passes", "1", "--priority", str(priority), "--detach", "--json", timeout=60)
+            assert done.returncode == 0, done.stderr
+            ids[name] = json.loads(done.stdout)["run_id"]
+        listed = {r["run_id"]: r for r in json.loads(usdtune(home, "runs", "--json", timeout=30).stdout)}
+        assert [listed[ids[n]]["state"] for n in ("low", "high", "dropped")] == ["queued"] * 3, listed
+        assert usdtune(home, "cancel", ids["dropped"], timeout=30).returncode == 0
+        for name in ("first", "low", "high"):
+            watched = usdtune(home, "watch", ids[name], "--json", timeout=600)
+            assert json.loads(watched.stdout)["state"] == "completed", watched.stderr[-2000:]
+        records = {name: json.loads((tmp_path / name / "run.json").read_text()) for name in ids}
+        started = {name: records[name]["started_at"] for name in ("first", "low", "high")}
+        assert started["first"] < started["high"] < started["low"], started
+        assert (records["dropped"]["state"], records["dropped"]["started_at"]) == ("cancelled", "")
+        assert not (tmp_path / "dropped" / "profile-baseline.json").exists()
+    finally:
+        daemon.stop(signal.SIGTERM)

@@ -42,6 +42,8 @@ pub struct Config {
     pub executor_token: Option<String>,
     /// The CA the executors this core starts trust when the daemon serves TLS (`USDTUNE_TLS_CA`).
     pub executor_tls_ca: Option<PathBuf>,
+    /// Runs driven at once (0: no limit); the rest wait in [`Admission`]'s queue.
+    pub max_runs: usize,
 }
 
 impl Config {
@@ -53,6 +55,7 @@ impl Config {
             allowed_roots: None,
             executor_token: None,
             executor_tls_ca: None,
+            max_runs: 0,
             data_dir,
             local_executor,
             // USDTUNE_EXECUTOR_WAIT (seconds) shortens it where a test waits for a refusal.
@@ -91,6 +94,32 @@ pub struct Core {
     measuring: tokio::sync::RwLock<()>,
     /// How far each Kit executor's log has been read for `[Error]` lines.
     kit_logs_read: Mutex<HashMap<PathBuf, u64>>,
+    admission: Mutex<Admission>,
+}
+
+/// Which runs are driven now and which wait (`usdtune daemon --max-runs`): a waiting run
+/// starts when a driven one ends, the highest priority first, then the first submitted. A run
+/// paused at a gate is still driven (it holds its place until answered or cancelled).
+#[derive(Default)]
+struct Admission {
+    driven: usize,
+    /// (priority, submission order, the run), in submission order.
+    waiting: Vec<(i32, u64, RunRecord)>,
+    submitted: u64,
+}
+
+impl Admission {
+    /// The next run to start: highest priority, then first submitted.
+    fn next(&mut self) -> Option<RunRecord> {
+        let best =
+            (0..self.waiting.len()).max_by_key(|&i| (self.waiting[i].0, std::cmp::Reverse(self.waiting[i].1)))?;
+        Some(self.waiting.remove(best).2)
+    }
+
+    /// How many waiting runs go before one of `priority` submitted now.
+    fn ahead_of(&self, priority: i32) -> usize {
+        self.waiting.iter().filter(|(p, _, _)| *p >= priority).count()
+    }
 }
 
 /// Task kinds that measure the machine: the baseline profile and the paired profiles of the
@@ -309,6 +338,7 @@ impl Core {
             workers: Mutex::new(HashMap::new()),
             measuring: tokio::sync::RwLock::new(()),
             kit_logs_read: Mutex::new(HashMap::new()),
+            admission: Mutex::new(Admission::default()),
         })
     }
 
@@ -698,12 +728,51 @@ impl Core {
         Ok(record)
     }
 
-    fn start(self: &Arc<Self>, record: RunRecord) {
-        // Who drives the run now: a daemon started later resumes it only once this process is gone.
+    /// Drive a run now, or queue it when `max_runs` are driven already.
+    fn start(self: &Arc<Self>, mut record: RunRecord) {
+        // Who drives the run: a daemon started later resumes it only once this process is gone.
         let _ = crate::store::write_atomic(&self.owner_path(&record.run_id), std::process::id().to_string().as_bytes());
+        let max = self.config.max_runs;
+        let mut admission = self.admission.lock().unwrap();
+        if max == 0 || admission.driven < max {
+            admission.driven += 1;
+            drop(admission);
+            self.drive(record);
+            return;
+        }
+        let ahead = admission.ahead_of(record.priority);
+        admission.submitted += 1;
+        let order = admission.submitted;
+        record.state = RunState::Queued;
+        record.message =
+            format!("queued: {max} run(s) are running (--max-runs {max}) and {ahead} waiting run(s) go first");
+        admission.waiting.push((record.priority, order, record.clone()));
+        drop(admission);
+        self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone.clone(), &record.message.clone());
+    }
+
+    fn drive(self: &Arc<Self>, mut record: RunRecord) {
+        record.started_at = crate::record::now_rfc3339();
+        record.message.clear();
         let slot = RunSlot::new(record, self.clone());
         self.runs.lock().unwrap().insert(slot.snapshot().run_id, slot.clone());
-        tokio::spawn(workflow::drive(slot));
+        let core = self.clone();
+        tokio::spawn(async move {
+            workflow::drive(slot).await;
+            // Its place goes to the next waiting run.
+            let next = {
+                let mut admission = core.admission.lock().unwrap();
+                admission.driven = admission.driven.saturating_sub(1);
+                let next = admission.next();
+                if next.is_some() {
+                    admission.driven += 1;
+                }
+                next
+            };
+            if let Some(next) = next {
+                core.drive(next);
+            }
+        });
     }
 
     /// Answer a run's open gate (`gate_id` empty: whichever is open), here or, for a run an
@@ -750,6 +819,18 @@ impl Core {
         if let Some(slot) = self.slot(run_id) {
             slot.cancel();
             return Ok(slot.snapshot());
+        }
+        let queued = {
+            let mut admission = self.admission.lock().unwrap();
+            let at = admission.waiting.iter().position(|(_, _, r)| r.run_id == run_id);
+            at.map(|i| admission.waiting.remove(i).2)
+        };
+        if let Some(mut record) = queued {
+            record.state = RunState::Cancelled;
+            record.code = Outcome::Cancelled.code().into();
+            record.message = "cancelled by request while it waited in the queue".into();
+            self.persist_and_announce(&record, EventKind::Finished, &record.milestone.clone(), "cancelled");
+            return Ok(record);
         }
         // A run no live process drives (its daemon died) is cancelled where it is saved.
         let mut record = self.load(run_id).ok_or_else(|| Refusal::new(Outcome::RunNotFound, run_id))?;
@@ -974,6 +1055,26 @@ async fn stop_children(children: Vec<ExecutorProcess>, grace: Duration) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_queue_starts_the_highest_priority_then_the_first_submitted() {
+        let mut queue = super::Admission::default();
+        for (priority, id) in [(0, "a"), (5, "b"), (0, "c"), (5, "d")] {
+            queue.submitted += 1;
+            let record = crate::record::RunRecord::new(
+                id.into(),
+                "/s.usda".into(),
+                "/out".into(),
+                &[],
+                &crate::record::Submission { priority, ..Default::default() },
+            );
+            queue.waiting.push((priority, queue.submitted, record));
+        }
+        assert_eq!(queue.ahead_of(5), 2);
+        assert_eq!(queue.ahead_of(0), 4);
+        let order: Vec<String> = std::iter::from_fn(|| queue.next()).map(|r| r.run_id).collect();
+        assert_eq!(order, ["b", "d", "a", "c"]);
+    }
+
     #[test]
     fn kit_error_lines_are_carbs_error_lines_only() {
         let log = "2026-12-02 10:00:00 [Info] [omni.ext] loaded\n\

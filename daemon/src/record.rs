@@ -256,6 +256,8 @@ pub struct Submission {
     pub runtime_chosen_by: Option<String>,
     /// Write into a workspace that holds other files, or another stage's run (`--force`).
     pub force: bool,
+    /// Higher runs first when the daemon queues runs (`--max-runs`); then first come.
+    pub priority: i32,
 }
 
 /// A new run's id: `run-` and 12 hex digits.
@@ -299,6 +301,12 @@ pub struct RunRecord {
     /// [`MAX_RUNTIME_ERRORS`]); each was also said as a warning when it appeared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_errors: Vec<String>,
+    /// Its place in the daemon's queue (higher first).
+    #[serde(default)]
+    pub priority: i32,
+    /// When the daemon let it start (empty while it waits in the queue).
+    #[serde(default)]
+    pub started_at: String,
     pub route: RouteFacts,
     pub created_at: String,
     /// One record per phase of the table, found by label (a saved run keeps them by name,
@@ -330,6 +338,8 @@ impl RunRecord {
             workflow_mode: None,
             requested_operations: submission.requested_operations.clone(),
             runtime_errors: Vec::new(),
+            priority: submission.priority,
+            started_at: String::new(),
             route: RouteFacts {
                 restructure_branch: submission.restructure_branch.clone(),
                 assess_only: submission.assess_only,

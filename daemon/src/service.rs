@@ -47,6 +47,7 @@ fn submission(r: proto::SubmitRunRequest) -> Submission {
         runtime: given(r.runtime),
         runtime_chosen_by: given(r.runtime_chosen_by),
         force: r.force,
+        priority: r.priority,
     }
 }
 

@@ -125,6 +125,10 @@ enum Command {
         /// with `usdtune watch RUN`). Needs a daemon: an embedded run would end with this process.
         #[arg(long)]
         detach: bool,
+        /// Its place in a busy daemon's queue (`usdtune daemon --max-runs`): higher runs first,
+        /// then first come.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        priority: i32,
         /// Print one JSON document on stdout (report path, output path, verdict, workflow_mode).
         #[arg(long)]
         json: bool,
@@ -185,6 +189,10 @@ enum Command {
         /// Listen on a non-loopback address without TLS (tokens then cross the network in clear).
         #[arg(long)]
         insecure: bool,
+        /// Run at most this many runs at once; the rest wait in the queue, higher `--priority`
+        /// first, then first come (0: no limit). A run paused at a gate keeps its place.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        max_runs: usize,
         /// Also serve the web dashboard on this address (HTTP; the page asks for the client
         /// token). A non-loopback address needs --insecure.
         #[arg(long, value_name = "ADDR")]
@@ -470,6 +478,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             insecure,
             dashboard,
+            max_runs,
         } => {
             let paths = DaemonPaths {
                 client_token: client_token_path(client_token_file),
@@ -478,7 +487,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls: tls_cert.zip(tls_key),
                 dashboard,
             };
-            run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers).await
+            run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers, max_runs).await
         }
         Command::Executor { executor_id, path_roots, path_maps } => {
             if let Some(bad) =
@@ -518,6 +527,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             passes,
             runtime,
             detach,
+            priority,
         } => {
             let (runtime, runtime_chosen_by) = match choose_runtime(runtime, yes || json || detach) {
                 Ok(chosen) => chosen,
@@ -542,6 +552,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 passes,
                 runtime,
                 runtime_chosen_by,
+                priority,
             };
             if detach {
                 return submit_detached(&remote?, request, json).await;
@@ -620,6 +631,7 @@ async fn run_daemon(
     insecure: bool,
     paths: DaemonPaths,
     max_workers: usize,
+    max_runs: usize,
 ) -> anyhow::Result<ExitCode> {
     let refuse = |outcome: Outcome, message: String| {
         err!("Error: {outcome}: {message}");
@@ -681,6 +693,7 @@ async fn run_daemon(
     let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
     let mut config = Config::new(env, max_workers);
     config.allowed_roots = Some(roots.clone());
+    config.max_runs = max_runs;
     config.executor_token = Some(tokens.executor.clone());
     // Executors this daemon starts connect back over loopback; with TLS they trust its certificate.
     config.executor_tls_ca = paths.tls.as_ref().map(|(cert, _)| cert.clone());

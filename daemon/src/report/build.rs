@@ -303,7 +303,9 @@ pub fn build(ws: &Workspace, run: &RunRecord) -> Result<OptimizationReport, Stor
             status: "not_run".into(),
             recommended_tool: "Omniperf (Kit) on the optimized stage".into(),
             summary: "stage and composition metrics only: open, traverse and attribute timings, prims, bytes".into(),
-            caveat: "FPS, frame time, RAM and VRAM were not captured and are not in the score".into(),
+            caveat: "FPS and frame time need a renderer (a full-mode Kit profile) and were not captured; GPU memory \
+                     peaks, where a GPU was present, are in x_usdtune.gpu_memory; none of these is in the score"
+                .into(),
         },
         artifacts: files,
         metric_groups,
