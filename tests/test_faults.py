@@ -194,3 +194,86 @@ def test_a_full_daemon_queues_runs_and_starts_the_higher_priority_first(home, tm
         assert not (tmp_path / "dropped" / "profile-baseline.json").exists()
     finally:
         daemon.stop(signal.SIGTERM)
+
+
+def test_four_runs_on_three_executors_survive_an_executor_and_the_daemon_killed(home, tmp_path):
+    """Issue 21's fault drill: four runs of one stage across three executors (the daemon's own
+    and two attached with `usdtune executor`); kill -9 an attached executor while it holds a
+    task, then SIGKILL the daemon mid-run and start it again. Every run completes, every
+    artifact parses, and each output is byte for byte the one a run without faults writes (same
+    verdict). The dashboard then lists the four runs with the states `usdtune runs` gives."""
+    import hashlib
+    import shutil
+    import urllib.request
+    from pathlib import Path
+    from conftest import FIXTURE, Process, executor_env, free_port, usdtune
+    from test_dashboard import CHROMIUM_ARGS
+    stage = tmp_path / FIXTURE.name
+    shutil.copy2(FIXTURE, stage)
+    flags = ("--restructure", "optimize-as-is", "--passes", "1")
+    reference = usdtune(home, "optimize", str(stage), "-o", str(tmp_path / "reference"), *flags, "--json", timeout=300)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    expected = json.loads((tmp_path / "reference" / "optimization-report.json").read_text())
+    digest = lambda path: hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    at = f"127.0.0.1:{free_port()}"
+    token = None
+
+    def state():
+        request = urllib.request.Request(f"http://{at}/api/state", headers={"authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    daemon = start_daemon(home, "--dashboard", at)
+    token = (Path(home["USDTUNE_HOME"]) / "client.token").read_text().strip()
+    attached = [Process([str(USDTUNE), "executor", "--executor-id", f"drill-{k}"], executor_env(home), f"drill-{k}")
+                for k in range(2)]
+    outs = [tmp_path / f"run{k}" for k in range(4)]
+    try:
+        for out in outs:
+            done = usdtune(home, "optimize", str(stage), "-o", str(out), *flags, "--detach", "--json", timeout=60)
+            assert done.returncode == 0, done.stderr
+        # kill -9 an attached executor while it holds a task (its wrapper starts it again).
+        busy = wait_for(lambda: next((e for e in state()["executors"]
+                                      if e["executor_id"].startswith("drill-") and e["task"]), None), 120,
+                        "an attached executor to hold a task")
+        os.kill(busy["pid"], signal.SIGKILL)
+        wait_for(lambda: "is leased again" in daemon.output(), 120, "the lost task to be leased again")
+        # SIGKILL the daemon while runs are still going.
+        wait_for(lambda: any(milestone(out) not in (None, "", "omniverse-usd-performance-tuning") for out in outs),
+                 120, "a run to get going")
+        assert any(json.loads((out / "run.json").read_text())["state"] != "completed" for out in outs)
+        daemon.proc.kill()
+        daemon.proc.wait()
+        daemon = start_daemon(home, "--dashboard", at)
+        wait_for(lambda: "resuming run" in daemon.output(), 30, "the restarted daemon to resume the runs")
+        records = []
+        for out in outs:
+            run_id = json.loads((out / "run.json").read_text())["run_id"]
+            watched = usdtune(home, "watch", run_id, "--json", timeout=900)
+            assert watched.returncode == 0, watched.stderr[-2000:] + daemon.output()[-2000:]
+            records.append(assert_completed_and_sound(out))
+        for out in outs:
+            report = json.loads((out / "optimization-report.json").read_text())
+            assert report["verdict"] == expected["verdict"]
+            assert digest(report["output_path"]) == digest(expected["output_path"]), out
+
+        from playwright.sync_api import sync_playwright
+        listed = {r["run_id"]: r["state"] for r in json.loads(usdtune(home, "runs", "--json", timeout=30).stdout)}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                        headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://{at}/#token={token}")
+                page.wait_for_selector("body[data-loaded=yes]", timeout=15_000)
+                shown = {row.get_attribute("data-run-id"): row.get_attribute("data-state")
+                         for row in page.query_selector_all("#runs tbody tr")}
+            finally:
+                browser.close()
+        assert shown == listed and sorted(set(shown.values())) == ["completed"], (shown, listed)
+    finally:
+        for process in attached:
+            process.stop(signal.SIGTERM)
+        daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
