@@ -637,6 +637,11 @@ async fn run_daemon(
         err!("Error: {outcome}: {message}");
         Ok(ExitCode::from(2))
     };
+    // The token files exist before the port opens: a client that connects at once finds them.
+    let (tokens, created) = match Tokens::from_files(&paths.client_token, &paths.executor_token) {
+        Ok(loaded) => loaded,
+        Err(e) => return refuse(e.outcome, e.message),
+    };
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr()?;
@@ -660,10 +665,6 @@ async fn run_daemon(
             }
             Some(listener)
         }
-    };
-    let (tokens, created) = match Tokens::from_files(&paths.client_token, &paths.executor_token) {
-        Ok(loaded) => loaded,
-        Err(e) => return refuse(e.outcome, e.message),
     };
     let tls = match &paths.tls {
         None => None,

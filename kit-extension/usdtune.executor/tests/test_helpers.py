@@ -60,5 +60,5 @@ def test_workers_start_as_modules_of_this_package_with_it_on_the_path():
 
 def test_every_task_kind_has_a_module_with_run():
     assert set(TASK_HANDLERS) == {"probe", "profile", "profile_pair", "facts", "validate", "operations", "geometry", "restructure",
-                                  "instancing", "remap"}
+                                  "instancing", "remap", "nucleus_stat"}
     assert all(callable(handler) for handler in TASK_HANDLERS.values())
