@@ -125,6 +125,8 @@ async fn state(
             "cores": cores,
             "available_memory_bytes": available_memory,
             "phase4_workers_per_run": if max_workers == 0 { cores } else { max_workers },
+            // 0: no limit (`usdtune daemon --max-runs`).
+            "max_runs": served.core.config.max_runs,
         },
     }))
     .into_response()
