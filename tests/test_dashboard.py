@@ -48,10 +48,11 @@ def test_the_dashboard_lists_every_run_with_its_state_and_answers_a_gate(home, t
     shutil.copy2(FIXTURE, stage)
     at = f"127.0.0.1:{free_port()}"
     daemon = start_daemon(home, "--dashboard", at, "--no-spawn-executor")
-    # An executor attached the way one on another machine would be.
-    executor = Process([str(USDTUNE), "executor", "--executor-id", "attached-1"], executor_env(home), "executor")
+    executor = None
     base = f"http://{at}"
     try:
+        # An executor attached the way one on another machine would be.
+        executor = Process([str(USDTUNE), "executor", "--executor-id", "attached-1"], executor_env(home), "executor")
         client = (Path(home["USDTUNE_HOME"]) / "client.token").read_text().strip()
         executor_token = executor_env(home)["USDTUNE_TOKEN"]
 
@@ -120,7 +121,8 @@ def test_the_dashboard_lists_every_run_with_its_state_and_answers_a_gate(home, t
             finally:
                 browser.close()
     finally:
-        executor.stop(signal.SIGTERM)
+        if executor:
+            executor.stop(signal.SIGTERM)
         daemon.stop(signal.SIGTERM)
 
 
