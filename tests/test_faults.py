@@ -226,10 +226,11 @@ def test_four_runs_on_three_executors_survive_an_executor_and_the_daemon_killed(
 
     daemon = start_daemon(home, "--dashboard", at)
     token = (Path(home["USDTUNE_HOME"]) / "client.token").read_text().strip()
-    attached = [Process([str(USDTUNE), "executor", "--executor-id", f"drill-{k}"], executor_env(home), f"drill-{k}")
-                for k in range(2)]
+    attached = []
     outs = [tmp_path / f"run{k}" for k in range(4)]
     try:
+        attached += [Process([str(USDTUNE), "executor", "--executor-id", f"drill-{k}"], executor_env(home),
+                             f"drill-{k}") for k in range(2)]
         for out in outs:
             done = usdtune(home, "optimize", str(stage), "-o", str(out), *flags, "--detach", "--json", timeout=60)
             assert done.returncode == 0, done.stderr

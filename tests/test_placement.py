@@ -32,8 +32,9 @@ def test_a_task_goes_to_the_executor_that_reaches_its_stage_through_its_map(home
     view = tmp_path / "mount"
     view.symlink_to(real, target_is_directory=True)
     daemon = start_daemon(dict(home, USDTUNE_EXECUTOR_WAIT="8"), "--no-spawn-executor")
-    executors = [attach(home, "far-away", "--path-root", "/nonexistent/projects")]
+    executors = []
     try:
+        executors.append(attach(home, "far-away", "--path-root", "/nonexistent/projects"))
         wait_attached(daemon, "far-away")
         # Only an executor that cannot reach the stage: the run says why, then fails.
         refused = usdtune(home, "assess", str(stage), "-o", str(tmp_path / "refused"), "--json", timeout=120)
