@@ -282,7 +282,7 @@ pub fn confine(path: &str, what: &str, roots: &[PathBuf]) -> Result<PathBuf, Ref
 pub fn check_stage(path: &Path) -> Result<PathBuf, Refusal> {
     let shown = path.display();
     // A Nucleus URL is checked where it lives, by Phase 0's omni.client.stat (decisions::remote).
-    if crate::decisions::remote::is_nucleus_url(&shown.to_string()) {
+    if path.to_str().is_some_and(crate::decisions::remote::is_nucleus_url) {
         return Ok(path.to_path_buf());
     }
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -748,7 +748,7 @@ impl Core {
             format!("queued: {max} run(s) are running (--max-runs {max}) and {ahead} waiting run(s) go first");
         admission.waiting.push((record.priority, order, record.clone()));
         drop(admission);
-        self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone.clone(), &record.message.clone());
+        self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, &record.message);
     }
 
     fn drive(self: &Arc<Self>, mut record: RunRecord) {
@@ -829,7 +829,7 @@ impl Core {
             record.state = RunState::Cancelled;
             record.code = Outcome::Cancelled.code().into();
             record.message = "cancelled by request while it waited in the queue".into();
-            self.persist_and_announce(&record, EventKind::Finished, &record.milestone.clone(), "cancelled");
+            self.persist_and_announce(&record, EventKind::Finished, &record.milestone, "cancelled");
             return Ok(record);
         }
         // A run no live process drives (its daemon died) is cancelled where it is saved.

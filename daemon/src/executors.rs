@@ -466,6 +466,9 @@ impl ExecutorHub {
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
         let in_pool = |id: &str| pool.is_none_or(|p| pool_member(id, p).is_some());
         let of_runtime = |hello: &proto::Hello| runtime.is_none_or(|r| hello.runtime == r);
+        let capable = |id: &str, c: &Connection| {
+            in_pool(id) && of_runtime(&c.hello) && c.hello.task_kinds.iter().any(|k| k == kind)
+        };
         let paths = task_paths(params);
         let reaches = |c: &Connection| paths.iter().all(|p| c.reach.sees(p));
         let mut told_why = false;
@@ -477,9 +480,6 @@ impl ExecutorHub {
             {
                 let mut state = self.state.lock().unwrap();
                 let state = &mut *state;
-                let capable = |id: &str, c: &Connection| {
-                    in_pool(id) && of_runtime(&c.hello) && c.hello.task_kinds.iter().any(|k| k == kind)
-                };
                 let idle =
                     state.connections.iter_mut().find(|(id, c)| capable(id, c) && c.busy.is_none() && reaches(c));
                 if let Some((id, conn)) = idle {
@@ -518,39 +518,30 @@ impl ExecutorHub {
             // it waits, and fail with that reason.
             let unreachable = {
                 let state = self.state.lock().unwrap();
-                let capable: Vec<&String> = state
-                    .connections
-                    .iter()
-                    .filter(|(id, c)| {
-                        in_pool(id) && of_runtime(&c.hello) && c.hello.task_kinds.iter().any(|k| k == kind)
-                    })
-                    .map(|(id, _)| id)
-                    .collect();
-                let reached = state.connections.iter().any(|(id, c)| capable.contains(&id) && reaches(c));
+                let mut ids: Vec<&str> =
+                    state.connections.iter().filter(|(id, c)| capable(id, c)).map(|(id, _)| id.as_str()).collect();
+                ids.sort();
+                let reached = state.connections.iter().any(|(id, c)| capable(id, c) && reaches(c));
                 let missing = paths.iter().find(|p| !state.connections.values().any(|c| c.reach.sees(p)));
-                (!capable.is_empty() && !reached).then(|| {
-                    let mut ids: Vec<&str> = capable.iter().map(|s| s.as_str()).collect();
-                    ids.sort();
-                    format!(
-                        "no connected executor reaches {} (connected: {}); waiting up to {}s for one that does",
-                        missing.copied().unwrap_or(paths.first().copied().unwrap_or("")),
-                        ids.join(", "),
-                        wait.as_secs()
-                    )
+                (!ids.is_empty() && !reached).then(|| {
+                    let path = missing.or(paths.first()).copied().unwrap_or("");
+                    format!("no connected executor reaches {path} (connected: {})", ids.join(", "))
                 })
             };
             if let (Some(why), false) = (&unreachable, told_why) {
                 told_why = true;
+                let why = format!("{why}; waiting up to {}s for one that does", wait.as_secs());
                 tracing::warn!(task = %kind, "{why}");
                 if let Some(sink) = &progress {
-                    let _ = sink.send((0.0, why.clone()));
+                    let _ = sink.send((0.0, why));
                 }
             }
             if Instant::now() >= deadline {
                 let failure = match unreachable {
-                    Some(why) => {
-                        TaskFailure::new(Outcome::PathNotReachable, why.replace("; waiting up to", "; waited"))
-                    }
+                    Some(why) => TaskFailure::new(
+                        Outcome::PathNotReachable,
+                        format!("{why}; waited {}s for one that does", wait.as_secs()),
+                    ),
                     None => TaskFailure::new(
                         Outcome::NoExecutor,
                         format!("no executor able to run '{kind}' connected within {}s", wait.as_secs()),

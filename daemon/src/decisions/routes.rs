@@ -174,9 +174,14 @@ pub fn recommend(goal: Goal, basis: &str, trials: Vec<RouteTrial>, exit_offered:
             Some("exit".to_string()),
             format!(
                 "no route gains over the source for the {} goal: the best, {}, scores {score:.3} (the source is 1) \
-                 and opens no faster, with no fewer bytes: exit writes nothing",
+                 and {}: exit writes nothing",
                 goal.as_str(),
-                trial.branch
+                trial.branch,
+                match goal {
+                    Goal::LoadTime => "opens no faster",
+                    Goal::Footprint => "writes no fewer bytes",
+                    Goal::Balanced => "opens no faster, with no fewer bytes",
+                }
             ),
         ),
         Some((trial, score)) => (
@@ -304,7 +309,13 @@ mod tests {
             recommend(Goal::Balanced, "measured", smaller.clone(), true).recommended.unwrap(),
             "deduplicate-internally"
         );
-        assert_eq!(recommend(Goal::LoadTime, "measured", smaller, true).recommended.as_deref(), Some("exit"));
+        let load_time = recommend(Goal::LoadTime, "measured", smaller, true);
+        assert_eq!(load_time.recommended.as_deref(), Some("exit"));
+        assert!(
+            load_time.reason.contains("opens no faster") && !load_time.reason.contains("bytes"),
+            "{}",
+            load_time.reason
+        );
     }
 
     #[test]
