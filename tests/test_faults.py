@@ -5,10 +5,12 @@ the gate, and nothing is left running."""
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
-from conftest import USDTUNE, start_daemon
+from conftest import USDTUNE, free_port, start_daemon
 from test_clean_stop import assert_nothing_left, hall, milestone, running, started_by, wait_for  # noqa: F401
 
 
@@ -35,7 +37,20 @@ def assert_completed_and_sound(out):
     assert report["structural_summary"]["x_usdtune"]["proof"]["passed"] is True
     for path in out.glob("*.json"):
         json.loads(path.read_text())  # every artifact parses: nothing half-written
+    assert not list(out.rglob("*.partial*")), "no attempt's partial layer is left"
     return record
+
+
+def database(home):
+    """The daemon's database, opened read-only the way any tool would (WAL: readers never block
+    the daemon)."""
+    path = Path(home["USDTUNE_HOME"]) / "usdtune.db"
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def task_states(home, run_id):
+    with database(home) as db:
+        return db.execute("SELECT kind, state, code FROM tasks WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
 
 
 def test_a_phase4_worker_killed_mid_task_is_replaced_and_the_run_completes(home, tmp_path, hall):
@@ -71,14 +86,27 @@ def test_a_daemon_killed_mid_run_resumes_it_when_it_starts_again(home, tmp_path,
         # Its executors notice the closed connection and end, with what they started.
         wait_for(lambda: not running(home, "usdtune_executor"), 20, "the orphaned executors to end")
         assert json.loads((out / "run.json").read_text())["state"] == "running"
+        run_id = json.loads((out / "run.json").read_text())["run_id"]
+        # What the killed daemon left in its database: the run running, its validators leased.
+        with database(home) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone() == ("running",)
+        left_open = [(kind, state) for kind, state, _ in task_states(home, run_id) if state in ("waiting", "leased")]
+        assert all(kind == "validate" for kind, _ in left_open), left_open
 
         daemon = start_daemon(home)
-        run_id = json.loads((out / "run.json").read_text())["run_id"]
         watched = subprocess.run([str(USDTUNE), "watch", run_id, "--json"], env=home, capture_output=True, text=True,
                                  timeout=400)
         assert watched.returncode == 0, watched.stderr[-3000:] + daemon.output()[-3000:]
         assert f"resuming run {run_id}" in daemon.output()
         record = assert_completed_and_sound(out)
+        # The dead daemon's leases were voided, not awaited; every attempt since has ended.
+        states = task_states(home, run_id)
+        void = [(kind, code) for kind, state, code in states if state == "void"]
+        assert len(void) == len(left_open) and all(code == "daemon_restarted" for _, code in void), states
+        assert not [s for s in states if s[1] in ("waiting", "leased")], states
+        with database(home) as db:
+            assert db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone() == ("completed",)
         # What was settled before the kill was not run again.
         for phase in record["phases"]:
             if phase["milestone"] in settled:
@@ -116,6 +144,16 @@ def test_cancel_reaches_a_run_whose_daemon_died(home, tmp_path, hall):
         if client.poll() is None:
             client.kill()
         daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
+
+
+def test_a_database_that_cannot_be_opened_is_named_with_its_code(home, tmp_path):
+    (Path(home["USDTUNE_HOME"]) / "usdtune.db").mkdir(parents=True)
+    for command in (["daemon", "--listen", f"127.0.0.1:{free_port()}"], ["runs", "--json"]):
+        done = subprocess.run([str(USDTUNE), *command], env=home, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0, (command, done.stdout)
+        assert "state_db_unavailable" in done.stderr and "usdtune.db" in done.stderr, (command, done.stderr)
+        assert "Traceback" not in done.stderr and "panicked" not in done.stderr, done.stderr
     assert_nothing_left(home)
 
 

@@ -16,7 +16,6 @@ use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskLimits, RUNTIM
 use crate::outcome::Outcome;
 use crate::record::{Answer, EventKind, GateKind, RunEvent, RunRecord, RunState, Submission};
 use crate::setup::ExecutorEnv;
-use crate::store::Workspace;
 use crate::workflow::{self, Host, RunSlot, TaskReply, TaskRequest};
 
 pub struct Config {
@@ -95,6 +94,8 @@ pub struct Core {
     /// How far each Kit executor's log has been read for `[Error]` lines.
     kit_logs_read: Mutex<HashMap<PathBuf, u64>>,
     admission: Mutex<Admission>,
+    /// Runs, tasks and leases, durable across restarts.
+    pub db: Arc<crate::rundb::RunDb>,
 }
 
 /// Which runs are driven now and which wait (`usdtune daemon --max-runs`): a waiting run
@@ -326,10 +327,18 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Core {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// A core over `config.data_dir`'s database (`state_db_unavailable` when it cannot be opened).
+    pub fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         let (events, _) = broadcast::channel(1024);
-        Arc::new(Self {
-            hub: ExecutorHub::default(),
+        let db = crate::rundb::RunDb::open(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", Outcome::StateDbUnavailable))?;
+        let db = Arc::new(db);
+        let hub = ExecutorHub::default();
+        let leases = db.clone();
+        hub.on_lease(Box::new(move |task_id, executor_id| leases.task_leased(task_id, executor_id)));
+        Ok(Arc::new(Self {
+            hub,
+            db,
             config,
             runs: Default::default(),
             events,
@@ -339,7 +348,7 @@ impl Core {
             measuring: tokio::sync::RwLock::new(()),
             kit_logs_read: Mutex::new(HashMap::new()),
             admission: Mutex::new(Admission::default()),
-        })
+        }))
     }
 
     /// The `[Error]` lines a Kit executor this daemon started has logged since the last look
@@ -410,18 +419,9 @@ impl Core {
         let _ = self.address.set(address);
     }
 
-    fn index_path(&self, run_id: &str) -> PathBuf {
-        self.config.data_dir.join("runs").join(format!("{run_id}.workspace"))
-    }
-
-    fn owner_path(&self, run_id: &str) -> PathBuf {
-        self.config.data_dir.join("runs").join(format!("{run_id}.owner"))
-    }
-
-    /// Whether a live process other than this one drives the run (its `.owner` pid).
+    /// Whether a live process other than this one drives the run (its owner in the database).
     fn driven_elsewhere(&self, run_id: &str) -> bool {
-        let pid = std::fs::read_to_string(self.owner_path(run_id)).ok().and_then(|t| t.trim().parse::<u32>().ok());
-        pid.is_some_and(|pid| pid != std::process::id() && process_alive(pid))
+        self.db.owner(run_id).is_some_and(|pid| pid != std::process::id() && process_alive(pid))
     }
 
     /// Runs an earlier daemon left unfinished (killed, or the machine went down): each resumes
@@ -430,6 +430,10 @@ impl Core {
     /// rewritten whole). A run another live process drives is left to it; one whose stage is
     /// no longer under this daemon's roots ends with that code. Returns the resumed run ids.
     pub fn resume_unfinished(self: &Arc<Self>) -> Vec<String> {
+        let voided = self.db.void_orphan_tasks(process_alive);
+        if voided > 0 {
+            tracing::warn!("{voided} task lease(s) held by a daemon that is gone are void; their phases run again");
+        }
         let mut resumed = Vec::new();
         for mut record in self.list() {
             let unfinished = matches!(record.state, RunState::Running | RunState::Queued);
@@ -599,27 +603,25 @@ impl Core {
         self.runs.lock().unwrap().get(run_id).cloned()
     }
 
-    /// A run from memory, or from its workspace when an earlier daemon ran it.
+    /// A run from memory, or from the database when an earlier daemon ran it.
     pub fn load(&self, run_id: &str) -> Option<RunRecord> {
-        if let Some(slot) = self.slot(run_id) {
-            return Some(slot.snapshot());
+        match self.slot(run_id) {
+            Some(slot) => Some(slot.snapshot()),
+            None => self.db.get(run_id),
         }
-        let workspace = std::fs::read_to_string(self.index_path(run_id)).ok()?;
-        Workspace::new(workspace.trim()).read("run").ok()
     }
 
+    /// Every run this data dir knows, the first submitted first (a run driven here as this
+    /// process holds it).
     pub fn list(&self) -> Vec<RunRecord> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.config.data_dir.join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".workspace")).map(String::from))
-            .collect();
-        ids.extend(self.runs.lock().unwrap().keys().cloned());
-        ids.sort();
-        ids.dedup();
-        let mut runs: Vec<RunRecord> = ids.iter().filter_map(|id| self.load(id)).collect();
-        runs.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        let mut runs = self.db.list();
+        let driven: HashMap<String, RunRecord> =
+            self.runs.lock().unwrap().iter().map(|(id, slot)| (id.clone(), slot.snapshot())).collect();
+        for run in runs.iter_mut() {
+            if let Some(current) = driven.get(&run.run_id) {
+                *run = current.clone();
+            }
+        }
         runs
     }
 
@@ -721,8 +723,7 @@ impl Core {
             &workflow::table::labels(),
             &request,
         );
-        crate::store::write_atomic(&self.index_path(&run_id), record.output_dir.as_bytes())
-            .map_err(|e| Refusal::new(Outcome::OutputDirUnwritable, e.to_string()))?;
+        self.db.put(&record).map_err(|e| Refusal::new(Outcome::StateDbUnavailable, e.to_string()))?;
         self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, "submitted");
         self.start(record.clone());
         Ok(record)
@@ -731,7 +732,9 @@ impl Core {
     /// Drive a run now, or queue it when `max_runs` are driven already.
     fn start(self: &Arc<Self>, mut record: RunRecord) {
         // Who drives the run: a daemon started later resumes it only once this process is gone.
-        let _ = crate::store::write_atomic(&self.owner_path(&record.run_id), std::process::id().to_string().as_bytes());
+        if let Err(e) = self.db.set_owner(&record.run_id, std::process::id()) {
+            tracing::error!(run = %record.run_id, "cannot record this process as the run's driver: {e}");
+        }
         let max = self.config.max_runs;
         let mut admission = self.admission.lock().unwrap();
         if max == 0 || admission.driven < max {
@@ -758,7 +761,11 @@ impl Core {
         self.runs.lock().unwrap().insert(slot.snapshot().run_id, slot.clone());
         let core = self.clone();
         tokio::spawn(async move {
-            workflow::drive(slot).await;
+            workflow::drive(slot.clone()).await;
+            let swept = slot.snapshot().workspace().sweep_partials();
+            if swept > 0 {
+                tracing::info!(run = %slot.snapshot().run_id, "{swept} partial layer(s) of lost attempts removed");
+            }
             // Its place goes to the next waiting run.
             let next = {
                 let mut admission = core.admission.lock().unwrap();
@@ -916,11 +923,19 @@ impl Host for Core {
                 let progress = Some(progress_tx.clone());
                 // Pool workers (Phase 4) are standalone processes whatever the run's runtime.
                 let runtime = task.runtime.filter(|_| task.pool.is_none());
+                let task_id = uuid::Uuid::new_v4().to_string();
+                self.db.task_begun(&task_id, task.run_id, task.kind, attempt);
                 let (executor_id, outcome, usage) = self
                     .hub
-                    .run_task_in(task.pool, runtime, task.kind, &task.params, progress, wait, limits.clone())
+                    .run_task_in(&task_id, task.pool, runtime, task.kind, &task.params, progress, wait, limits.clone())
                     .await;
                 let lost = outcome.as_ref().err().is_some_and(|f| f.code == Outcome::ExecutorLost.code());
+                let (state, code) = match &outcome {
+                    Ok(_) => (crate::rundb::TaskState::Done, ""),
+                    Err(f) if lost => (crate::rundb::TaskState::Lost, f.code.as_str()),
+                    Err(f) => (crate::rundb::TaskState::Failed, f.code.as_str()),
+                };
+                self.db.task_ended(&task_id, state, code);
                 if !lost || attempt >= TASK_ATTEMPTS || task.cancel.load(std::sync::atomic::Ordering::SeqCst) {
                     break (executor_id, outcome, usage);
                 }
@@ -1007,6 +1022,10 @@ impl Host for Core {
     }
 
     fn persist_and_announce(&self, record: &RunRecord, kind: EventKind, milestone: &str, message: &str) {
+        // The database first: it is what a restarted daemon believes.
+        if let Err(e) = self.db.put(record) {
+            tracing::error!(run = %record.run_id, "cannot persist run: {e}");
+        }
         if let Err(e) =
             record.workspace().write_artifact("run", &serde_json::to_value(record).expect("record serializes"))
         {

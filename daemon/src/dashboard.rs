@@ -75,8 +75,9 @@ fn refusal(served: &Served, headers: &HeaderMap, remote: SocketAddr, cookie_too:
     Some(refused(status, outcome, message))
 }
 
-/// One run as the page shows it.
-fn run_view(r: &RunRecord) -> Value {
+/// One run as the page shows it, with how its task attempts ended (the database's rows).
+fn run_view(r: &RunRecord, tasks: &[crate::rundb::TaskRow]) -> Value {
+    let count = |state: crate::rundb::TaskState| tasks.iter().filter(|t| t.state == state.as_str()).count();
     let gate = r
         .gate
         .as_ref()
@@ -101,6 +102,11 @@ fn run_view(r: &RunRecord) -> Value {
             "note": p.note,
         })).collect::<Vec<_>>(),
         "gate": gate,
+        "tasks": {
+            "attempts": tasks.len(),
+            "lost": count(crate::rundb::TaskState::Lost),
+            "void": count(crate::rundb::TaskState::Void),
+        },
         "report": html.filter(|p| std::path::Path::new(p).is_file()).map(|_| format!("/runs/{}/report", r.run_id)),
     })
 }
@@ -114,12 +120,16 @@ async fn state(
         return refusal;
     }
     let core = served.core.clone();
-    // Listing reads every run's record from disk: off the async workers.
-    let runs = tokio::task::spawn_blocking(move || core.list()).await.unwrap_or_default();
+    // Listing reads the database: off the async workers.
+    let runs = tokio::task::spawn_blocking(move || {
+        core.list().into_iter().rev().map(|r| run_view(&r, &core.db.tasks_of(&r.run_id))).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let (cores, available_memory) = crate::resources::cpu_and_available_memory();
     let max_workers = served.core.config.max_workers;
     Json(json!({
-        "runs": runs.iter().rev().map(run_view).collect::<Vec<_>>(),
+        "runs": runs,
         "executors": served.core.hub.overview(),
         "budget": {
             "cores": cores,
@@ -145,7 +155,7 @@ async fn decide(
     let choice = body.get("choice").and_then(Value::as_str).unwrap_or_default();
     let gate_id = body.get("gate_id").and_then(Value::as_str).unwrap_or_default();
     match served.core.answer(&run_id, gate_id, choice, "api") {
-        Ok(record) => Json(run_view(&record)).into_response(),
+        Ok(record) => Json(run_view(&record, &served.core.db.tasks_of(&record.run_id))).into_response(),
         Err(refusal) => refused(StatusCode::CONFLICT, refusal.outcome, refusal.message),
     }
 }

@@ -234,7 +234,11 @@ pub struct ExecutorHub {
     /// cannot grow the daemon without bound. The largest legitimate table, the facts of a
     /// 1M-prim stage, is a few hundred MB.
     pub max_records_bytes: usize,
+    /// Told (task id, executor id) when a task is leased: the daemon's durable record of leases.
+    lease_hook: std::sync::OnceLock<LeaseHook>,
 }
+
+type LeaseHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Default for ExecutorHub {
     fn default() -> Self {
@@ -244,7 +248,18 @@ impl Default for ExecutorHub {
 
 impl ExecutorHub {
     pub fn new(lost_after: Duration, busy_lost_after: Duration) -> Self {
-        Self { state: Mutex::new(HubState::default()), lost_after, busy_lost_after, max_records_bytes: 2 << 30 }
+        Self {
+            state: Mutex::new(HubState::default()),
+            lost_after,
+            busy_lost_after,
+            max_records_bytes: 2 << 30,
+            lease_hook: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Call `hook` with (task id, executor id) whenever a task is leased (set once).
+    pub fn on_lease(&self, hook: LeaseHook) {
+        let _ = self.lease_hook.set(hook);
     }
 
     /// The lease of `task_id` when `executor_id` holds it: an executor speaks for its own task
@@ -447,15 +462,17 @@ impl ExecutorHub {
         progress: Option<ProgressSink>,
         wait: Duration,
     ) -> (String, Result<Value, TaskFailure>, TaskUsage) {
-        self.run_task_in(None, None, kind, params, progress, wait, TaskLimits::default()).await
+        let task_id = uuid::Uuid::new_v4().to_string();
+        self.run_task_in(&task_id, None, None, kind, params, progress, wait, TaskLimits::default()).await
     }
 
-    /// [`Self::run_task`] on the executors of one pool only (ids `<pool>-…`), or on any when
-    /// `pool` is None, of one runtime only when `runtime` names it (kit, standalone), given up
-    /// on when `limits` say so.
+    /// [`Self::run_task`] as task `task_id` (unique per attempt), on the executors of one pool
+    /// only (ids `<pool>-…`), or on any when `pool` is None, of one runtime only when `runtime`
+    /// names it (kit, standalone), given up on when `limits` say so.
     #[allow(clippy::too_many_arguments)]
     pub async fn run_task_in(
         &self,
+        task_id: &str,
         pool: Option<&str>,
         runtime: Option<&str>,
         kind: &str,
@@ -473,7 +490,7 @@ impl ExecutorHub {
         let reaches = |c: &Connection| paths.iter().all(|p| c.reach.sees(p));
         let mut told_why = false;
         let deadline = Instant::now() + wait;
-        let task_id = uuid::Uuid::new_v4().to_string();
+        let task_id = task_id.to_string();
         let (reply, outcome) = oneshot::channel();
         let mut reply = Some(reply);
         let executor_id = loop {
@@ -504,6 +521,9 @@ impl ExecutorHub {
                                 records_bytes: 0,
                             },
                         );
+                        if let Some(hook) = self.lease_hook.get() {
+                            hook(&task_id, &id);
+                        }
                         break id;
                     }
                 }
@@ -630,6 +650,7 @@ mod tests {
         let params = serde_json::json!({"stage_path": "/data/stage.usd"});
         let (_, outcome, _) = hub
             .run_task_in(
+                "t-far",
                 None,
                 None,
                 "probe",
@@ -774,8 +795,17 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let wait = Duration::from_millis(300);
-                hub.run_task_in(Some("ops"), None, "probe", &serde_json::json!({}), None, wait, TaskLimits::default())
-                    .await
+                hub.run_task_in(
+                    "t-ops",
+                    Some("ops"),
+                    None,
+                    "probe",
+                    &serde_json::json!({}),
+                    None,
+                    wait,
+                    TaskLimits::default(),
+                )
+                .await
             }
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -831,7 +861,7 @@ mod tests {
             let hub = hub.clone();
             async move {
                 let wait = Duration::from_secs(1);
-                hub.run_task_in(None, None, "probe", &serde_json::json!({}), None, wait, limits).await
+                hub.run_task_in("t-lim", None, None, "probe", &serde_json::json!({}), None, wait, limits).await
             }
         });
         assert!(matches!(rx.recv().await.unwrap().unwrap().body, Some(daemon_message::Body::Task(_))));

@@ -11,6 +11,7 @@
 //!   op chain, targets, preservation, compare, score, report conclusions
 //! - [`artifacts`]  the typed artifacts phases hand each other
 //! - [`record`]     the run's data model: run record, phases, gates, answers, events
+//! - [`rundb`]      durable state: runs, tasks and leases in SQLite (WAL) in the data dir
 //! - [`report`]     the optimization report: a type built from a workspace, rendered
 //! - [`workflow`]   the phase table, its driver and one handler file per phase group
 //! - [`setup`]      the executor's Python 3.12 environment
@@ -30,6 +31,7 @@ pub mod outcome;
 pub mod record;
 pub mod report;
 pub mod resources;
+pub mod rundb;
 pub mod service;
 pub mod setup;
 pub mod store;
@@ -58,6 +60,7 @@ mod tests {
         "decisions",
         "artifacts",
         "record",
+        "rundb",
         "report",
         "workflow",
         "setup",

@@ -228,6 +228,9 @@ outcomes! {
         "a task ran past its deadline (its kind's expected cost for the stage's size, with a wide margin): it was \
          cancelled and the executor process the daemon started for it was ended";
     ExecutorSpawnFailed = "executor_spawn_failed", Failed, "daemon", "the local executor could not be started";
+    StateDbUnavailable = "state_db_unavailable", Failed, "CLI, daemon",
+        "the daemon's database of runs and tasks (`usdtune.db` in the data dir) cannot be opened or written (the \
+         file is named): check the data dir's permissions and free space";
     DaemonNotServing = "daemon_not_serving", Failed, "daemon",
         "an executor was to be started before the daemon had a listening address";
     ExecutorInternalError = "executor_internal_error", Failed, "executor",

@@ -223,11 +223,63 @@ impl Workspace {
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
+
+    /// Remove the partial layers attempts left in the written stages' folders ([`RUN_ENTRIES`]):
+    /// an executor exports each layer as `<stem>.partial-<attempt><ext>` and renames it into
+    /// place, so one killed mid-export leaves its partial behind. Returns how many went.
+    pub fn sweep_partials(&self) -> usize {
+        let mut folders: Vec<PathBuf> = RUN_ENTRIES.iter().map(|e| self.root.join(e)).filter(|p| p.is_dir()).collect();
+        let mut removed = 0;
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    folders.push(path);
+                } else if is_partial_layer(&entry.file_name().to_string_lossy()) && std::fs::remove_file(&path).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// `<stem>.partial-<attempt>.<usd extension>` (or `<stem>.partial.<ext>` from a direct call).
+fn is_partial_layer(name: &str) -> bool {
+    let Some((stem, extension)) = name.rsplit_once('.') else { return false };
+    let usd = ["usd", "usda", "usdc"].contains(&extension);
+    usd && stem.rsplit_once('.').is_some_and(|(_, tag)| tag == "partial" || tag.starts_with("partial-"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_partial_layers_in_written_stage_folders_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("restructured").join("protos");
+        std::fs::create_dir_all(&nested).unwrap();
+        let files = [
+            dir.path().join("optimized").join("root.partial-3f2a9c1b7d0e.usdc"),
+            nested.join("proto_0.partial-3f2a9c1b7d0e.usd"),
+            nested.join("proto_1.partial.usda"),
+        ];
+        let kept = [
+            nested.join("proto_0.usd"),
+            nested.join("partial.usd"),
+            nested.join("notes.partial-x.txt"),
+            dir.path().join("elsewhere.partial-3f2a9c1b7d0e.usd"),
+        ];
+        for path in files.iter().chain(&kept) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "#usda 1.0\n").unwrap();
+        }
+        assert_eq!(Workspace::new(dir.path()).sweep_partials(), 3);
+        assert!(files.iter().all(|p| !p.exists()));
+        assert!(kept.iter().all(|p| p.exists()), "layers, other files and files outside the stage folders stay");
+    }
 
     #[test]
     fn a_workspace_belongs_to_one_run() {

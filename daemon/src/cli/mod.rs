@@ -436,7 +436,7 @@ impl Session {
         if !verbose() {
             note(&format!("executor logs: {}", config.logs_dir.display()));
         }
-        let core = Core::new(config);
+        let core = Core::new(config)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let bearer = Bearer::new(Some(&security.tokens.client))?;
         let (address, _) = crate::service::serve(core.clone(), listener, security)?;
@@ -702,7 +702,7 @@ async fn run_daemon(
         let token = if *file == paths.client_token { &tokens.client } else { &tokens.executor };
         err!("usdtuned: created {} (mode 0600): {token}", file.display());
     }
-    let core = Core::new(config);
+    let core = Core::new(config)?;
     let secure = paths.tls.is_some();
     let tokens = Arc::new(tokens);
     let security = crate::service::Security { tokens: tokens.clone(), tls };

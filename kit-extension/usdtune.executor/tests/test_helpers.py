@@ -9,6 +9,7 @@ from pxr import Sdf
 from usdtune_executor import workers
 from usdtune_executor.errors import TaskError
 from usdtune_executor.tasks import TASK_HANDLERS
+from usdtune_executor.usd import export
 from usdtune_executor.usd.export import commit, export_atomically, export_partial, partial_path
 from usdtune_executor.usd.stage import check_stage_path
 
@@ -39,6 +40,30 @@ def test_several_files_are_renamed_only_when_all_were_written(tmp_path):
     assert not os.path.exists(first) and os.path.exists(partial_path(first)), "not visible before the commit"
     commit(pending)
     assert os.path.exists(first) and not os.path.exists(partial_path(first))
+
+
+def test_each_attempt_writes_its_own_partial_and_an_abandoned_one_promotes_nothing(tmp_path):
+    """A task leased again after its executor went silent: the old attempt may still be
+    writing. Neither touches the other's partial file, and the one the daemon gave up on
+    leaves the final path to the live one."""
+    old_layer, new_layer = Sdf.Layer.CreateAnonymous(".usda"), Sdf.Layer.CreateAnonymous(".usda")
+    Sdf.CreatePrimInLayer(old_layer, "/Old")
+    Sdf.CreatePrimInLayer(new_layer, "/New")
+    final = str(tmp_path / "out.usda")
+    with export.attempt("11111111-aaaa-bbbb-cccc-000000000001"):
+        old_pending = [(export_partial(old_layer, final), final)]
+    with export.attempt("22222222-aaaa-bbbb-cccc-000000000002"):
+        export_atomically(new_layer, final)
+    assert old_pending[0][0].endswith("out.partial-11111111aaaa.usda")
+    assert os.path.exists(old_pending[0][0]), "the new attempt did not write over the old one's partial"
+
+    with export.attempt("11111111-aaaa-bbbb-cccc-000000000001"):
+        export.abandon("11111111-aaaa-bbbb-cccc-000000000001")
+        with pytest.raises(TaskError) as raised:
+            commit(old_pending)
+    assert raised.value.code == "cancelled"
+    assert sorted(os.listdir(tmp_path)) == ["out.usda"], "the abandoned partial is gone"
+    assert Sdf.Layer.FindOrOpen(final).GetPrimAtPath("/New"), "the live attempt's output stands"
 
 
 def test_an_unwritable_destination_is_export_failed(tmp_path):

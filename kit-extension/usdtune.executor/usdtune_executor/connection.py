@@ -25,6 +25,7 @@ from usdtune.v1 import usdtune_pb2 as pb
 from usdtune.v1 import usdtune_pb2_grpc as pb_grpc
 
 from . import PROTOCOL_VERSION, workers
+from .usd import export
 from .errors import TaskError
 from .tasks import TASK_HANDLERS
 from .tasks.probe import runtime_identity
@@ -104,7 +105,8 @@ def _execute(task, reporter, host: dict) -> pb.TaskResult:
     try:
         params = json.loads(task.params_json or "{}")
         params["host"] = host
-        result = handler(params, reporter)
+        with export.attempt(task.task_id):
+            result = handler(params, reporter)
         return pb.TaskResult(task_id=task.task_id, ok=True, result_json=json.dumps(result))
     except TaskError as err:
         return pb.TaskResult(task_id=task.task_id, ok=False, error_code=err.code,
@@ -249,6 +251,7 @@ def run_executor(address: str, executor_id: str, runtime: str,
                 # The daemon no longer waits for the task: its worker processes end now; work in
                 # this process itself (a native call) runs out, its result is ignored.
                 if message.cancel.task_id == busy["task_id"]:
+                    export.abandon(message.cancel.task_id)
                     stopped = workers.stop_all()
                     log.info("task %s cancelled: %d worker process(es) stopped", message.cancel.task_id, stopped)
     except grpc.RpcError as err:
