@@ -234,6 +234,38 @@ def test_a_full_daemon_queues_runs_and_starts_the_higher_priority_first(home, tm
         daemon.stop(signal.SIGTERM)
 
 
+def test_a_run_whose_memory_share_does_not_fit_waits_and_says_so(home, tmp_path):
+    """`usdtune daemon --memory-budget 300`: a run of the fixture is expected to hold about
+    200 MB, so a second waits, queued with the memory figures, and starts once the first ends."""
+    import shutil
+    from conftest import FIXTURE, usdtune
+    stage = tmp_path / FIXTURE.name
+    shutil.copy2(FIXTURE, stage)
+    daemon = start_daemon(home, "--memory-budget", "300")
+    try:
+        ids = []
+        for name in ("first", "second"):
+            done = usdtune(home, "optimize", str(stage), "-o", str(tmp_path / name), "--restructure", "optimize-as-is",
+                           "--passes", "1", "--detach", "--json", timeout=60)
+            assert done.returncode == 0, done.stderr
+            ids.append(json.loads(done.stdout)["run_id"])
+        listed = {r["run_id"]: r for r in json.loads(usdtune(home, "runs", "--json", timeout=30).stdout)}
+        assert listed[ids[1]]["state"] == "queued", listed[ids[1]]
+        message = json.loads((tmp_path / "second" / "run.json").read_text())["message"]
+        assert "memory" in message and "of the 300 MiB budget is free" in message, message
+        for run_id in ids:
+            watched = usdtune(home, "watch", run_id, "--json", timeout=600)
+            assert json.loads(watched.stdout)["state"] == "completed", watched.stderr[-2000:]
+        first, second = (json.loads((tmp_path / n / "run.json").read_text()) for n in ("first", "second"))
+        assert second["started_at"] > first["started_at"]
+        # It started only once the first had ended: the first's report was written before.
+        assert os.path.getmtime(tmp_path / "first" / "optimization-report.json") <= \
+            os.path.getmtime(tmp_path / "second" / "profile-baseline.json")
+    finally:
+        daemon.stop(signal.SIGTERM)
+    assert_nothing_left(home)
+
+
 def test_four_runs_on_three_executors_survive_an_executor_and_the_daemon_killed(home, tmp_path):
     """Issue 21's fault drill: four runs of one stage across three executors (the daemon's own
     and two attached with `usdtune executor`); kill -9 an attached executor while it holds a

@@ -12,10 +12,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::decisions::budget::{admit, Budget, Need};
 use crate::executors::{pool_member, ExecutorHub, TaskFailure, TaskLimits, RUNTIMES, RUNTIME_KIT, RUNTIME_STANDALONE};
 use crate::outcome::Outcome;
 use crate::record::{Answer, EventKind, GateKind, RunEvent, RunRecord, RunState, Submission};
 use crate::setup::ExecutorEnv;
+use crate::store::Workspace;
 use crate::workflow::{self, Host, RunSlot, TaskReply, TaskRequest};
 
 pub struct Config {
@@ -41,8 +43,11 @@ pub struct Config {
     pub executor_token: Option<String>,
     /// The CA the executors this core starts trust when the daemon serves TLS (`USDTUNE_TLS_CA`).
     pub executor_tls_ca: Option<PathBuf>,
-    /// Runs driven at once (0: no limit); the rest wait in [`Admission`]'s queue.
+    /// Runs driven at once (0: no limit but the budget); the rest wait in [`Admission`]'s queue.
     pub max_runs: usize,
+    /// Bytes of memory the driven runs' expected peaks may add up to (`--memory-budget`);
+    /// None: 80 % of what is available when the core starts.
+    pub memory_budget: Option<u64>,
 }
 
 impl Config {
@@ -55,6 +60,7 @@ impl Config {
             executor_token: None,
             executor_tls_ca: None,
             max_runs: 0,
+            memory_budget: None,
             data_dir,
             local_executor,
             // USDTUNE_EXECUTOR_WAIT (seconds) shortens it where a test waits for a refusal.
@@ -96,30 +102,52 @@ pub struct Core {
     admission: Mutex<Admission>,
     /// Runs, tasks and leases, durable across restarts.
     pub db: Arc<crate::rundb::RunDb>,
+    /// Memory the runs driven at once may be expected to hold ([`Config::memory_budget`]).
+    memory_budget: u64,
 }
 
-/// Which runs are driven now and which wait (`usdtune daemon --max-runs`): a waiting run
-/// starts when a driven one ends, the highest priority first, then the first submitted. A run
-/// paused at a gate is still driven (it holds its place until answered or cancelled).
+/// Which runs are driven now and which wait: a waiting run starts when its share of the
+/// daemon's budget fits beside the driven runs' ([`crate::decisions::budget`]), the highest
+/// priority first, then the first submitted. A run paused at a gate is still driven (it holds
+/// its place until answered or cancelled).
 #[derive(Default)]
 struct Admission {
-    driven: usize,
+    /// Run id → (stage, workspace) of every driven run: what its share is read from.
+    driven: HashMap<String, (String, String)>,
     /// (priority, submission order, the run), in submission order.
     waiting: Vec<(i32, u64, RunRecord)>,
     submitted: u64,
+    /// A task re-checks the queue every [`ADMISSION_TICK`] while runs wait (memory and disk
+    /// free up without any run ending).
+    ticking: bool,
 }
 
+const ADMISSION_TICK: Duration = Duration::from_secs(3);
+
 impl Admission {
-    /// The next run to start: highest priority, then first submitted.
+    /// Where the next run to start is: highest priority, then first submitted.
+    fn next_at(&self) -> Option<usize> {
+        (0..self.waiting.len()).max_by_key(|&i| (self.waiting[i].0, std::cmp::Reverse(self.waiting[i].1)))
+    }
+
+    /// The next run to start (see [`Self::next_at`]).
+    #[cfg(test)]
     fn next(&mut self) -> Option<RunRecord> {
-        let best =
-            (0..self.waiting.len()).max_by_key(|&i| (self.waiting[i].0, std::cmp::Reverse(self.waiting[i].1)))?;
-        Some(self.waiting.remove(best).2)
+        self.next_at().map(|at| self.waiting.remove(at).2)
     }
 
     /// How many waiting runs go before one of `priority` submitted now.
     fn ahead_of(&self, priority: i32) -> usize {
         self.waiting.iter().filter(|(p, _, _)| *p >= priority).count()
+    }
+}
+
+/// What a queued run says: why it waits, and who goes first.
+fn queued_message(why: &str, ahead: usize) -> String {
+    if ahead > 0 {
+        format!("queued: {why}; {ahead} waiting run(s) go first")
+    } else {
+        format!("queued: {why}")
     }
 }
 
@@ -336,9 +364,13 @@ impl Core {
         let hub = ExecutorHub::default();
         let leases = db.clone();
         hub.on_lease(Box::new(move |task_id, executor_id| leases.task_leased(task_id, executor_id)));
+        // 80 %: headroom for the daemon, the OS and estimates that read low.
+        let memory_budget =
+            config.memory_budget.unwrap_or_else(|| crate::resources::cpu_and_available_memory().1 / 5 * 4);
         Ok(Arc::new(Self {
             hub,
             db,
+            memory_budget,
             config,
             runs: Default::default(),
             events,
@@ -729,29 +761,116 @@ impl Core {
         Ok(record)
     }
 
-    /// Drive a run now, or queue it when `max_runs` are driven already.
+    /// The daemon's budget for runs at once (see [`crate::decisions::budget`]).
+    pub fn budget(&self) -> Budget {
+        Budget {
+            cores: crate::resources::cpu_count(),
+            memory_bytes: self.memory_budget,
+            max_runs: self.config.max_runs,
+        }
+    }
+
+    /// What a run of `stage` writing into `workspace` is expected to hold while driven: read
+    /// again at every check, so a run's share shrinks to its counted prims once profiled.
+    fn need_of(stage: &str, workspace: &str) -> Need {
+        let size = workflow::ctx::stage_size(&Workspace::new(workspace), stage);
+        Need::of(size, std::fs::metadata(stage).map_or(0, |m| m.len()))
+    }
+
+    /// Whether `record` may start beside the driven runs now, or why it waits.
+    fn admits(&self, admission: &Admission, record: &RunRecord) -> Result<(), String> {
+        let driven: Vec<Need> = admission.driven.values().map(|(stage, ws)| Self::need_of(stage, ws)).collect();
+        let free = crate::resources::free_disk_bytes(Path::new(&record.output_dir)).unwrap_or(u64::MAX);
+        admit(&self.budget(), &driven, &Self::need_of(&record.stage_path, &record.output_dir), free)
+    }
+
+    /// Drive a run now, or queue it when its share of the budget does not fit.
     fn start(self: &Arc<Self>, mut record: RunRecord) {
         // Who drives the run: a daemon started later resumes it only once this process is gone.
         if let Err(e) = self.db.set_owner(&record.run_id, std::process::id()) {
             tracing::error!(run = %record.run_id, "cannot record this process as the run's driver: {e}");
         }
-        let max = self.config.max_runs;
         let mut admission = self.admission.lock().unwrap();
-        if max == 0 || admission.driven < max {
-            admission.driven += 1;
-            drop(admission);
-            self.drive(record);
-            return;
-        }
+        let line = !admission.waiting.is_empty();
+        let why = if line {
+            // Nobody jumps the queue: the runs waiting are asked in their order, below.
+            "it waits for its turn".to_string()
+        } else {
+            match self.admits(&admission, &record) {
+                Ok(()) => {
+                    admission
+                        .driven
+                        .insert(record.run_id.clone(), (record.stage_path.clone(), record.output_dir.clone()));
+                    drop(admission);
+                    self.drive(record);
+                    return;
+                }
+                Err(why) => why,
+            }
+        };
         let ahead = admission.ahead_of(record.priority);
         admission.submitted += 1;
         let order = admission.submitted;
         record.state = RunState::Queued;
-        record.message =
-            format!("queued: {max} run(s) are running (--max-runs {max}) and {ahead} waiting run(s) go first");
+        record.message = queued_message(&why, ahead);
         admission.waiting.push((record.priority, order, record.clone()));
+        let tick = !std::mem::replace(&mut admission.ticking, true);
         drop(admission);
         self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, &record.message);
+        if line {
+            // First in line (a higher priority), it may fit now.
+            self.admit_waiting();
+        }
+        if tick {
+            let core = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ADMISSION_TICK).await;
+                    if !core.admit_waiting() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Start waiting runs while the first in line fits; the one that does not says why.
+    /// Returns whether any still waits (the ticker stops when none does).
+    fn admit_waiting(self: &Arc<Self>) -> bool {
+        let mut starting = Vec::new();
+        let mut told = None;
+        let waiting = {
+            let mut admission = self.admission.lock().unwrap();
+            while let Some(at) = admission.next_at() {
+                match self.admits(&admission, &admission.waiting[at].2) {
+                    Ok(()) => {
+                        let (_, _, record) = admission.waiting.remove(at);
+                        admission
+                            .driven
+                            .insert(record.run_id.clone(), (record.stage_path.clone(), record.output_dir.clone()));
+                        starting.push(record);
+                    }
+                    Err(why) => {
+                        let message = queued_message(&why, 0);
+                        let record = &mut admission.waiting[at].2;
+                        if record.message != message {
+                            record.message = message;
+                            told = Some(record.clone());
+                        }
+                        break;
+                    }
+                }
+            }
+            admission.ticking = !admission.waiting.is_empty();
+            admission.ticking
+        };
+        if let Some(record) = told {
+            self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, &record.message);
+        }
+        for record in starting {
+            self.drive(record);
+        }
+        waiting
     }
 
     fn drive(self: &Arc<Self>, mut record: RunRecord) {
@@ -766,19 +885,9 @@ impl Core {
             if swept > 0 {
                 tracing::info!(run = %slot.snapshot().run_id, "{swept} partial layer(s) of lost attempts removed");
             }
-            // Its place goes to the next waiting run.
-            let next = {
-                let mut admission = core.admission.lock().unwrap();
-                admission.driven = admission.driven.saturating_sub(1);
-                let next = admission.next();
-                if next.is_some() {
-                    admission.driven += 1;
-                }
-                next
-            };
-            if let Some(next) = next {
-                core.drive(next);
-            }
+            // Its share goes back: the waiting runs that now fit start.
+            core.admission.lock().unwrap().driven.remove(&slot.snapshot().run_id);
+            core.admit_waiting();
         });
     }
 

@@ -128,6 +128,8 @@ async fn state(
     .unwrap_or_default();
     let (cores, available_memory) = crate::resources::cpu_and_available_memory();
     let max_workers = served.core.config.max_workers;
+    let budget = served.core.budget();
+    let data_dir = served.core.config.data_dir.clone();
     Json(json!({
         "runs": runs,
         "executors": served.core.hub.overview(),
@@ -136,7 +138,12 @@ async fn state(
             "available_memory_bytes": available_memory,
             "phase4_workers_per_run": if max_workers == 0 { cores } else { max_workers },
             // 0: no limit (`usdtune daemon --max-runs`).
-            "max_runs": served.core.config.max_runs,
+            "max_runs": budget.max_runs,
+            "runs_at_once": budget.cores.max(1) * crate::decisions::budget::RUNS_PER_CORE,
+            "memory_budget_bytes": budget.memory_bytes,
+            "data_dir_free_bytes": crate::resources::free_disk_bytes(&data_dir),
+            // Shown, reserved by nobody: no task kind uses the GPU.
+            "gpus": crate::resources::nvml_gpus(),
         },
     }))
     .into_response()

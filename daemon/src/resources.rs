@@ -20,7 +20,7 @@ pub fn host_facts() -> Value {
     })
 }
 
-fn cpu_count() -> usize {
+pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
@@ -32,6 +32,30 @@ pub fn cpu_and_available_memory() -> (usize, u64) {
         s.available_memory()
     });
     (cpu_count(), available)
+}
+
+/// Free space on the filesystem holding `path` (its nearest existing ancestor), for an
+/// unprivileged writer; None where it cannot be read.
+pub fn free_disk_bytes(path: &std::path::Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    free_disk_bytes_at(existing)
+}
+
+#[cfg(unix)]
+fn free_disk_bytes_at(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed struct statvfs fills.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_disk_bytes_at(_: &std::path::Path) -> Option<u64> {
+    None
 }
 
 /// NVIDIA GPUs with their memory, or `Value::Null` when NVML is absent.
@@ -218,5 +242,15 @@ mod tests {
             assert!(memory.reason.as_deref().is_some_and(|r| r.contains("NVML") || r.contains("GPU")), "{memory:?}");
             assert!(memory.samples.is_empty() && memory.peak_device_used_bytes.is_none());
         }
+    }
+
+    #[test]
+    fn free_disk_is_read_at_the_nearest_existing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = free_disk_bytes(dir.path()).expect("a temp dir's filesystem");
+        assert!(here > 0);
+        let deeper = free_disk_bytes(&dir.path().join("not/yet/made")).unwrap();
+        // The same filesystem, read twice: equal up to what others wrote meanwhile.
+        assert!(deeper.abs_diff(here) < 1 << 30, "{here} vs {deeper}");
     }
 }

@@ -190,9 +190,15 @@ enum Command {
         #[arg(long)]
         insecure: bool,
         /// Run at most this many runs at once; the rest wait in the queue, higher `--priority`
-        /// first, then first come (0: no limit). A run paused at a gate keeps its place.
+        /// first, then first come (0: only the budget limits: two runs per core, and the
+        /// memory and disk each run is expected to hold). A run paused at a gate keeps its place.
         #[arg(long, value_name = "N", default_value_t = 0)]
         max_runs: usize,
+        /// Megabytes of memory the runs driven at once may be expected to hold (each run's
+        /// expected peak, from its stage's size); a run that does not fit waits in the queue.
+        /// Default: 80 % of the memory available when the daemon starts.
+        #[arg(long, value_name = "MB")]
+        memory_budget: Option<u64>,
         /// Also serve the web dashboard on this address (HTTP; the page asks for the client
         /// token). A non-loopback address needs --insecure.
         #[arg(long, value_name = "ADDR")]
@@ -479,6 +485,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             insecure,
             dashboard,
             max_runs,
+            memory_budget,
         } => {
             let paths = DaemonPaths {
                 client_token: client_token_path(client_token_file),
@@ -487,7 +494,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls: tls_cert.zip(tls_key),
                 dashboard,
             };
-            run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers, max_runs).await
+            let budget = RunBudget { max_runs, memory_bytes: memory_budget.map(|mb| mb << 20) };
+            run_daemon(&listen, no_spawn_executor, insecure, paths, cli.max_workers, budget).await
         }
         Command::Executor { executor_id, path_roots, path_maps } => {
             if let Some(bad) =
@@ -623,6 +631,12 @@ struct DaemonPaths {
     dashboard: Option<String>,
 }
 
+/// How many runs `usdtune daemon` drives at once: `--max-runs`, `--memory-budget`.
+struct RunBudget {
+    max_runs: usize,
+    memory_bytes: Option<u64>,
+}
+
 /// `usdtune daemon`: tokens from their files (made on first start), roots made canonical, TLS
 /// when given; a non-loopback address needs TLS or `--insecure`.
 async fn run_daemon(
@@ -631,7 +645,7 @@ async fn run_daemon(
     insecure: bool,
     paths: DaemonPaths,
     max_workers: usize,
-    max_runs: usize,
+    budget: RunBudget,
 ) -> anyhow::Result<ExitCode> {
     let refuse = |outcome: Outcome, message: String| {
         err!("Error: {outcome}: {message}");
@@ -694,7 +708,8 @@ async fn run_daemon(
     let env = (!no_spawn_executor).then(ExecutorEnv::default_location);
     let mut config = Config::new(env, max_workers);
     config.allowed_roots = Some(roots.clone());
-    config.max_runs = max_runs;
+    config.max_runs = budget.max_runs;
+    config.memory_budget = budget.memory_bytes;
     config.executor_token = Some(tokens.executor.clone());
     // Executors this daemon starts connect back over loopback; with TLS they trust its certificate.
     config.executor_tls_ca = paths.tls.as_ref().map(|(cert, _)| cert.clone());

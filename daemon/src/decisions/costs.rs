@@ -80,6 +80,15 @@ pub fn validation_budget(run_budget: f64) -> f64 {
     (run_budget * VALIDATION_SHARE * 1000.0).round() / 1000.0
 }
 
+/// A run's expected peak memory (its executor and the workers it starts) on a stage of
+/// `size`: 200 MiB plus 4.5 KiB per prim, fitted to the bench history's executor peaks on
+/// these 2 cores (10k prims: 227–256 MB for the hall, scatter and composed factories; 100k:
+/// 607–833 MB; the 1M scatter: 4.2 GB). The 1M hall peaked at 14.3 GB, three times the line
+/// (its Phase 4 workers): the estimate orders runs for admission, it is no promise.
+pub fn expected_peak_bytes(size: StageSize) -> u64 {
+    (200.0 * 1048576.0 + 4.5 * 1024.0 * size.prims()) as u64
+}
+
 /// The margin over the expected cost.
 const MARGIN: f64 = 20.0;
 /// No task is given less than this (times the scale).

@@ -3,6 +3,7 @@
 
 pub mod assessment;
 pub mod batch;
+pub mod budget;
 pub mod compare;
 pub mod containment;
 pub mod costs;
