@@ -110,6 +110,9 @@ def test_yes_takes_the_measured_route_and_opens_no_slower_than_the_hand_route(ha
     assert {t["branch"] for t in trials["trials"]} == {"deduplicate-internally", "extract-as-assets", "optimize-as-is"}
     assert all(t["outcome"] == "completed" for t in trials["trials"]), trials
     assert all((out / "trials" / t["branch"]).is_dir() for t in trials["trials"])
+    # The trials are the run's children, not runs of their own: `usdtune runs` lists the one run.
+    listed = [r["workspace"] for r in json.loads(usdtune(env, "runs", "--json").stdout)]
+    assert listed.count(str(out)) == 1 and not [w for w in listed if w.startswith(str(out / "trials"))], listed
     report = json.loads((out / "optimization-report.json").read_text())
     assert report["verdict"] == "improved" and report["structural_summary"]["x_usdtune"]["proof"]["passed"]
     assert report["structural_summary"]["x_usdtune"]["route_trials"]["recommended"] == decision["chosen"]

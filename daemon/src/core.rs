@@ -755,7 +755,7 @@ impl Core {
             &workflow::table::labels(),
             &request,
         );
-        self.db.put(&record).map_err(|e| Refusal::new(Outcome::StateDbUnavailable, e.to_string()))?;
+        self.db.insert(&record).map_err(|e| Refusal::new(Outcome::StateDbUnavailable, e.to_string()))?;
         self.persist_and_announce(&record, EventKind::Snapshot, &record.milestone, "submitted");
         self.start(record.clone());
         Ok(record)
@@ -1132,7 +1132,7 @@ impl Host for Core {
 
     fn persist_and_announce(&self, record: &RunRecord, kind: EventKind, milestone: &str, message: &str) {
         // The database first: it is what a restarted daemon believes.
-        if let Err(e) = self.db.put(record) {
+        if let Err(e) = self.db.update(record) {
             tracing::error!(run = %record.run_id, "cannot persist run: {e}");
         }
         if let Err(e) =

@@ -139,18 +139,38 @@ impl RunDb {
         DbError { path: self.path.clone(), source }
     }
 
-    /// Insert or replace a run's row, in one transaction.
-    pub fn put(&self, record: &RunRecord) -> Result<(), DbError> {
+    /// Add a submitted run's row (or replace it).
+    pub fn insert(&self, record: &RunRecord) -> Result<(), DbError> {
+        self.store(
+            "INSERT INTO runs (run_id, workspace, stage_path, state, code, priority, created_at, updated_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(run_id) DO UPDATE SET workspace = ?2, stage_path = ?3, state = ?4, code = ?5,
+                 priority = ?6, updated_at = ?8, record = ?9",
+            record,
+        )
+        .map(drop)
+    }
+
+    /// Save a run's record over its row, in one transaction. A run with no row (a route
+    /// trial or a later pass: a child its parent drives) is not one of the daemon's: false.
+    pub fn update(&self, record: &RunRecord) -> Result<bool, DbError> {
+        self.store(
+            "UPDATE runs SET workspace = ?2, stage_path = ?3, state = ?4, code = ?5, priority = ?6,
+                 updated_at = ?8, record = ?9
+             WHERE run_id = ?1 AND created_at = ?7",
+            record,
+        )
+        .map(|rows| rows > 0)
+    }
+
+    fn store(&self, sql: &str, record: &RunRecord) -> Result<usize, DbError> {
         let json = serde_json::to_string(record).expect("a record serializes");
         let state = serde_json::to_value(record.state).expect("a state serializes");
         self.conn
             .lock()
             .unwrap()
             .execute(
-                "INSERT INTO runs (run_id, workspace, stage_path, state, code, priority, created_at, updated_at, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(run_id) DO UPDATE SET workspace = ?2, stage_path = ?3, state = ?4, code = ?5,
-                     priority = ?6, updated_at = ?8, record = ?9",
+                sql,
                 params![
                     record.run_id,
                     record.output_dir,
@@ -163,7 +183,6 @@ impl RunDb {
                     json
                 ],
             )
-            .map(drop)
             .map_err(|e| self.fail(e))
     }
 
@@ -310,7 +329,7 @@ impl RunDb {
             if self.get(run_id).is_none() {
                 let workspace = std::fs::read_to_string(entry.path()).unwrap_or_default();
                 let record: Option<RunRecord> = crate::store::Workspace::new(workspace.trim()).read("run").ok();
-                match record.map(|r| self.put(&r)) {
+                match record.map(|r| self.insert(&r)) {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
                         tracing::error!("cannot import run {run_id}: {e}");
@@ -346,11 +365,13 @@ mod tests {
     fn runs_survive_a_reopen_in_submission_order_and_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
         let db = RunDb::open(dir.path()).unwrap();
-        db.put(&record("run-b", "2026-01-02T00:00:00Z")).unwrap();
+        db.insert(&record("run-b", "2026-01-02T00:00:00Z")).unwrap();
         let mut a = record("run-a", "2026-01-01T00:00:00Z");
-        db.put(&a).unwrap();
+        db.insert(&a).unwrap();
         a.state = RunState::Completed;
-        db.put(&a).unwrap();
+        assert!(db.update(&a).unwrap());
+        // A child run its parent drives has no row of its own and gets none.
+        assert!(!db.update(&record("run-child", "2026-01-03T00:00:00Z")).unwrap());
         db.set_owner("run-b", 4242).unwrap();
         drop(db);
 
