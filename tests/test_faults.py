@@ -340,9 +340,14 @@ def test_four_runs_on_three_executors_survive_an_executor_and_the_daemon_killed(
                 page.wait_for_selector("body[data-loaded=yes]", timeout=15_000)
                 shown = {row.get_attribute("data-run-id"): row.get_attribute("data-state")
                          for row in page.query_selector_all("#runs tbody tr")}
+                attempts = [cell.inner_text() for cell in page.query_selector_all("#runs tbody td.tasks")]
             finally:
                 browser.close()
         assert shown == listed and sorted(set(shown.values())) == ["completed"], (shown, listed)
+        # The killed executor's attempt is in the database as lost, and the page says so.
+        lost = [row for run_id in listed for row in task_states(home, run_id) if row[1] == "lost"]
+        assert lost and all(code == "executor_lost" for _, _, code in lost), lost
+        assert any("lost" in text for text in attempts), attempts
     finally:
         for process in attached:
             process.stop(signal.SIGTERM)

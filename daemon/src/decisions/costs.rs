@@ -80,13 +80,15 @@ pub fn validation_budget(run_budget: f64) -> f64 {
     (run_budget * VALIDATION_SHARE * 1000.0).round() / 1000.0
 }
 
-/// A run's expected peak memory (its executor and the workers it starts) on a stage of
-/// `size`: 200 MiB plus 4.5 KiB per prim, fitted to the bench history's executor peaks on
-/// these 2 cores (10k prims: 227–256 MB for the hall, scatter and composed factories; 100k:
-/// 607–833 MB; the 1M scatter: 4.2 GB). The 1M hall peaked at 14.3 GB, three times the line
-/// (its Phase 4 workers): the estimate orders runs for admission, it is no promise.
+/// A run's expected peak memory on a stage of `size`: 200 MiB plus 5.5 KiB per prim. The
+/// executor's share (with the workers it starts), 4.5 KiB per prim, is fitted to the bench
+/// history's executor peaks on these 2 cores (10k prims: 227–256 MB for the hall, scatter and
+/// composed factories; 100k: 607–833 MB; the 1M scatter: 4.2 GB); the daemon's, 1 KiB per
+/// prim, is its prim table during the assessment (0.76 KB per prim on the 100k hall). The 1M
+/// hall's executor peaked at 14.3 GB, three times the line (its Phase 4 workers): the estimate
+/// orders runs for admission, it is no promise.
 pub fn expected_peak_bytes(size: StageSize) -> u64 {
-    (200.0 * 1048576.0 + 4.5 * 1024.0 * size.prims()) as u64
+    (200.0 * 1048576.0 + 5.5 * 1024.0 * size.prims()) as u64
 }
 
 /// The margin over the expected cost.

@@ -24,7 +24,7 @@ pub async fn run(ctx: &PhaseCtx<'_>) -> PhaseResult {
         return Err(Stop::fail(outcome, format!("{message} (see {facts_path})")));
     }
     let started = Instant::now();
-    let table = PrimTable::from_chunks(&chunks).map_err(|e| Stop::fail(Outcome::ExecutorProtocolError, e))?;
+    let table = PrimTable::from_chunks(chunks).map_err(|e| Stop::fail(Outcome::ExecutorProtocolError, e))?;
     let mut result = assessment::assess(&facts, &table);
     let classes = GeometryClasses::from_table(&table);
     let decision_seconds = started.elapsed().as_secs_f64();
