@@ -228,6 +228,9 @@ outcomes! {
         "a task ran past its deadline (its kind's expected cost for the stage's size, with a wide margin): it was \
          cancelled and the executor process the daemon started for it was ended";
     ExecutorSpawnFailed = "executor_spawn_failed", Failed, "daemon", "the local executor could not be started";
+    DaemonRestarted = "daemon_restarted", Failed, "daemon",
+        "a task attempt's lease was held by a daemon that died: the restarted daemon voids it (its state in the \
+         database is `void`) and runs the attempt's phase again";
     StateDbUnavailable = "state_db_unavailable", Failed, "CLI, daemon",
         "the daemon's database of runs and tasks (`usdtune.db` in the data dir) cannot be opened or written (the \
          file is named): check the data dir's permissions and free space";

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::outcome::Outcome;
 use crate::record::{now_rfc3339, RunRecord};
 
 /// How long a write waits for another process holding the database.
@@ -276,9 +277,16 @@ impl RunDb {
             let conn = self.conn.lock().unwrap();
             voided += conn
                 .execute(
-                    "UPDATE tasks SET state = ?1, code = 'daemon_restarted', ended_at = ?2
+                    "UPDATE tasks SET state = ?1, code = ?6, ended_at = ?2
                      WHERE daemon_pid = ?3 AND state IN (?4, ?5)",
-                    params![TaskState::Void.as_str(), now_rfc3339(), pid, open[0], open[1]],
+                    params![
+                        TaskState::Void.as_str(),
+                        now_rfc3339(),
+                        pid,
+                        open[0],
+                        open[1],
+                        Outcome::DaemonRestarted.code()
+                    ],
                 )
                 .unwrap_or(0);
         }
@@ -404,6 +412,7 @@ mod tests {
         let states = |run: &str| db.tasks_of(run).into_iter().map(|t| t.state).collect::<Vec<_>>();
         assert_eq!(states("run-a"), ["leased", "done"]);
         assert_eq!(states("run-b"), ["void"]);
+        assert_eq!(db.tasks_of("run-b")[0].code, Outcome::DaemonRestarted.code());
         assert_eq!(states("run-c"), ["waiting"]);
         let leased = &db.tasks_of("run-a")[0];
         assert_eq!((leased.executor_id.as_str(), leased.attempt), ("exec-1", 1));
