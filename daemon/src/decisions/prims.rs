@@ -324,7 +324,7 @@ pub(crate) mod tests {
         let a = table.index_of("/W/A").unwrap();
         assert_eq!(table.parent[a], table.index_of("/W"));
         assert_eq!(table.rows[a].bounds, Some([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]));
-        assert!(PrimTable::from_chunks(&["{\"path\": [\"/W\"]}"]).is_err());
+        assert!(PrimTable::from_chunks(["{\"path\": [\"/W\"]}"]).is_err());
     }
 
     #[test]
