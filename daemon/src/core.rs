@@ -136,6 +136,11 @@ impl Admission {
         self.next_at().map(|at| self.waiting.remove(at).2)
     }
 
+    /// `record` is driven from now on: it holds its share of the budget until it ends.
+    fn hold(&mut self, record: &RunRecord) {
+        self.driven.insert(record.run_id.clone(), (record.stage_path.clone(), record.output_dir.clone()));
+    }
+
     /// How many waiting runs go before one of `priority` submitted now.
     fn ahead_of(&self, priority: i32) -> usize {
         self.waiting.iter().filter(|(p, _, _)| *p >= priority).count()
@@ -777,11 +782,17 @@ impl Core {
         Need::of(size, std::fs::metadata(stage).map_or(0, |m| m.len()))
     }
 
-    /// Whether `record` may start beside the driven runs now, or why it waits.
-    fn admits(&self, admission: &Admission, record: &RunRecord) -> Result<(), String> {
-        let driven: Vec<Need> = admission.driven.values().map(|(stage, ws)| Self::need_of(stage, ws)).collect();
+    /// The shares the driven runs hold now.
+    fn held(admission: &Admission) -> Vec<Need> {
+        admission.driven.values().map(|(stage, ws)| Self::need_of(stage, ws)).collect()
+    }
+
+    /// Whether `record` may start beside runs holding `held` now (its share, to add to them),
+    /// or why it waits.
+    fn admits(&self, held: &[Need], record: &RunRecord) -> Result<Need, String> {
+        let need = Self::need_of(&record.stage_path, &record.output_dir);
         let free = crate::resources::free_disk_bytes(Path::new(&record.output_dir)).unwrap_or(u64::MAX);
-        admit(&self.budget(), &driven, &Self::need_of(&record.stage_path, &record.output_dir), free)
+        admit(&self.budget(), held, &need, free).map(|()| need)
     }
 
     /// Drive a run now, or queue it when its share of the budget does not fit.
@@ -796,11 +807,9 @@ impl Core {
             // Nobody jumps the queue: the runs waiting are asked in their order, below.
             "it waits for its turn".to_string()
         } else {
-            match self.admits(&admission, &record) {
-                Ok(()) => {
-                    admission
-                        .driven
-                        .insert(record.run_id.clone(), (record.stage_path.clone(), record.output_dir.clone()));
+            match self.admits(&Self::held(&admission), &record) {
+                Ok(_) => {
+                    admission.hold(&record);
                     drop(admission);
                     self.drive(record);
                     return;
@@ -841,13 +850,14 @@ impl Core {
         let mut told = None;
         let waiting = {
             let mut admission = self.admission.lock().unwrap();
+            // Read once per pass; each run started in it adds its share.
+            let mut held = Self::held(&admission);
             while let Some(at) = admission.next_at() {
-                match self.admits(&admission, &admission.waiting[at].2) {
-                    Ok(()) => {
+                match self.admits(&held, &admission.waiting[at].2) {
+                    Ok(need) => {
+                        held.push(need);
                         let (_, _, record) = admission.waiting.remove(at);
-                        admission
-                            .driven
-                            .insert(record.run_id.clone(), (record.stage_path.clone(), record.output_dir.clone()));
+                        admission.hold(&record);
                         starting.push(record);
                     }
                     Err(why) => {

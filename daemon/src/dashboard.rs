@@ -139,7 +139,7 @@ async fn state(
             "phase4_workers_per_run": if max_workers == 0 { cores } else { max_workers },
             // 0: no limit (`usdtune daemon --max-runs`).
             "max_runs": budget.max_runs,
-            "runs_at_once": budget.cores.max(1) * crate::decisions::budget::RUNS_PER_CORE,
+            "runs_at_once": budget.run_shares(),
             "memory_budget_bytes": budget.memory_bytes,
             "data_dir_free_bytes": crate::resources::free_disk_bytes(&data_dir),
             // Shown, reserved by nobody: no task kind uses the GPU.

@@ -27,7 +27,7 @@ use crate::record::{now_rfc3339, RunRecord};
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// The file, under the data dir.
-pub const DB_FILE: &str = "usdtune.db";
+const DB_FILE: &str = "usdtune.db";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -93,7 +93,7 @@ impl TaskState {
 }
 
 /// One attempt at a task, as the database keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRow {
     pub task_id: String,
     pub run_id: String,
@@ -130,10 +130,6 @@ impl RunDb {
         let db = Self { path, conn: Mutex::new(conn) };
         db.import_index_files(&data_dir.join("runs"));
         Ok(db)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn fail(&self, source: rusqlite::Error) -> DbError {

@@ -34,6 +34,13 @@ pub struct Budget {
 /// Runs a core holds at once.
 pub const RUNS_PER_CORE: usize = 2;
 
+impl Budget {
+    /// How many runs the CPU budget drives at once.
+    pub fn run_shares(&self) -> usize {
+        self.cores.max(1) * RUNS_PER_CORE
+    }
+}
+
 /// What one run is expected to hold while it is driven.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Need {
@@ -58,8 +65,7 @@ pub fn admit(budget: &Budget, driven: &[Need], next: &Need, disk_free: u64) -> R
     if budget.max_runs > 0 && running >= budget.max_runs {
         return Err(format!("{running} run(s) are running (--max-runs {})", budget.max_runs));
     }
-    let shares = budget.cores.max(1) * RUNS_PER_CORE;
-    if running >= shares {
+    if running >= budget.run_shares() {
         return Err(format!(
             "{running} run(s) hold the CPU budget ({RUNS_PER_CORE} per core, {} core(s))",
             budget.cores.max(1)

@@ -2,7 +2,7 @@
 USDTUNE_PATH_ROOTS made absolute, the daemon-to-here prefix map as given, and its machine."""
 import os
 
-from usdtune_executor.connection import reach
+from usdtune_executor.connection import reach, use_reach
 
 
 def test_reach_reads_roots_and_map_from_the_environment(monkeypatch, tmp_path):
@@ -15,3 +15,11 @@ def test_reach_reads_roots_and_map_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("USDTUNE_PATH_ROOTS")
     monkeypatch.delenv("USDTUNE_PATH_MAP")
     assert (reach()["path_roots"], reach()["path_map"]) == ([], [])
+
+
+def test_a_hosts_flags_or_settings_override_the_environment_and_empty_ones_leave_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("USDTUNE_PATH_ROOTS", "/from/env")
+    monkeypatch.setenv("USDTUNE_PATH_MAP", "/a=/b")
+    use_reach([str(tmp_path), "/second"], [])
+    assert reach()["path_roots"] == [str(tmp_path), "/second"]
+    assert reach()["path_map"] == ["/a=/b"], "an empty list leaves the variable as it was"

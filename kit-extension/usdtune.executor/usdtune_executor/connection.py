@@ -149,6 +149,14 @@ def use_token_file(path: str) -> None:
         os.environ["USDTUNE_TOKEN"] = handle.read().strip()
 
 
+def use_reach(path_roots, path_map) -> None:
+    """The folders this executor reaches and the daemon's mounts here, given by its host
+    (flags, Kit settings): each list, when not empty, overrides its variable for `reach`."""
+    for values, variable in ((path_roots, "USDTUNE_PATH_ROOTS"), (path_map, "USDTUNE_PATH_MAP")):
+        if values:
+            os.environ[variable] = os.pathsep.join(values)
+
+
 def reach() -> dict:
     """What this executor has and which paths it can reach, as its Hello advertises: CPU count,
     memory, GPUs (from nvidia-smi where there is one), and USDTUNE_PATH_ROOTS (the folders it

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from ..connection import run_executor, use_token_file
+from ..connection import run_executor, use_reach, use_token_file
 
 
 def main(argv=None) -> int:
@@ -24,9 +24,7 @@ def main(argv=None) -> int:
                         help="DAEMON_PREFIX=EXECUTOR_PREFIX (repeatable; else USDTUNE_PATH_MAP)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    for values, variable in ((args.path_root, "USDTUNE_PATH_ROOTS"), (args.path_map, "USDTUNE_PATH_MAP")):
-        if values:
-            os.environ[variable] = os.pathsep.join(values)
+    use_reach(args.path_root, args.path_map)
     if args.token_file:
         try:
             use_token_file(args.token_file)

@@ -12,7 +12,7 @@ import carb
 import carb.settings
 import omni.ext
 
-from ..connection import run_executor, use_token_file
+from ..connection import run_executor, use_reach, use_token_file
 
 SETTINGS_ROOT = "/exts/usdtune.executor"
 
@@ -30,10 +30,7 @@ class UsdtuneExecutorExtension(omni.ext.IExt):
         if tls_ca:
             os.environ["USDTUNE_TLS_CA"] = tls_ca
         # The folders it reaches and the daemon's mounts here (connection.reach advertises them).
-        for key, variable in (("pathRoots", "USDTUNE_PATH_ROOTS"), ("pathMap", "USDTUNE_PATH_MAP")):
-            values = settings.get(f"{SETTINGS_ROOT}/{key}") or []
-            if values:
-                os.environ[variable] = os.pathsep.join(values)
+        use_reach(settings.get(f"{SETTINGS_ROOT}/pathRoots") or [], settings.get(f"{SETTINGS_ROOT}/pathMap") or [])
         self._stop = threading.Event()
         self._thread = None
         if not address:
