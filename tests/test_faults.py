@@ -304,12 +304,20 @@ def test_four_runs_on_three_executors_survive_an_executor_and_the_daemon_killed(
         for out in outs:
             done = usdtune(home, "optimize", str(stage), "-o", str(out), *flags, "--detach", "--json", timeout=60)
             assert done.returncode == 0, done.stderr
-        # kill -9 an attached executor while it holds a task (its wrapper starts it again).
-        busy = wait_for(lambda: next((e for e in state()["executors"]
-                                      if e["executor_id"].startswith("drill-") and e["task"]), None), 120,
-                        "an attached executor to hold a task")
-        os.kill(busy["pid"], signal.SIGKILL)
-        wait_for(lambda: "is leased again" in daemon.output(), 120, "the lost task to be leased again")
+        # kill -9 an attached executor while it holds a task (its wrapper starts it again). The
+        # fixture's tasks take well under a second, so a kill can land just after the result
+        # went out and lose nothing: then a busy executor is killed again, at most five times.
+        for _ in range(5):
+            busy = wait_for(lambda: next((e for e in state()["executors"]
+                                          if e["executor_id"].startswith("drill-") and e["task"]), None), 120,
+                            "an attached executor to hold a task")
+            os.kill(busy["pid"], signal.SIGKILL)
+            try:
+                wait_for(lambda: "is leased again" in daemon.output(), 15, "the lost task to be leased again")
+                break
+            except AssertionError:
+                continue
+        assert "is leased again" in daemon.output(), "no killed executor held a task still running"
         # SIGKILL the daemon while runs are still going.
         wait_for(lambda: any(milestone(out) not in (None, "", "omniverse-usd-performance-tuning") for out in outs),
                  120, "a run to get going")
