@@ -197,3 +197,38 @@ def test_a_run_budget_too_small_for_validation_is_recorded_not_hung(tmp_path):
     assert "cut by the 0.02 s time budget" in phases["usd-validation-runner"]["note"]
     bad = usdtune(env, "optimize", str(stage), "-o", str(tmp_path / "bad"), "--budget=0")
     assert bad.returncode == 2 and "above zero" in bad.stderr
+
+
+def test_representatives_that_do_not_fit_the_budget_are_probed_as_a_sample_that_the_ledger_names(tmp_path):
+    """`--budget 2`: Phase 4's validation may spend 0.8 s, less than its 22 jobs' expected bases
+    alone (0.1 s each), so the plan checks the per-geometry rules on one of the fixture's 17
+    masked subtrees.
+    The executor gets that mask; every per-geometry ledger entry either probed the sample and says
+    so, or did not fit the budget at run time (timeout_recorded); the first jobs start at once,
+    so at least one probed the sample."""
+    stage = tmp_path / "src" / FIXTURE.name
+    stage.parent.mkdir()
+    shutil.copy2(FIXTURE, stage)
+    out = tmp_path / "out"
+    env = isolated_env(tmp_path)
+    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--budget", "2",
+                   "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    classes = json.loads((out / "geometry-classes.json").read_text())
+    assert len(classes["mask_paths"]) == len(classes["mask_sizes"]) == 17
+    first = classes["mask_paths"][0]
+    note = json.loads((out / "validation-scope-note-targets.json").read_text())
+    masked = [t for t in note["targets"] if "mask_paths" in t]
+    assert masked and all(t["mask_paths"] == [first] for t in masked), masked
+    assert "per-geometry rules probed a sample" in note["selection_reason"]
+    report = json.loads((out / "validation-report-targets.json").read_text())
+    of = sum(m["representatives"] for m in classes["mask_sizes"])
+    assert report["runtime_context"]["sample"].endswith(f" of {of} representatives"), report["runtime_context"]
+    per_geometry = {t["concept"] for t in masked}
+    entries = [e for e in report["coverage_ledger"]["entries"] if e["concept"] in per_geometry]
+    assert len(entries) == len(per_geometry)
+    sampled = [e for e in entries if e["status"].startswith("probed")]
+    assert sampled and all(e["reason"].startswith("probed a sample: ") for e in sampled), entries
+    assert all(e["status"] == "timeout_recorded" for e in entries if e not in sampled), entries
+    assert report["coverage_ledger"]["complete"]
+    assert usdtune(env, "check-report", str(out / "optimization-report.json")).returncode == 0

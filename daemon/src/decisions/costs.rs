@@ -13,8 +13,11 @@
 //!
 //! The run budget is what a whole run should take (`--budget`, else 2 min per 100k prims, the
 //! goal on these 2 cores): open-ended work is sized to it. Each validation task may spend a
-//! share of it on its jobs; a job not started within that share is recorded
-//! `timeout_recorded` in the coverage ledger, one that runs past it is stopped. On the 100k
+//! share of it on its jobs. The plan is sized to that share before it runs: when checking every
+//! geometry representative would not fit, the per-geometry rules probe a sample (one masked
+//! subtree in every k) and their ledger entries say so. At run time a job not started within
+//! the share is recorded `timeout_recorded` in the coverage ledger, one that runs past it is
+//! stopped. On the 100k
 //! hall (a 106 s run) the source's validation took 11 s and Phase 4's evidence 20 s, inside
 //! the 48 s share; the composed set that sat 15 minutes in validation on 58c8553 is now bounded.
 
@@ -78,6 +81,36 @@ pub fn run_budget(size: StageSize, given: Option<f64>) -> f64 {
 /// figure the artifacts state is the one the user can compute: 0.05 × 0.4 is 0.02).
 pub fn validation_budget(run_budget: f64) -> f64 {
     (run_budget * VALIDATION_SHARE * 1000.0).round() / 1000.0
+}
+
+/// One validation job's fixed cost on a warm worker: the masked open of a stage of `prims`
+/// (0.8 s on a 30k-prim composed set of 1,764 files; the shipped 600-prim factory's 22 jobs
+/// took 1.5 s on two workers).
+pub fn validation_job_base_seconds(prims: u64) -> f64 {
+    0.1 + 2.5 * prims as f64 / 100_000.0
+}
+
+/// What a per-geometry rule costs beyond its job's base: (seconds per representative mesh,
+/// seconds per MB of the representatives' authored values). Measured one job per rule on one
+/// worker (2 cores, idle): 11,533 representatives of ~42 points on a 30k-prim composed set
+/// (the per-mesh figure), 40 meshes of 10k quads (the per-MB figure; only primitive fitting
+/// costs by size). A rule not measured gets the largest per-mesh figure.
+pub fn per_representative_seconds(concept: &str) -> (f64, f64) {
+    let ms = |per_mesh: f64, per_mb: f64| (per_mesh / 1000.0, per_mb);
+    match concept {
+        "extents_general" => ms(0.45, 0.0),
+        "primvar_indexability" => ms(0.03, 0.0),
+        "primvar_unused" => ms(0.01, 0.0),
+        "vertex_weld" => ms(0.18, 0.006),
+        "topology_zero_area_faces" => ms(0.02, 0.002),
+        "topology_duplicate_faces" => ms(0.01, 0.001),
+        "normals_winding" => ms(0.18, 0.001),
+        "geom_duplicates" => ms(0.07, 0.001),
+        "primitive_fit" => ms(0.05, 0.17),
+        "topology_manifold" => ms(0.015, 0.011),
+        "normals_validity" => ms(0.17, 0.001),
+        _ => ms(0.45, 0.17),
+    }
 }
 
 /// A run's expected peak memory on a stage of `size`: 200 MiB plus 5.5 KiB per prim. The

@@ -15,8 +15,18 @@ pub struct GeometryClasses {
     pub class_count: u64,
     /// The fewest subtree roots that hold every representative and no copy.
     pub mask_paths: Vec<String>,
+    /// What each mask path holds, in the same order: a validation sample is sized from it.
+    #[serde(default)]
+    pub mask_sizes: Vec<MaskSize>,
     /// Classes with more than one member: the representative and its copies.
     pub shared: Vec<SharedClass>,
+}
+
+/// The representatives under one mask path and the bytes of their authored values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaskSize {
+    pub representatives: u64,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -57,14 +67,16 @@ impl GeometryClasses {
             }
         }
         let pure = |i: usize| units[i] > 0 && units[i] == reps[i];
-        let mask_paths = (0..table.rows.len())
-            .filter(|i| pure(*i) && !table.parent[*i].is_some_and(pure))
-            .map(|i| table.rows[i].path.clone())
-            .collect();
+        let roots: Vec<usize> =
+            (0..table.rows.len()).filter(|i| pure(*i) && !table.parent[*i].is_some_and(pure)).collect();
         Self {
             mesh_count: (0..table.rows.len()).filter(|i| table.rows[*i].type_name == "Mesh").count() as u64,
             class_count: members.len() as u64,
-            mask_paths,
+            mask_paths: roots.iter().map(|i| table.rows[*i].path.clone()).collect(),
+            mask_sizes: roots
+                .iter()
+                .map(|i| MaskSize { representatives: reps[*i], bytes: table.rows[*i].bytes })
+                .collect(),
             shared,
         }
     }
@@ -103,6 +115,7 @@ mod tests {
         assert_eq!((classes.mesh_count, classes.class_count), (6, 3));
         // M1 holds only representatives; M3's body is one too, its bolt a copy.
         assert_eq!(classes.mask_paths, ["/F/M1", "/F/M3/Body"]);
+        assert_eq!(classes.mask_sizes.iter().map(|m| m.representatives).collect::<Vec<_>>(), [2, 1]);
         let index = classes.index();
         assert_eq!(classes.expand("/F/M1/Bolt", &index), ["/F/M1/Bolt", "/F/M2/Bolt", "/F/M3/Bolt"]);
         assert_eq!(classes.expand("/F/M1/Body/Subset", &index), ["/F/M1/Body/Subset", "/F/M2/Body/Subset"]);

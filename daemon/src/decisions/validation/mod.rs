@@ -14,8 +14,10 @@ mod plan;
 mod report;
 mod results;
 
-pub use classes::{GeometryClasses, SharedClass};
-pub use plan::{plan, reverify, select, FlaggedPair, Granularity, Job, Placement, Plan, PlanInputs, Row, Scope};
+pub use classes::{GeometryClasses, MaskSize, SharedClass};
+pub use plan::{
+    plan, reverify, select, FlaggedPair, Granularity, Job, Placement, Plan, PlanInputs, Row, Sample, Scope,
+};
 pub use report::{report, Finding, LedgerEntry, ValidationPhase, ValidationReport, ValidatorRow, MAX_SITES};
 pub use results::{Dependencies, ValidateResult};
 

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::decisions::costs;
+
 use super::{
-    concept, GeometryClasses, Provider, ValidationReport, JOB_TIMEOUT_S, LARGE_STAGE_BYTES, LARGE_STAGE_PRIMS,
-    MESH_HYGIENE, PAIR_ROUTING, PRIMVAR_CLEANUP, SAFETY_GATE, SIMULATION_READY, STRUCTURE_BLIND_LOSSLESS_FIXES,
-    WHOLE_STAGE_OPTIMIZATION,
+    concept, seconds_text, GeometryClasses, Provider, ValidationReport, JOB_TIMEOUT_S, LARGE_STAGE_BYTES,
+    LARGE_STAGE_PRIMS, MESH_HYGIENE, PAIR_ROUTING, PRIMVAR_CLEANUP, SAFETY_GATE, SIMULATION_READY,
+    STRUCTURE_BLIND_LOSSLESS_FIXES, WHOLE_STAGE_OPTIMIZATION,
 };
 
 /// A flagged cross-component pair, resolved to prim paths.
@@ -36,6 +38,8 @@ pub struct PlanInputs {
     pub full_sweep_approved: bool,
     /// Seconds the plan's jobs may take together (decisions::costs::validation_budget).
     pub budget_s: Option<f64>,
+    /// Worker processes the executor runs the jobs on (0 reads as 1).
+    pub workers: u32,
 }
 
 impl PlanInputs {
@@ -87,6 +91,77 @@ pub struct Plan {
     /// Seconds the jobs may take together: a job not started within them is recorded as
     /// timed out, one running past them is stopped.
     pub budget_s: Option<f64>,
+    /// The representatives the per-geometry jobs check when all of them would not fit the
+    /// budget (None: every one).
+    pub sample: Option<Sample>,
+}
+
+/// A sample of the geometry representatives: every `stride`-th mask path in path order, so it
+/// spreads over the stage and two runs of one assessment take the same one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub mask_paths: Vec<String>,
+    pub stride: usize,
+    pub representatives: u64,
+    pub of: u64,
+    /// Seconds the plan was expected to take with every representative, on its workers.
+    pub expected_s: f64,
+    pub budget_s: f64,
+}
+
+impl Sample {
+    /// What the ledger and the scope note say about a job run on the sample.
+    pub fn reason(&self) -> String {
+        format!(
+            "probed a sample: {} of {} geometry representatives (one masked subtree in every {}); all of them were expected to take {} s, over the {} s time budget",
+            self.representatives,
+            self.of,
+            self.stride,
+            seconds_text(self.expected_s),
+            seconds_text(self.budget_s)
+        )
+    }
+}
+
+/// The sample of representatives that brings `jobs` inside the plan's budget, or None when
+/// checking every representative fits (or nothing is known to size it by). Costs come from
+/// decisions::costs: a base per job, and per representative and per MB for each per-geometry
+/// rule; the budget spans the executor's workers. The executor's budget still stops whatever
+/// the estimate gets wrong.
+fn sample(inputs: &PlanInputs, jobs: &[Job]) -> Option<Sample> {
+    let budget = inputs.budget_s?;
+    let classes = &inputs.classes;
+    let n = classes.mask_paths.len();
+    if n < 2 || classes.mask_sizes.len() != n {
+        return None;
+    }
+    let representatives: u64 = classes.mask_sizes.iter().map(|m| m.representatives).sum();
+    let mb = classes.mask_sizes.iter().map(|m| m.bytes).sum::<u64>() as f64 / 1e6;
+    let variable: f64 = jobs
+        .iter()
+        .filter(|j| j.scope == Scope::Representatives)
+        .flat_map(|j| j.concepts.iter())
+        .map(|c| {
+            let (per_rep, per_mb) = costs::per_representative_seconds(c);
+            per_rep * representatives as f64 + per_mb * mb
+        })
+        .sum();
+    let workers = inputs.workers.max(1) as f64;
+    let base = costs::validation_job_base_seconds(inputs.prim_count) * jobs.len() as f64;
+    let room = budget * workers - base;
+    if variable <= room {
+        return None;
+    }
+    let stride = if room <= 0.0 { n } else { (variable / room).ceil() as usize }.clamp(2, n);
+    let picked: Vec<usize> = (0..n).step_by(stride).collect();
+    Some(Sample {
+        mask_paths: picked.iter().map(|i| classes.mask_paths[*i].clone()).collect(),
+        stride,
+        representatives: picked.iter().map(|i| classes.mask_sizes[*i].representatives).sum(),
+        of: representatives,
+        expected_s: ((base + variable) / workers * 10.0).round() / 10.0,
+        budget_s: budget,
+    })
 }
 
 impl Plan {
@@ -99,7 +174,9 @@ impl Plan {
                 let mask = match &job.scope {
                     Scope::WholeStage => Value::Null,
                     Scope::Representatives if classes.mask_paths.is_empty() => Value::Null,
-                    Scope::Representatives => json!(classes.mask_paths),
+                    Scope::Representatives => {
+                        json!(self.sample.as_ref().map_or(&classes.mask_paths, |s| &s.mask_paths))
+                    }
                     Scope::Pair(p) => json!([p.enclosing, p.enclosed]),
                 };
                 json!({
@@ -322,8 +399,15 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
     if let Some(budget) = inputs.budget_s.filter(|_| !jobs.is_empty()) {
         reasons.push(format!(
             "time budget: the jobs may take {} s together (a job not started within it is recorded timeout_recorded)",
-            super::seconds_text(budget)
+            seconds_text(budget)
         ));
+    }
+    let sample = if full { None } else { sample(inputs, &jobs) };
+    if let Some(sample) = &sample {
+        reasons.push(format!("per-geometry rules {}", sample.reason()));
+        for target in targets.iter_mut().filter(|t| t.get("mask_paths").is_some()) {
+            target["mask_paths"] = json!(sample.mask_paths);
+        }
     }
     let note = json!({
         "scope": scope,
@@ -335,7 +419,7 @@ pub fn plan(inputs: &PlanInputs, placement: Placement) -> Plan {
         "estimated_time": estimated_time,
         "artifact_paths": [],
     });
-    Plan { note, jobs, openability: placement == Placement::WholeStage, budget_s: inputs.budget_s }
+    Plan { note, jobs, openability: placement == Placement::WholeStage, budget_s: inputs.budget_s, sample }
 }
 
 pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
@@ -367,13 +451,14 @@ pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
         "re-verify of the Phase 4 output: only the {} (target, concept) pair(s) with baseline findings",
         jobs.len()
     ));
-    Plan { note, jobs, openability: false, budget_s: plan.budget_s }
+    Plan { note, jobs, openability: false, budget_s: plan.budget_s, sample: plan.sample.clone() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decisions::validation::testing::inputs;
+    use crate::decisions::validation::MaskSize;
 
     #[test]
     fn selection_follows_the_phase_recommendation() {
@@ -448,5 +533,55 @@ mod tests {
         let full = plan(&i, Placement::Target);
         assert_eq!(full.note["scope"], "approved_full_sweep");
         assert!(full.jobs.iter().all(|j| j.scope == Scope::WholeStage));
+    }
+
+    /// A thousand masked subtrees of ten representatives each: checking them all costs ~5 s
+    /// of rules beyond the jobs' bases.
+    fn many_classes() -> PlanInputs {
+        let mut i = inputs("optimization");
+        i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
+        i.classes.mask_sizes = vec![MaskSize { representatives: 10, bytes: 1000 }; 1000];
+        i.workers = 2;
+        i
+    }
+
+    #[test]
+    fn representatives_that_would_not_fit_the_budget_are_sampled_and_the_note_says_so() {
+        let mut i = many_classes();
+        i.budget_s = Some(100.0);
+        assert_eq!(plan(&i, Placement::Target).sample, None, "a generous budget checks every representative");
+
+        // 7 jobs' bases (0.79 s) leave 3.2 s of two workers' 4 s for 5.0 s of rules: every 2nd.
+        i.budget_s = Some(2.0);
+        let p = plan(&i, Placement::Target);
+        let sample = p.sample.clone().expect("a sample");
+        assert_eq!((sample.stride, sample.mask_paths.len(), sample.representatives, sample.of), (2, 500, 5000, 10_000));
+        assert_eq!(sample.mask_paths[..2], ["/Set/Prop0000", "/Set/Prop0002"]);
+        let params = p.task_params("/s.usda", &i.classes);
+        let weld = params["jobs"].as_array().unwrap().iter().find(|j| j["id"] == "t2-vertex_weld").unwrap();
+        assert_eq!(weld["mask_paths"].as_array().unwrap().len(), 500);
+        let target = p.note["targets"].as_array().unwrap().iter().find(|t| t["concept"] == "vertex_weld").unwrap();
+        assert_eq!(target["mask_paths"].as_array().unwrap().len(), 500);
+        let why = p.note["selection_reason"].as_str().unwrap();
+        assert!(
+            why.contains("probed a sample: 5000 of 10000 geometry representatives (one masked subtree in every 2)"),
+            "{why}"
+        );
+        crate::store::validate("validation-scope-note", &p.note).unwrap();
+
+        // The same assessment samples the same representatives; approval lifts the sample.
+        assert_eq!(plan(&i, Placement::Target).sample, Some(sample));
+        i.full_sweep_approved = true;
+        assert_eq!(plan(&i, Placement::Target).sample, None);
+    }
+
+    #[test]
+    fn a_budget_the_bases_alone_exceed_samples_one_subtree_and_unknown_sizes_sample_nothing() {
+        let mut i = many_classes();
+        i.budget_s = Some(0.3);
+        let sample = plan(&i, Placement::Target).sample.unwrap();
+        assert_eq!((sample.stride, sample.mask_paths.len()), (1000, 1));
+        i.classes.mask_sizes.clear();
+        assert_eq!(plan(&i, Placement::Target).sample, None, "an assessment from before the sizes");
     }
 }

@@ -125,6 +125,9 @@ pub struct ValidationRuntime {
     pub budget_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs_over_budget: Vec<String>,
+    /// The per-geometry jobs' sample, "U of V representatives" (absent: every one checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
     pub unresolved: Vec<String>,
     /// What minimum openability's dependency scan counted (absent when it did not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +197,9 @@ impl ValidationReport {
         if !tiers.is_empty() {
             let walls: Vec<String> = tiers.iter().map(|(k, v)| format!("{k} {v}s")).collect();
             note.push_str(&format!(" (jobs: {})", walls.join(", ")));
+        }
+        if let Some(sample) = &self.runtime_context.sample {
+            note.push_str(&format!("; per-geometry rules on a sample of {sample}"));
         }
         let cut = &self.runtime_context.jobs_over_budget;
         if !cut.is_empty() {
@@ -268,10 +274,11 @@ pub fn report(
                     let sites: u64 = normalized.iter().map(|f| f.site_count).sum();
                     let found = !normalized.is_empty();
                     findings.extend(normalized);
+                    let sampled = plan.sample.as_ref().filter(|_| job.scope == Scope::Representatives);
                     (
                         if found { "probed_with_findings" } else { "probed_clean" },
                         if errors { "FAIL" } else { "PASS" },
-                        String::new(),
+                        sampled.map(|s| s.reason()).unwrap_or_default(),
                         sites,
                     )
                 }
@@ -350,6 +357,11 @@ pub fn report(
             jobs: plan.jobs.len(),
             budget_s: plan.budget_s,
             jobs_over_budget: result.jobs.iter().filter(|j| j.over_budget).map(|j| j.id.clone()).collect(),
+            sample: plan
+                .sample
+                .as_ref()
+                .filter(|_| plan.jobs.iter().any(|j| j.scope == Scope::Representatives))
+                .map(|s| format!("{} of {} representatives", s.representatives, s.of)),
             unresolved,
             dependencies: if plan.openability { openability.dependencies.clone() } else { None },
         },
@@ -533,5 +545,31 @@ mod tests {
         assert!(entry["reason"].as_str().unwrap().contains("code -11"));
         assert_eq!(r["validators"][0]["name"], "minimum_openability");
         assert_eq!(r["validators"][1]["status"], "BLOCKED");
+    }
+
+    #[test]
+    fn a_sampled_job_resolves_its_ledger_entries_and_says_what_it_checked() {
+        let mut i = inputs("optimization");
+        i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
+        i.classes.mask_sizes = vec![crate::decisions::validation::MaskSize { representatives: 10, bytes: 1000 }; 1000];
+        i.workers = 2;
+        i.budget_s = Some(2.0);
+        let p = plan(&i, Placement::Target);
+        let jobs: Vec<Value> = p.jobs.iter()
+            .map(|j| json!({"id": j.id, "status": "ok", "rules": j.concepts.iter().map(|c| json!({"concept": c, "issues": []})).collect::<Vec<_>>()}))
+            .collect();
+        let typed = report(ValidationPhase::Baseline, "/s.usda", &p, &result(json!(jobs)), &i.classes);
+        let r = stored(&typed);
+        let weld =
+            r["coverage_ledger"]["entries"].as_array().unwrap().iter().find(|e| e["concept"] == "vertex_weld").unwrap();
+        assert_eq!(weld["status"], "probed_clean");
+        assert!(weld["reason"].as_str().unwrap().starts_with("probed a sample: 5000 of 10000"), "{weld}");
+        assert_eq!(r["runtime_context"]["sample"], "5000 of 10000 representatives");
+        assert!(
+            typed.note().contains("per-geometry rules on a sample of 5000 of 10000 representatives"),
+            "{}",
+            typed.note()
+        );
+        assert_eq!(r["coverage_ledger"]["complete"], true);
     }
 }

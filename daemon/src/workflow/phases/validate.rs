@@ -94,6 +94,9 @@ pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
             stage_size(&ctx.ws, &record.stage_path),
             record.route.budget_seconds,
         ))),
+        // The executor's own default (tasks/validate.py: one worker per core, at most 8),
+        // read on this machine: a remote executor may have more, and its budget still holds.
+        workers: crate::resources::cpu_count().min(8) as u32,
     })
 }
 
