@@ -36,6 +36,33 @@ def test_every_row_has_one_value_per_column():
     assert by_path["/F/C"]["bounds"] == [20.0, 0.0, 0.0, 22.0, 2.0, 0.0]
 
 
+def test_meshes_reduced_a_batch_at_a_time_give_the_rows_and_totals_of_one_batch(monkeypatch):
+    """The walk reduces its meshes (topology, triangles, local boxes) every BATCH meshes; a
+    batch of two splits the three bodies and an invalid fourth mesh across batches."""
+    from usdtune_executor.workers import stage_walk
+
+    def scene():
+        stage = two_machines()
+        broken = UsdGeom.Mesh.Define(stage, "/F/C/Broken")
+        broken.CreatePointsAttr([(0, 0, 0), (1, 0, 0), (0, 1, 0)])
+        broken.CreateFaceVertexCountsAttr([3])
+        broken.CreateFaceVertexIndicesAttr([0, 1, 7])
+        return stage
+
+    def walked():
+        stage, rows = scene(), []
+        roots = [(str(p.GetPath()), i) for i, p in enumerate(stage.Traverse()) if p.GetParent().IsPseudoRoot()]
+        totals = walk_subtrees(stage, roots, rows.extend)[1]
+        return rows, totals.invalid_meshes, totals.rendered
+
+    whole = walked()
+    monkeypatch.setattr(stage_walk._Meshes, "BATCH", 2)
+    assert walked() == whole
+    rows, invalid, rendered = whole
+    assert [path for path, _ in invalid] == ["/F/C/Broken"]
+    assert sorted(tri for _, tri, _ in rendered) == [1, 1, 1], "the invalid mesh has no triangles counted"
+
+
 def test_copies_placed_apart_hash_alike_and_other_content_does_not():
     by_path = {row["path"]: row for row in walk(two_machines())[0]}
     assert by_path["/F/A"]["hash"] == by_path["/F/B"]["hash"], "placement and name stay out of the hash"

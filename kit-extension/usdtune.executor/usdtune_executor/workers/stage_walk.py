@@ -279,8 +279,7 @@ class Walker:
         totals = self.totals
         counts = totals.counts
         flags = totals.flags
-        meshes = []                            # (position, points, faceVertexCounts, extent)
-        face_indices = {}                      # position -> faceVertexIndices, for the topology check
+        meshes = _Meshes()
         instances = []
         step = max(1, n // 20)
 
@@ -378,8 +377,8 @@ class Walker:
                 extent = values.get("extent")
                 if extent is None:
                     totals.meshes_missing_extent += 1
-                meshes.append((j, values.get("points"), values.get("faceVertexCounts"), extent))
-                face_indices[j] = values.get("faceVertexIndices")
+                meshes.add(j, values.get("points"), values.get("faceVertexCounts"),
+                           values.get("faceVertexIndices"), extent)
             elif is_instance or type_name in NON_MESH_BOUNDABLE:
                 bounds[j] = self._bound(prim)
                 counts["point_instancer_count"] += type_name == "PointInstancer"
@@ -448,11 +447,9 @@ class Walker:
                 progress((n - j) / n)
 
         counts["prim_count"] += n
+        meshes.reduce()
         # Invalid meshes are reported and left out of bounds and triangle counts.
-        invalid = invalid_meshes((j, p, c, face_indices[j]) for j, p, c, _ in meshes)
-        if invalid:
-            self.totals.invalid_meshes.extend((paths[j], problem) for j, problem in sorted(invalid.items()))
-            meshes = [m for m in meshes if m[0] not in invalid]
+        self.totals.invalid_meshes.extend((paths[j], problem) for j, problem in sorted(meshes.invalid.items()))
         self._mesh_bounds(prims, meshes, bounds)
         # Bounds bottom-up: a prim whose own visibility is invisible hides its whole subtree.
         for j in range(n - 1, -1, -1):
@@ -505,22 +502,12 @@ class Walker:
         variant_parts[j].extend(f"/{name}{part}" for part in summary["variants"])
 
     def _mesh_bounds(self, prims, meshes, bounds):
-        """World bounds of every mesh at once: extent (or points) min/max, then the local-to-world
-        transform applied to the box (center and half-size), vectorized over all meshes."""
-        boxes, where = [], []
-        for j, points, _, extent in meshes:
-            source = extent if extent is not None and len(extent) == 2 else points
-            if source is None or len(source) == 0:
-                continue
-            boxes.append(points_array(source))
-            where.append(j)
-        if not boxes:
+        """World bounds of every valid mesh at once: the local-to-world transform applied to its
+        local box (center and half-size), vectorized over all meshes."""
+        if not meshes.where:
             return
-        sizes = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        stacked = np.concatenate(boxes).astype(np.float64)
-        lo = np.minimum.reduceat(stacked, starts, axis=0)
-        hi = np.maximum.reduceat(stacked, starts, axis=0)
+        where = meshes.where
+        lo, hi = np.concatenate(meshes.lo), np.concatenate(meshes.hi)
         matrices = np.array([self.xform_cache.GetLocalToWorldTransform(prims[j]) for j in where])
         linear, translation = matrices[:, :3, :3], matrices[:, 3, :3]
         center = np.einsum("ni,nij->nj", (lo + hi) / 2, linear) + translation
@@ -532,8 +519,7 @@ class Walker:
     def _rendered(self, prims, order, top_of, hidden, meshes, instances):
         """Triangles per bound material of the meshes that may render, instance proxies included.
         Hiding by an ancestor above this walk is applied by the caller (by walk-top order)."""
-        visible = [(j, counts) for j, _, counts, _ in meshes if not hidden[j]]
-        candidates = list(zip((j for j, _ in visible), _triangles([counts for _, counts in visible])))
+        candidates = [(j, tri) for j, tri in meshes.triangles if not hidden[j]]
         proxies = []
         triangles_of = {}
         for j in instances:
@@ -609,6 +595,49 @@ class Walker:
                 entry["opacity"] = float(value) if entry["opacity"] is None else min(entry["opacity"], float(value))
             if any(hint in name.lower() for hint in TRANSMISSION_HINTS) and value not in (None, 0, 0.0, False):
                 entry["transmissive"] = True
+
+
+class _Meshes:
+    """The meshes of one walk, reduced a batch at a time to what the walk needs after its loop:
+    the topology verdict, each valid mesh's triangle count and local box. Holding every mesh's
+    points and indices until the end cost the 100k hall's walk most of its memory."""
+
+    BATCH = 4096
+
+    def __init__(self):
+        self.pending = []        # (position, points, faceVertexCounts, faceVertexIndices, extent)
+        self.invalid = {}        # position -> the first problem found
+        self.triangles = []      # (position, triangles) of each valid mesh, in walk order
+        self.where, self.lo, self.hi = [], [], []  # valid meshes with a box: positions, local min/max
+
+    def add(self, j, points, counts, indices, extent):
+        self.pending.append((j, points, counts, indices, extent))
+        if len(self.pending) >= self.BATCH:
+            self.reduce()
+
+    def reduce(self):
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        invalid = invalid_meshes((j, p, c, i) for j, p, c, i, _ in batch)
+        if invalid:
+            self.invalid.update(invalid)
+            batch = [m for m in batch if m[0] not in invalid]
+        self.triangles.extend(zip((m[0] for m in batch), _triangles([m[2] for m in batch])))
+        boxes = []
+        for j, points, _, _, extent in batch:
+            source = extent if extent is not None and len(extent) == 2 else points
+            if source is None or len(source) == 0:
+                continue
+            boxes.append(points_array(source))
+            self.where.append(j)
+        if not boxes:
+            return
+        sizes = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        stacked = np.concatenate(boxes).astype(np.float64)
+        self.lo.append(np.minimum.reduceat(stacked, starts, axis=0))
+        self.hi.append(np.maximum.reduceat(stacked, starts, axis=0))
 
 
 def walk_subtrees(stage, roots, emit_rows):
