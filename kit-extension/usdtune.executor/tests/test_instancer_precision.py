@@ -6,7 +6,7 @@ import pytest
 from pxr import Gf
 
 from usdtune_executor.errors import TaskError
-from usdtune_executor.usd.instancer_precision import _decompose, _quaternions, uses_point_instancing
+from usdtune_executor.usd.instancer_precision import _Cells, _decompose, _match, _quaternions, uses_point_instancing
 
 
 def matrix(axis, degrees, scale, translate):
@@ -63,3 +63,34 @@ def test_only_a_point_instancer_dedupe_needs_the_restore():
     assert uses_point_instancing([{"operation": "deduplicateGeometry", "args": {"duplicateMethod": 4}}])
     assert not uses_point_instancing([{"operation": "deduplicateGeometry", "args": {"duplicateMethod": 2}}])
     assert not uses_point_instancing([{"operation": "meshCleanup", "args": {}}])
+
+
+def test_copies_in_a_row_are_matched_by_place_without_pairing_every_one_with_every_other():
+    """200 copies sharing x (a row of machines), instances in another order with rotation
+    noise: each finds its own copy, looking at a handful of candidates rather than the row."""
+    originals = np.tile(np.eye(4), (200, 1, 1))
+    originals[:, 3, 2] = np.arange(200) * 2.0
+    candidates = np.argsort(originals[:, 3, 0], kind="stable")
+    order = np.random.default_rng(3).permutation(200)
+    placed = originals[order].copy()
+    placed[:, :3, :3] += 1e-4
+    local = np.tile(np.eye(4), (200, 1, 1))
+    local[:, 3, 0] = 1.0
+    cells = _Cells(originals[candidates, 3, :3])
+    owner, _ = cells.pairs(placed[:, 3, :3], np.full(200, 4e-3))
+    assert len(owner) <= 3 * 200
+    taken = np.zeros(200, dtype=bool)
+    assert np.array_equal(_match(placed, originals, candidates, cells, taken, local, "/I"), order)
+    assert taken.all()
+
+
+def test_an_instance_with_no_copy_near_it_fails_the_target():
+    originals = np.tile(np.eye(4), (2, 1, 1))
+    originals[1, 3, 0] = 5.0
+    placed = originals.copy()
+    placed[1, 3, :3] = (1e4, -1e4, 3.0)  # far outside every copy
+    candidates = np.arange(2)
+    with pytest.raises(TaskError) as raised:
+        _match(placed, originals, candidates, _Cells(originals[candidates, 3, :3]), np.zeros(2, dtype=bool),
+               np.tile(np.eye(4), (2, 1, 1)), "/I")
+    assert raised.value.code == "instancer_precision_unmatched"

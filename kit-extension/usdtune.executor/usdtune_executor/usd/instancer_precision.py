@@ -52,9 +52,11 @@ def restore_float_precision(stage, before: Placements) -> dict:
         return bool(prim) and prim.IsActive() and prim.IsA(UsdGeom.Mesh)
 
     gone = np.array([not still_a_mesh(p) for p in before.mesh_paths], dtype=bool)
-    # The removed copies, sorted once by x: each instancer's instances search them by place.
+    # The removed copies, sorted once by x (ties go to the first) and binned by place: each
+    # instancer's instances search them there.
     candidates = np.flatnonzero(gone)
     candidates = candidates[np.argsort(before.matrices[candidates, 3, 0], kind="stable")]
+    cells = _Cells(before.matrices[candidates, 3, :3])
     taken = np.zeros(len(before.mesh_paths), dtype=bool)
     default = Usd.TimeCode.Default()
     summary = {"instancers": 0, "instances": 0, "max_deviation": 0.0}
@@ -73,7 +75,7 @@ def restore_float_precision(stage, before: Placements) -> dict:
         local = np.array([np.array(cache.GetLocalToWorldTransform(r)) @ np.linalg.inv(np.array(cache.GetLocalToWorldTransform(r.GetParent())))
                           for r in roots]).reshape(-1, 4, 4)
         placed = local[indices] @ half @ world
-        matched = _match(placed, before.matrices, candidates, taken, local[indices], str(prim.GetPath()))
+        matched = _match(placed, before.matrices, candidates, cells, taken, local[indices], str(prim.GetPath()))
         exact = np.linalg.inv(local[indices]) @ before.matrices[matched] @ np.linalg.inv(world)
         positions, orientations, scales = _decompose(exact, str(prim.GetPath()))
         instancer.GetPositionsAttr().Set(Vt.Vec3fArray.FromNumpy(positions.astype(np.float32)))
@@ -92,18 +94,16 @@ def restore_float_precision(stage, before: Placements) -> dict:
     return summary
 
 
-def _match(placed, originals, candidates, taken, local, where: str) -> np.ndarray:
+def _match(placed, originals, candidates, cells, taken, local, where: str) -> np.ndarray:
     """For each instance, the removed copy it replaced: within the band half-precision rotation
     and float rounding allow of where the instance puts its mesh's origin, the copy whose whole
     placement is nearest (copies sharing a spot differ in rotation). Pairs are taken nearest
-    first, each copy once; an instance left without one fails. `candidates` are sorted by x."""
-    xs = originals[candidates, 3, 0]
+    first, each copy once; an instance left without one fails. `candidates` are sorted by x,
+    which breaks ties between equally near copies; `cells` bins their origins."""
     centers = placed[:, 3, :3]
     bands = MATCH_BAND * np.linalg.norm(local[:, 3, :3], axis=1) + FLOAT_TOLERANCE * (1.0 + np.abs(centers).max(axis=1))
-    lows, highs = np.searchsorted(xs, centers[:, 0] - bands), np.searchsorted(xs, centers[:, 0] + bands, side="right")
-    sizes = highs - lows
-    owner = np.repeat(np.arange(len(placed)), sizes)
-    copy = candidates[np.repeat(lows, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)]
+    owner, rank = cells.pairs(centers, bands)
+    copy = candidates[rank]
     keep = ~taken[copy]
     owner, copy = owner[keep], copy[keep]
     offset = np.linalg.norm(originals[copy, 3, :3] - centers[owner], axis=1)
@@ -118,6 +118,50 @@ def _match(placed, originals, candidates, taken, local, where: str) -> np.ndarra
         raise TaskError("instancer_precision_unmatched",
                         f"instance {int(np.argmax(matched < 0))} of {where} replaced no mesh this target had", where)
     return matched
+
+
+class _Cells:
+    """The removed copies' origins binned in cubic cells no smaller than a band, so that an
+    instance looks for its copy in the 27 cells around its own. A search along x alone paired
+    every copy in a row of machines with every other: 147 candidates per mesh on the 100k hall
+    (523 MB and 2.6 s for its 45,024 instances), against one here (24 MB, 0.25 s). Built once
+    per restore and again only when an instancer needs wider cells."""
+
+    def __init__(self, points):
+        self.points = points
+        self.cell = 0.0
+
+    def pairs(self, centers, bands):
+        """(center, point) index pairs, ordered by center then point: every point within its
+        center's band, and some further (the caller measures the distance)."""
+        if not len(self.points) or not len(centers):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if bands.max() > self.cell:
+            self._bin(max(float(bands.max()), 1e-300))
+        home = np.floor((np.clip(centers, self.low, self.high) - self.low) / self.cell).astype(np.int64) + 1
+        owners, ranks = [], []
+        for offset in np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1])).reshape(3, -1).T:
+            wanted = self._key(home + offset)
+            lows, highs = np.searchsorted(self.keys, wanted), np.searchsorted(self.keys, wanted, side="right")
+            sizes = highs - lows
+            owners.append(np.repeat(np.arange(len(centers)), sizes))
+            ranks.append(self.order[np.repeat(lows, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)])
+        owner, rank = np.concatenate(owners), np.concatenate(ranks)
+        by = np.lexsort((rank, owner))
+        return owner[by], rank[by]
+
+    def _bin(self, cell):
+        self.low, self.high = self.points.min(axis=0), self.points.max(axis=0)
+        # At most 2**20 cells a side, so that a cell's three coordinates fit one int64 key.
+        self.cell = max(cell, float((self.high - self.low).max()) / 2**20)
+        keys = self._key(np.floor((self.points - self.low) / self.cell).astype(np.int64) + 1)
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+
+    @staticmethod
+    def _key(coords):
+        side = np.int64(2**20 + 3)
+        return (coords[:, 0] * side + coords[:, 1]) * side + coords[:, 2]
 
 
 def _decompose(matrices, where: str):
