@@ -170,19 +170,25 @@ def test_the_jobs_stay_within_the_budget_and_what_did_not_fit_says_so(validate_t
     assert result["budget_s"] == 4 and by_id["hangs"]["over_budget"] and by_id["queued"]["over_budget"]
 
 
-def test_a_run_budget_too_small_for_validation_is_recorded_not_hung(tmp_path):
-    """`--budget 0.05`: each validation task may spend 0.02 s, less than any validator worker
-    takes to start and answer (0.4 s was not: a warm worker answered the fixture's Tier 1 job in
-    time on a fresh CI machine). The run completes; every validation job is on the ledger as timeout_recorded
-    with the budget named, the scope note states the budget, the run's note counts the cuts."""
+def optimized_with_budget(tmp_path, budget: str):
+    """The fixture (a copy) optimized as is under `--budget BUDGET`: (env, stage, output folder)."""
     stage = tmp_path / "src" / FIXTURE.name
     stage.parent.mkdir()
     shutil.copy2(FIXTURE, stage)
     out = tmp_path / "out"
     env = isolated_env(tmp_path)
-    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--budget", "0.05",
+    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--budget", budget,
                    "--json")
     assert done.returncode == 0, done.stderr[-2000:]
+    return env, stage, out
+
+
+def test_a_run_budget_too_small_for_validation_is_recorded_not_hung(tmp_path):
+    """`--budget 0.05`: each validation task may spend 0.02 s, less than any validator worker
+    takes to start and answer (0.4 s was not: a warm worker answered the fixture's Tier 1 job in
+    time on a fresh CI machine). The run completes; every validation job is on the ledger as timeout_recorded
+    with the budget named, the scope note states the budget, the run's note counts the cuts."""
+    env, stage, out = optimized_with_budget(tmp_path, "0.05")
     for name in ("validation-report", "validation-report-targets"):
         report = json.loads((out / f"{name}.json").read_text())
         assert report["coverage_ledger"]["complete"], name
@@ -200,20 +206,13 @@ def test_a_run_budget_too_small_for_validation_is_recorded_not_hung(tmp_path):
 
 
 def test_representatives_that_do_not_fit_the_budget_are_probed_as_a_sample_that_the_ledger_names(tmp_path):
-    """`--budget 2`: Phase 4's validation may spend 0.8 s, less than its 22 jobs' expected bases
-    alone (0.1 s each), so the plan checks the per-geometry rules on one of the fixture's 17
-    masked subtrees.
-    The executor gets that mask; every per-geometry ledger entry either probed the sample and says
-    so, or did not fit the budget at run time (timeout_recorded); the first jobs start at once,
-    so at least one probed the sample."""
-    stage = tmp_path / "src" / FIXTURE.name
-    stage.parent.mkdir()
-    shutil.copy2(FIXTURE, stage)
-    out = tmp_path / "out"
-    env = isolated_env(tmp_path)
-    done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "optimize-as-is", "--budget", "2",
-                   "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
+    """`--budget 5`: Phase 4's validation may spend 2 s, of which two workers starting (0.8 s)
+    leave less than its 22 jobs' expected bases (0.1 s each), so the plan checks the
+    per-geometry rules on one of the fixture's 17 masked subtrees. The executor gets that mask;
+    every per-geometry ledger entry either probed the sample and says so, or did not fit the
+    budget at run time (timeout_recorded); the first jobs start once the workers have (0.7 s
+    here), so at least one probed the sample."""
+    env, _, out = optimized_with_budget(tmp_path, "5")
     classes = json.loads((out / "geometry-classes.json").read_text())
     assert len(classes["mask_paths"]) == len(classes["mask_sizes"]) == 17
     first = classes["mask_paths"][0]

@@ -83,6 +83,10 @@ pub fn validation_budget(run_budget: f64) -> f64 {
     (run_budget * VALIDATION_SHARE * 1000.0).round() / 1000.0
 }
 
+/// What a validation task's workers spend starting (Python, pxr, both validator packages:
+/// 0.65–0.80 s here) before their first job; they start side by side.
+pub const VALIDATION_WORKER_START_S: f64 = 0.8;
+
 /// One validation job's fixed cost on a warm worker: the masked open of a stage of `prims`
 /// (0.8 s on a 30k-prim composed set of 1,764 files; the shipped 600-prim factory's 22 jobs
 /// took 1.5 s on two workers).

@@ -148,7 +148,7 @@ fn sample(inputs: &PlanInputs, jobs: &[Job]) -> Option<Sample> {
         .sum();
     let workers = inputs.workers.max(1) as f64;
     let base = costs::validation_job_base_seconds(inputs.prim_count) * jobs.len() as f64;
-    let room = budget * workers - base;
+    let room = (budget - costs::VALIDATION_WORKER_START_S) * workers - base;
     if variable <= room {
         return None;
     }
@@ -551,8 +551,9 @@ mod tests {
         i.budget_s = Some(100.0);
         assert_eq!(plan(&i, Placement::Target).sample, None, "a generous budget checks every representative");
 
-        // 7 jobs' bases (0.79 s) leave 3.2 s of two workers' 4 s for 5.0 s of rules: every 2nd.
-        i.budget_s = Some(2.0);
+        // Two workers started (0.8 s each) have 3.4 s of the 2.5 s budget; 7 jobs' bases
+        // (0.79 s) leave 2.6 s of it for 5.0 s of rules: every 2nd subtree.
+        i.budget_s = Some(2.5);
         let p = plan(&i, Placement::Target);
         let sample = p.sample.clone().expect("a sample");
         assert_eq!((sample.stride, sample.mask_paths.len(), sample.representatives, sample.of), (2, 500, 5000, 10_000));
@@ -576,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_the_bases_alone_exceed_samples_one_subtree_and_unknown_sizes_sample_nothing() {
+    fn a_budget_the_start_and_bases_alone_exceed_samples_one_subtree_and_unknown_sizes_sample_nothing() {
         let mut i = many_classes();
         i.budget_s = Some(0.3);
         let sample = plan(&i, Placement::Target).sample.unwrap();

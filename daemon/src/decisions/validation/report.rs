@@ -553,7 +553,7 @@ mod tests {
         i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
         i.classes.mask_sizes = vec![crate::decisions::validation::MaskSize { representatives: 10, bytes: 1000 }; 1000];
         i.workers = 2;
-        i.budget_s = Some(2.0);
+        i.budget_s = Some(2.5);
         let p = plan(&i, Placement::Target);
         let jobs: Vec<Value> = p.jobs.iter()
             .map(|j| json!({"id": j.id, "status": "ok", "rules": j.concepts.iter().map(|c| json!({"concept": c, "issues": []})).collect::<Vec<_>>()}))
