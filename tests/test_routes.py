@@ -9,6 +9,7 @@ meshCleanup → deduplicateGeometry → computeExtents), timed in the same test:
 per open, the two outputs alternating, the median of the per-round ratios.
 """
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -113,6 +114,13 @@ def test_yes_takes_the_measured_route_and_opens_no_slower_than_the_hand_route(ha
     # The trials are the run's children, not runs of their own: `usdtune runs` lists the one run.
     listed = [r["workspace"] for r in json.loads(usdtune(env, "runs", "--json").stdout)]
     assert listed.count(str(out)) == 1 and not [w for w in listed if w.startswith(str(out / "trials"))], listed
+    # ... and their task attempts are the run's: the after-profile's paired capture once for the
+    # run and once for each trial, all in the database under the run's id.
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    with sqlite3.connect(f"file:{env['USDTUNE_HOME']}/usdtune.db?mode=ro", uri=True) as db:
+        pairs = db.execute("SELECT COUNT(*) FROM tasks WHERE run_id = ? AND kind = 'profile_pair' AND state = 'done'",
+                           (run_id,)).fetchone()[0]
+    assert pairs >= 1 + len(trials["trials"]), pairs
     report = json.loads((out / "optimization-report.json").read_text())
     assert report["verdict"] == "improved" and report["structural_summary"]["x_usdtune"]["proof"]["passed"]
     assert report["structural_summary"]["x_usdtune"]["route_trials"]["recommended"] == decision["chosen"]

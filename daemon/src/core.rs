@@ -1043,7 +1043,7 @@ impl Host for Core {
                 // Pool workers (Phase 4) are standalone processes whatever the run's runtime.
                 let runtime = task.runtime.filter(|_| task.pool.is_none());
                 let task_id = uuid::Uuid::new_v4().to_string();
-                self.db.task_begun(&task_id, task.run_id, task.kind, attempt);
+                self.db.task_begun(&task_id, task.owner_run_id, task.kind, attempt);
                 let (executor_id, outcome, usage) = self
                     .hub
                     .run_task_in(&task_id, task.pool, runtime, task.kind, &task.params, progress, wait, limits.clone())

@@ -272,6 +272,10 @@ pub const MAX_RUNTIME_ERRORS: usize = 20;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
+    /// The submitted run a child run (a route trial, a later pass) belongs to: its task
+    /// attempts are recorded under that run. Empty for a submitted run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent_run_id: String,
     pub stage_path: String,
     pub output_dir: String,
     pub state: RunState,
@@ -315,6 +319,15 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The submitted run this one is or belongs to.
+    pub fn owner_run_id(&self) -> &str {
+        if self.parent_run_id.is_empty() {
+            &self.run_id
+        } else {
+            &self.parent_run_id
+        }
+    }
+
     pub fn new(
         run_id: String,
         stage_path: String,
@@ -324,6 +337,7 @@ impl RunRecord {
     ) -> Self {
         Self {
             run_id,
+            parent_run_id: String::new(),
             stage_path,
             output_dir,
             state: RunState::Queued,

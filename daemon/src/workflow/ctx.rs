@@ -147,6 +147,7 @@ impl<'a> PhaseCtx<'a> {
         let deadline = task_deadline(kind, stage_size(&self.ws, &record.stage_path), host.task_deadline_scale());
         let request = TaskRequest {
             run_id: &record.run_id,
+            owner_run_id: record.owner_run_id(),
             milestone: self.milestone,
             pool,
             runtime: record.route.runtime.as_deref(),

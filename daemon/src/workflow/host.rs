@@ -15,6 +15,8 @@ use crate::record::{EventKind, RunRecord};
 /// One executor task of a run's phase.
 pub struct TaskRequest<'a> {
     pub run_id: &'a str,
+    /// The submitted run the attempt is recorded under (a child run's parent).
+    pub owner_run_id: &'a str,
     /// The phase label, for progress events.
     pub milestone: &'a str,
     /// Run it on this worker pool's executors only (Phase 4 targets), else on any.

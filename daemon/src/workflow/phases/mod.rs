@@ -42,6 +42,7 @@ pub(crate) fn child_run(
     let labels: Vec<&str> = parent.phases.iter().map(|p| p.milestone.as_str()).collect();
     let mut child =
         RunRecord::new(new_run_id(), parent.stage_path.clone(), submission.output_dir.clone(), &labels, &submission);
+    child.parent_run_id = parent.owner_run_id().to_string();
     child.route = parent.route.clone();
     adjust(&mut child.route);
     child.working_stage_path = parent.working_stage_path.clone();
