@@ -181,13 +181,22 @@ def reach() -> dict:
             "path_map": split("USDTUNE_PATH_MAP")}
 
 
+# The largest message either side takes, as the daemon's executor service does (64 MiB). gRPC's
+# default here is 4 MiB: a 1M-prim composed set's Phase 4 validation task (every job listing its
+# 58,823 masked subtrees) was refused as it arrived, and the daemon saw its executor lost.
+MAX_MESSAGE_BYTES = 64 << 20
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+
+
 def open_channel(address: str):
     """TLS when USDTUNE_TLS_CA names the CA certificate to trust, plain gRPC otherwise."""
     ca = os.environ.get("USDTUNE_TLS_CA", "")
     if not ca:
-        return grpc.insecure_channel(address)
+        return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     with open(ca, "rb") as handle:
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=handle.read()))
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=handle.read()),
+                                   options=CHANNEL_OPTIONS)
 
 
 def run_executor(address: str, executor_id: str, runtime: str,

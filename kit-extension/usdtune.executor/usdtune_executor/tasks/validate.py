@@ -4,6 +4,7 @@ The daemon decides which concepts run where (daemon/src/decisions/validation.rs)
 only executes the jobs and reports what each rule found, timed out on, or could not load.
 Jobs run in worker processes (validation_worker.py), several at once, each under a wall-clock
 limit: a rule that hangs or crashes costs its own job and a worker restart, nothing else.
+A mask several jobs share (the geometry representatives) comes once, named, in `masks`.
 All jobs together stay within the plan's time budget (`budget_s`, from the run's budget): a job
 is given at most what is left of it, and a job not started before it is spent is not run;
 both are reported as timeouts that say so, so the ledger records them (timeout_recorded).
@@ -201,9 +202,16 @@ def _worker_count(params) -> int:
     return max(1, min(count, params.get("max_workers", 8)))
 
 
+def _with_masks(jobs, masks):
+    """Jobs with a named mask (`"mask_paths": "representatives"`, one list in `masks` that
+    several jobs share, so the task carries it once) given that mask's paths."""
+    return [{**job, "mask_paths": masks[job["mask_paths"]]} if isinstance(job.get("mask_paths"), str) else job
+            for job in jobs]
+
+
 def run(params, reporter):
     stage_path = check_stage_path(params["stage_path"])
-    jobs = params.get("jobs", [])
+    jobs = _with_masks(params.get("jobs", []), params.get("masks", {}))
     timeout_s = float(params.get("timeout_s", DEFAULT_TIMEOUT_S))
     budget = _Budget(params.get("budget_s"))
     started = time.perf_counter()
