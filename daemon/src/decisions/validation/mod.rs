@@ -348,4 +348,14 @@ pub(crate) mod testing {
             ..Default::default()
         }
     }
+
+    /// An optimization posture over a thousand masked subtrees of ten representatives each, on
+    /// two workers: checking them all costs ~5 s of rules beyond the jobs' bases.
+    pub fn many_classes() -> PlanInputs {
+        let mut i = inputs("optimization");
+        i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
+        i.classes.mask_sizes = vec![super::MaskSize { representatives: 10, bytes: 1000 }; 1000];
+        i.workers = 2;
+        i
+    }
 }

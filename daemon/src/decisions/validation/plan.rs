@@ -461,8 +461,7 @@ pub fn reverify(plan: &Plan, baseline: &ValidationReport) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decisions::validation::testing::inputs;
-    use crate::decisions::validation::MaskSize;
+    use crate::decisions::validation::testing::{inputs, many_classes};
 
     #[test]
     fn selection_follows_the_phase_recommendation() {
@@ -538,16 +537,6 @@ mod tests {
         let full = plan(&i, Placement::Target);
         assert_eq!(full.note["scope"], "approved_full_sweep");
         assert!(full.jobs.iter().all(|j| j.scope == Scope::WholeStage));
-    }
-
-    /// A thousand masked subtrees of ten representatives each: checking them all costs ~5 s
-    /// of rules beyond the jobs' bases.
-    fn many_classes() -> PlanInputs {
-        let mut i = inputs("optimization");
-        i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
-        i.classes.mask_sizes = vec![MaskSize { representatives: 10, bytes: 1000 }; 1000];
-        i.workers = 2;
-        i
     }
 
     #[test]

@@ -449,7 +449,7 @@ fn exact_copies(c: &Concept, job: &Job, classes: &GeometryClasses) -> Vec<Findin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decisions::validation::testing::inputs;
+    use crate::decisions::validation::testing::{inputs, many_classes};
     use crate::decisions::validation::{plan, reverify, FlaggedPair, Placement};
     use serde_json::{json, Value};
 
@@ -549,10 +549,7 @@ mod tests {
 
     #[test]
     fn a_sampled_job_resolves_its_ledger_entries_and_says_what_it_checked() {
-        let mut i = inputs("optimization");
-        i.classes.mask_paths = (0..1000).map(|k| format!("/Set/Prop{k:04}")).collect();
-        i.classes.mask_sizes = vec![crate::decisions::validation::MaskSize { representatives: 10, bytes: 1000 }; 1000];
-        i.workers = 2;
+        let mut i = many_classes();
         i.budget_s = Some(2.5);
         let p = plan(&i, Placement::Target);
         let jobs: Vec<Value> = p.jobs.iter()
