@@ -20,6 +20,8 @@
 //! Plain functions over the report and manifests as JSON (the documents a downstream tool
 //! reads), unit-tested on the upstream README's own failing examples.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -187,16 +189,26 @@ pub fn coverage(report: &Value, manifests: &[Value]) -> Vec<String> {
         errors.push("target_coverage.complete is true but an entry is not resolved".into());
     }
     if !manifests.is_empty() {
-        let mut planned: Vec<(&str, Option<i64>)> = Vec::new();
-        for target in manifests.iter().flat_map(|m| items(&m["phase4_targets"])) {
+        // Keyed by path: a ref-remap manifest lists a file per asset, and comparing every
+        // entry with every target took 83.8 s at 58,823 (0.10 s keyed). The last listing of
+        // a path counts; the errors come in the order of those listings.
+        let mut planned: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+        for (order, target) in manifests.iter().flat_map(|m| items(&m["phase4_targets"])).enumerate() {
             if let Some(path) = target["path"].as_str() {
-                planned.retain(|(p, _)| *p != path);
-                planned.push((path, int(&target["mesh_count"])));
+                planned.insert(path, (order, int(&target["mesh_count"])));
             }
         }
-        let covered: Vec<&str> = entries.iter().filter_map(|e| e["path"].as_str()).collect();
-        for (path, meshes) in &planned {
-            match entries.iter().find(|e| e["path"].as_str() == Some(path)) {
+        let mut by_path: HashMap<&str, &Value> = HashMap::new();
+        for entry in entries {
+            if let Some(path) = entry["path"].as_str() {
+                by_path.entry(path).or_insert(entry);
+            }
+        }
+        let mut listed: Vec<(&str, usize, Option<i64>)> =
+            planned.iter().map(|(path, (order, meshes))| (*path, *order, *meshes)).collect();
+        listed.sort_unstable_by_key(|(_, order, _)| *order);
+        for (path, _, meshes) in listed {
+            match by_path.get(path) {
                 None => errors.push(format!("{path}: a manifest's Phase 4 target has no coverage entry")),
                 Some(e) if e["disposition"] == "skipped_zero_meshes" && meshes.is_some_and(|n| n > 0) => errors.push(
                     format!("{path}: skipped_zero_meshes but the manifest counts {} meshes", meshes.unwrap_or(0)),
@@ -204,7 +216,7 @@ pub fn coverage(report: &Value, manifests: &[Value]) -> Vec<String> {
                 Some(_) => {}
             }
         }
-        for path in covered.iter().filter(|c| !planned.iter().any(|(p, _)| p == *c)) {
+        for path in entries.iter().filter_map(|e| e["path"].as_str()).filter(|p| !planned.contains_key(p)) {
             errors.push(format!("{path}: covered but in no manifest's phase4_targets"));
         }
     }
