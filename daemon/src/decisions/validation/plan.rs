@@ -40,6 +40,9 @@ pub struct PlanInputs {
     pub budget_s: Option<f64>,
     /// Worker processes the executor runs the jobs on (0 reads as 1).
     pub workers: u32,
+    /// The baseline profile's warm open of the stage, seconds (None before one is measured):
+    /// each job's masked open costs about as much (decisions::costs).
+    pub warm_open_s: Option<f64>,
 }
 
 impl PlanInputs {
@@ -147,7 +150,7 @@ fn sample(inputs: &PlanInputs, jobs: &[Job]) -> Option<Sample> {
         })
         .sum();
     let workers = inputs.workers.max(1) as f64;
-    let base = costs::validation_job_base_seconds(inputs.prim_count) * jobs.len() as f64;
+    let base = costs::validation_job_base_seconds(inputs.prim_count, inputs.warm_open_s) * jobs.len() as f64;
     let room = (budget - costs::VALIDATION_WORKER_START_S) * workers - base;
     if variable <= room {
         return None;
@@ -566,6 +569,23 @@ mod tests {
         // The same assessment samples the same representatives; approval lifts the sample.
         assert_eq!(plan(&i, Placement::Target).sample, Some(sample));
         i.full_sweep_approved = true;
+        assert_eq!(plan(&i, Placement::Target).sample, None);
+    }
+
+    #[test]
+    fn a_measured_warm_open_is_each_jobs_base() {
+        // At 500 prims the fit puts a job's base at 0.11 s: 100 s checks every representative.
+        let mut i = many_classes();
+        i.budget_s = Some(100.0);
+        assert_eq!(plan(&i, Placement::Target).sample, None);
+        // The same stage measured to open warm in 28 s: 7 masked opens of 28.1 s leave 1.7 s
+        // of the two workers' 198.4 s for ~5 s of rules.
+        i.warm_open_s = Some(28.0);
+        let sample = plan(&i, Placement::Target).sample.expect("a sample");
+        assert_eq!((sample.stride, sample.mask_paths.len()), (3, 334));
+        assert!(sample.expected_s > 100.0, "{}", sample.expected_s);
+        // A profile without a warm open (structural-only) falls back to the fit.
+        i.warm_open_s = Some(0.0);
         assert_eq!(plan(&i, Placement::Target).sample, None);
     }
 

@@ -97,6 +97,11 @@ pub fn plan_inputs(ctx: &PhaseCtx<'_>) -> Result<PlanInputs, Stop> {
         // The executor's own default (tasks/validate.py: one worker per core, at most 8),
         // read on this machine: a remote executor may have more, and its budget still holds.
         workers: crate::resources::cpu_count().min(8) as u32,
+        // A structural-only baseline (no pxr timings) has no warm open.
+        warm_open_s: ctx
+            .read_opt::<serde_json::Value>("profile-baseline")?
+            .and_then(|p| p["warm_open_ms"].as_f64())
+            .map(|ms| ms / 1000.0),
     })
 }
 
