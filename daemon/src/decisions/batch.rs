@@ -22,6 +22,13 @@ pub const WORKER_BASE_BYTES: u64 = 400 << 20;
 pub const FILE_EXPANSION: u64 = 6;
 /// A batch whose slowest target took this many times its median has a long tail.
 pub const LONG_TAIL_RATIO: f64 = 4.0;
+/// After the pilot, a batch of quick targets holds about this many seconds of them, each lane
+/// taking the next target as it frees up: rounds of one target per lane waited on the slower
+/// of each pair (a 100k composed set's 5,882 targets of ~11 ms ran in 2,941 rounds), and a
+/// cancel or a change of concurrency still comes within seconds.
+pub const BATCH_SECONDS: f64 = 2.0;
+/// The most targets per lane in one batch.
+pub const MAX_TARGETS_PER_LANE: usize = 64;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetWeight {
@@ -111,6 +118,26 @@ pub struct BatchObservation {
     pub seconds: Vec<f64>,
 }
 
+impl BatchObservation {
+    /// The median target's seconds (None before any target finished).
+    pub fn median_seconds(&self) -> Option<f64> {
+        let mut sorted = self.seconds.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied()
+    }
+}
+
+/// How many targets the next batch runs through its `lanes`: one per lane for the pilot (no
+/// target timed yet) and for targets that take seconds, more per lane for quick ones so the
+/// batch holds about BATCH_SECONDS of work.
+pub fn batch_size(lanes: usize, median_seconds: Option<f64>, remaining: usize) -> usize {
+    let per_lane = match median_seconds {
+        Some(s) if s > 0.0 => ((BATCH_SECONDS / s).floor() as usize).clamp(1, MAX_TARGETS_PER_LANE),
+        _ => 1,
+    };
+    (lanes.max(1) * per_lane).min(remaining).max(1)
+}
+
 /// Concurrency for the next batch of the same group, with the reason: serial after a
 /// failure, fewer when the observed memory says so, more after a healthy batch.
 pub fn next_concurrency(observed: &BatchObservation, budget: &Budget, remaining: usize) -> (usize, String) {
@@ -123,19 +150,29 @@ pub fn next_concurrency(observed: &BatchObservation, budget: &Budget, remaining:
     }
     let peak = observed.peak_rss_bytes.iter().copied().max().unwrap_or(0);
     let memory_fit = if peak > 0 { budget.fit(peak) } else { budget.fit(WORKER_BASE_BYTES) };
-    let mut sorted = observed.seconds.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
-    let slowest = sorted.last().copied().unwrap_or(0.0);
+    let median = observed.median_seconds().unwrap_or(0.0);
+    let slowest = observed.seconds.iter().copied().fold(0.0, f64::max);
     let (wanted, why) = if memory_fit < current {
         (memory_fit, format!("peak worker memory {} MiB: only {memory_fit} fit", peak >> 20))
     } else if median > 0.0 && slowest > LONG_TAIL_RATIO * median {
-        (current, format!("long tail ({slowest:.1} s against a median of {median:.1} s): keeping {current}"))
+        (
+            current,
+            format!("long tail ({} against a median of {}): keeping {current}", duration(slowest), duration(median)),
+        )
     } else {
         (current * 2, format!("healthy batch (peak worker memory {} MiB): doubling", peak >> 20))
     };
     let n = wanted.min(budget.cap()).min(memory_fit).min(remaining).max(1);
-    (n, format!("{why}; next batch {n}"))
+    (n, format!("{why}; {n} worker(s) next"))
+}
+
+/// Seconds for a reason's text: milliseconds below one second (small targets take ~10 ms).
+fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.1} s")
+    }
 }
 
 /// A short stable tag of a path (FNV-1a 64, hex) that tells apart outputs whose file names
@@ -204,6 +241,16 @@ mod tests {
             ..healthy
         };
         assert_eq!(next_concurrency(&tail, &b, 30).0, 4);
+    }
+
+    #[test]
+    fn quick_targets_run_many_per_lane_after_the_pilot() {
+        assert_eq!(batch_size(2, None, 5882), 2, "the pilot: one target per lane");
+        assert_eq!(batch_size(2, Some(0.011), 5882), 2 * MAX_TARGETS_PER_LANE, "11 ms targets: the cap");
+        assert_eq!(batch_size(2, Some(0.1), 5882), 40, "2 s of 0.1 s targets per lane");
+        assert_eq!(batch_size(4, Some(3.0), 5882), 4, "targets of seconds: one per lane, as the pilot");
+        assert_eq!(batch_size(2, Some(0.011), 7), 7, "never more than what is left");
+        assert_eq!(batch_size(0, Some(0.0), 7), 1);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Phase 4b: the targets still to optimize, run in dependency groups (prototypes first),
 //! each group in batches whose concurrency the pilot and every later batch decide
 //! (decisions::batch). Each target runs in a standalone worker process; a target that fails
-//! is blocked with its error and the others go on.
+//! is blocked with its error and the others go on. After the pilot, a batch of quick targets
+//! runs several per worker, each worker taking the next as it frees up.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::restructure::source_asset_paths;
@@ -46,19 +48,27 @@ pub async fn run(
     'groups: for group in order.chunk_by(|a, b| rank(*a) == rank(*b)) {
         let group_weights: Vec<TargetWeight> = group.iter().map(|&i| weights[i].clone()).collect();
         let (mut concurrency, mut reason) = batch::initial_concurrency(&group_weights, &budget(ctx));
+        let mut size = batch::batch_size(concurrency, None, group.len());
         let mut queue: VecDeque<usize> = group.iter().copied().collect();
         while !queue.is_empty() {
             if ctx.is_cancelled() {
                 outcome = Err(Stop::fail(Outcome::Cancelled, "cancelled by request between Phase 4 batches"));
                 break 'groups;
             }
-            let members: Vec<usize> = queue.drain(..concurrency.min(queue.len())).collect();
+            let members: Vec<usize> = queue.drain(..size.min(queue.len())).collect();
             let pooled = host.ensure_workers(&pool, concurrency)?;
             let started = Instant::now();
-            let results = futures::future::join_all(members.iter().map(|&i| {
-                optimize_target(ctx, pooled.then_some(pool.as_str()), &targets[i], operations, source_asset_paths)
-            }))
-            .await;
+            // `concurrency` lanes, each taking the next target as soon as its last one ends.
+            let lane_pool = pooled.then_some(pool.as_str());
+            let mut results: Vec<(usize, _)> = futures::stream::iter(members.iter().copied().enumerate())
+                .map(|(k, i)| async move {
+                    (k, optimize_target(ctx, lane_pool, &targets[i], operations, source_asset_paths).await)
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            results.sort_unstable_by_key(|(k, _)| *k);
+            let results = results.into_iter().map(|(_, result)| result);
             let mut observed = BatchObservation { concurrency, ..Default::default() };
             for (&i, result) in members.iter().zip(results) {
                 let status = &mut statuses[i];
@@ -125,6 +135,10 @@ pub async fn run(
                 break 'groups;
             }
             (concurrency, reason) = batch::next_concurrency(&observed, &budget(ctx), queue.len());
+            size = batch::batch_size(concurrency, observed.median_seconds(), queue.len());
+            if size > concurrency {
+                reason = format!("{reason}, {size} targets through them");
+            }
             host.release_workers(&pool, concurrency).await;
         }
     }
