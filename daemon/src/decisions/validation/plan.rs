@@ -41,7 +41,7 @@ pub struct PlanInputs {
     /// Worker processes the executor runs the jobs on (0 reads as 1).
     pub workers: u32,
     /// The baseline profile's warm open of the stage, seconds (None before one is measured):
-    /// each job's masked open costs about as much (decisions::costs).
+    /// a job's masked open of a many-file stage costs about as much (decisions::costs).
     pub warm_open_s: Option<f64>,
 }
 
@@ -584,9 +584,12 @@ mod tests {
         let sample = plan(&i, Placement::Target).sample.expect("a sample");
         assert_eq!((sample.stride, sample.mask_paths.len()), (3, 334));
         assert!(sample.expected_s > 100.0, "{}", sample.expected_s);
-        // A profile without a warm open (structural-only) falls back to the fit.
-        i.warm_open_s = Some(0.0);
+        // A small stage's warm open of milliseconds leaves the fit's base (the --budget 5 test
+        // on the fixture); so does a profile without one (structural-only).
+        i.warm_open_s = Some(0.004);
         assert_eq!(plan(&i, Placement::Target).sample, None);
+        i.budget_s = Some(2.5);
+        assert_eq!(plan(&i, Placement::Target).sample.map(|s| s.stride), Some(2), "as with the fit alone");
     }
 
     #[test]
