@@ -100,6 +100,25 @@ def test_every_dedupe_route_survives_phase_4_on_nested_stations(hall, branch):
         assert all(p.GetPath().pathElementCount > 2 for p in inside), [str(p.GetPath()) for p in inside]
 
 
+def test_the_same_route_writes_the_same_bytes_again(hall):
+    """A pipeline caches and diffs by content: the same stage through the same route (here the
+    one with point instancers and their float-precision restore) writes the same files, byte
+    for byte, in a second run."""
+    env, stage, root = hall
+
+    def written(out):
+        if not (out / "optimization-report.json").is_file():
+            done = usdtune(env, "optimize", str(stage), "-o", str(out), "--restructure", "deduplicate-internally",
+                           "--json")
+            assert done.returncode == 0, done.stderr[-3000:]
+        folder = Path(json.loads((out / "optimization-report.json").read_text())["output_path"]).parent
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    first, again = written(root / "deduplicate-internally"), written(root / "again")
+    assert first and sorted(first) == sorted(again)
+    assert [name for name in first if first[name] != again[name]] == []
+
+
 def test_yes_takes_the_measured_route_and_opens_no_slower_than_the_hand_route(hall):
     env, stage, root = hall
     out = root / "yes"
