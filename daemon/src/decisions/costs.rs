@@ -92,8 +92,9 @@ pub const VALIDATION_WORKER_START_S: f64 = 0.8;
 /// took 1.5 s on two workers). A masked open of a many-file stage opens nearly every file, as
 /// the baseline profile's warm open does, and that measured figure is the base where it is
 /// larger: the 1M-prim composed set of 58,823 files opened warm in 32.7 s where the fit says
-/// 24.1 s, and 3 of its 7 Phase 4 jobs were cut at run time. A small stage's warm open (ms)
-/// misses the job's own fixed cost, which the fit's constant holds.
+/// 24.1 s, and 3 of its 7 Phase 4 jobs were cut at run time (they still were with this base,
+/// under load: docs/bench/validation.md). A small stage's warm open (ms) misses the job's own
+/// fixed cost, which the fit's constant holds.
 pub fn validation_job_base_seconds(prims: u64, warm_open_s: Option<f64>) -> f64 {
     let fit = 0.1 + 2.5 * prims as f64 / 100_000.0;
     warm_open_s.map_or(fit, |open| fit.max(0.1 + open))
