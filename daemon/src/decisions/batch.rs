@@ -9,6 +9,8 @@
 
 use serde::Serialize;
 
+use crate::decisions::validation::seconds_text;
+
 /// Mesh counts from which a target is heavy (floor-scale) or medium (a sub-asset).
 pub const HEAVY_MESHES: u64 = 20_000;
 pub const MEDIUM_MESHES: u64 = 1_000;
@@ -157,22 +159,17 @@ pub fn next_concurrency(observed: &BatchObservation, budget: &Budget, remaining:
     } else if median > 0.0 && slowest > LONG_TAIL_RATIO * median {
         (
             current,
-            format!("long tail ({} against a median of {}): keeping {current}", duration(slowest), duration(median)),
+            format!(
+                "long tail ({} s against a median of {} s): keeping {current}",
+                seconds_text(slowest),
+                seconds_text(median)
+            ),
         )
     } else {
         (current * 2, format!("healthy batch (peak worker memory {} MiB): doubling", peak >> 20))
     };
     let n = wanted.min(budget.cap()).min(memory_fit).min(remaining).max(1);
     (n, format!("{why}; {n} worker(s) next"))
-}
-
-/// Seconds for a reason's text: milliseconds below one second (small targets take ~10 ms).
-fn duration(seconds: f64) -> String {
-    if seconds < 1.0 {
-        format!("{:.0} ms", seconds * 1000.0)
-    } else {
-        format!("{seconds:.1} s")
-    }
 }
 
 /// A short stable tag of a path (FNV-1a 64, hex) that tells apart outputs whose file names

@@ -299,8 +299,8 @@ pub const CONVERTER_WORDS: &[&str] = &[
     "sketchup",
 ];
 
-/// A time budget as every message writes it (the executor's `_seconds` too): one decimal,
-/// two below a second, so a small budget does not read as 0.0 s.
+/// Seconds as the daemon's messages write a budget or a duration (the executor's `_seconds`
+/// too): one decimal, two below a second, so a small one does not read as 0.0 s.
 pub fn seconds_text(seconds: f64) -> String {
     if seconds < 1.0 {
         format!("{seconds:.2}")
